@@ -1,0 +1,86 @@
+//! `table_allocator_server -c CONFIG`: leases routing-table numbers.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use tracing::{info, warn, Level};
+
+use mhr::config::{ServerConfig, DEFAULT_CONFIG_PATH};
+use mhr::logging::{self, Target};
+use mhr::server::{self, Server};
+
+/// Leases unique routing-table numbers per address family to
+/// table_allocator_client over an abstract AF_UNIX datagram socket.
+#[derive(Parser, Debug)]
+#[command(
+    name = "table_allocator_server",
+    version,
+    after_help = "Example:\n  table_allocator_server -c /etc/table_allocator_server_config.json\n\nSee table_allocator_server_config.json(5) for the keys."
+)]
+struct Args {
+    /// Path to the JSON config (comments allowed).
+    #[arg(short = 'c', long = "config", default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// Log to syslog, whatever the config says.
+    #[arg(short = 's', long = "syslog")]
+    syslog: bool,
+    /// Log debug messages too.
+    #[arg(short = 'v', long = "verbose")]
+    verbose: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let loaded = ServerConfig::load(&args.config)?;
+    let config = loaded.config;
+    let level = if args.verbose { Level::DEBUG } else { Level::INFO };
+    let target = if args.syslog || config.do_syslog {
+        Target::Syslog {
+            ident: "table_allocator_server",
+        }
+    } else if let Some(path) = &config.log_path {
+        Target::File(path)
+    } else {
+        Target::Stderr
+    };
+    logging::init(target, level)?;
+    for w in loaded.warnings {
+        warn!("{w}");
+    }
+    if let Some(dir) = config.db_path.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create database directory {}", dir.display()))?;
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(async {
+        let server = Server::open(config.clone())?;
+        let socket = mhr::dgram::bind_abstract(&config.socket_path, config.socket_padded)
+            .with_context(|| format!("cannot bind abstract socket @{}", config.socket_path))?;
+        info!(
+            socket = %config.socket_path,
+            offset = config.table_offset,
+            tables = config.num_tables,
+            timeout = config.table_timeout,
+            families = ?config.families.iter().map(|f| f.name()).collect::<Vec<_>>(),
+            "table allocator server ready"
+        );
+        server::run(socket, server, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

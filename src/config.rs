@@ -1,0 +1,358 @@
+//! The server's config file: the original keys in JSON with `//` and `/* */`
+//! comments, plus additions with defaults. See `docs/config.md`.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::protocol::{Family, MAX_ABSTRACT_NAME};
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/table_allocator_server_config.json";
+pub const DEFAULT_DB_PATH: &str = "/var/lib/table-allocator/leases.db";
+/// Bounds the bitmaps' memory (128 KiB per family at this size).
+pub const MAX_NUM_TABLES: u32 = 1 << 20;
+
+const KNOWN_KEYS: &[&str] = &[
+    "socket_path",
+    "table_offset",
+    "num_tables",
+    "table_timeout",
+    "db_path",
+    "do_syslog",
+    "log_path",
+    "addr_families",
+    "allowed_uids",
+    "allowed_gids",
+    "socket_padded",
+    "metrics_path",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path} is not valid JSON: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("config {path}: key {key:?}: {message}")]
+    Key {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub socket_path: String,
+    pub table_offset: u32,
+    pub num_tables: u32,
+    /// Seconds.
+    pub table_timeout: u64,
+    pub db_path: PathBuf,
+    pub do_syslog: bool,
+    pub log_path: Option<PathBuf>,
+    pub families: Vec<Family>,
+    pub allowed_uids: Vec<u32>,
+    pub allowed_gids: Vec<u32>,
+    /// Bind the NUL-padded abstract name, as the original does.
+    pub socket_padded: bool,
+    /// Prometheus text file rewritten after changes.
+    pub metrics_path: Option<PathBuf>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            socket_path: crate::protocol::DEFAULT_SERVER_NAME.into(),
+            table_offset: 10000,
+            num_tables: 1000,
+            table_timeout: 3600,
+            db_path: DEFAULT_DB_PATH.into(),
+            do_syslog: false,
+            log_path: None,
+            families: vec![Family::Inet, Family::Inet6],
+            allowed_uids: Vec::new(),
+            allowed_gids: Vec::new(),
+            socket_padded: true,
+            metrics_path: None,
+        }
+    }
+}
+
+/// A parsed config and the warnings it produced (unknown keys).
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: ServerConfig,
+    pub warnings: Vec<String>,
+}
+
+impl ServerConfig {
+    pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
+        let value: Value = json5::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let Value::Object(obj) = value else {
+            return Err(ConfigError::Syntax {
+                path: path.to_owned(),
+                message: "the top level must be an object".into(),
+            });
+        };
+        let r = Reader { path, obj: &obj };
+        let mut warnings = Vec::new();
+        for key in obj.keys() {
+            if !KNOWN_KEYS.contains(&key.as_str()) {
+                warnings.push(format!(
+                    "config {}: unknown key {key:?} ignored",
+                    path.display()
+                ));
+            }
+        }
+        let d = ServerConfig::default();
+        let socket_path = r.string("socket_path")?.unwrap_or(d.socket_path);
+        if socket_path.is_empty() || socket_path.len() > MAX_ABSTRACT_NAME || socket_path.contains('\0') {
+            return Err(r.bad(
+                "socket_path",
+                format!("must be 1 to {MAX_ABSTRACT_NAME} bytes without NUL"),
+            ));
+        }
+        let table_offset = r.uint("table_offset")?.unwrap_or(d.table_offset as u64);
+        let num_tables = r.uint("num_tables")?.unwrap_or(d.num_tables as u64);
+        let table_timeout = r.uint("table_timeout")?.unwrap_or(d.table_timeout);
+        if table_offset == 0 {
+            return Err(r.bad("table_offset", "must be at least 1 (table 0 is the kernel's unspec table)"));
+        }
+        if num_tables == 0 || num_tables > MAX_NUM_TABLES as u64 {
+            return Err(r.bad("num_tables", format!("must be 1 to {MAX_NUM_TABLES}")));
+        }
+        let last = table_offset + num_tables - 1;
+        if last > u32::MAX as u64 {
+            return Err(r.bad(
+                "num_tables",
+                format!("table_offset {table_offset} + num_tables {num_tables} leaves the 32-bit table range"),
+            ));
+        }
+        if table_offset <= 255 && last >= 253 {
+            return Err(r.bad(
+                "table_offset",
+                format!("the range {table_offset}..={last} covers the kernel's tables 253-255 (default, main, local)"),
+            ));
+        }
+        if table_timeout == 0 {
+            return Err(r.bad("table_timeout", "must be at least 1 second"));
+        }
+        // Deadlines are kept as Instants; keep them far from overflow.
+        if table_timeout > 10 * 365 * 86400 {
+            return Err(r.bad("table_timeout", "must be at most ten years"));
+        }
+        let families = match obj.get("addr_families") {
+            None => d.families,
+            Some(Value::Object(fams)) => {
+                let mut out = Vec::new();
+                for (name, v) in fams {
+                    let family = Family::ALL
+                        .into_iter()
+                        .find(|f| f.name() == name)
+                        .ok_or_else(|| {
+                            r.bad("addr_families", format!("unknown family {name:?} (inet, inet6, unspec)"))
+                        })?;
+                    match v {
+                        Value::Bool(true) => out.push(family),
+                        Value::Bool(false) => {}
+                        _ => {
+                            return Err(r.bad(
+                                &format!("addr_families.{name}"),
+                                "must be true or false",
+                            ))
+                        }
+                    }
+                }
+                out.sort();
+                out
+            }
+            Some(_) => return Err(r.bad("addr_families", "must be an object of booleans")),
+        };
+        if families.is_empty() {
+            return Err(r.bad("addr_families", "enables no address family"));
+        }
+        let config = ServerConfig {
+            socket_path,
+            table_offset: table_offset as u32,
+            num_tables: num_tables as u32,
+            table_timeout,
+            db_path: r.string("db_path")?.map(PathBuf::from).unwrap_or(d.db_path),
+            do_syslog: r.boolean("do_syslog")?.unwrap_or(d.do_syslog),
+            log_path: r.string("log_path")?.map(PathBuf::from),
+            families,
+            allowed_uids: r.ids("allowed_uids")?,
+            allowed_gids: r.ids("allowed_gids")?,
+            socket_padded: r.boolean("socket_padded")?.unwrap_or(d.socket_padded),
+            metrics_path: r.string("metrics_path")?.map(PathBuf::from),
+        };
+        if config.db_path.as_os_str().is_empty() {
+            return Err(r.bad("db_path", "must not be empty"));
+        }
+        Ok(Loaded { config, warnings })
+    }
+}
+
+struct Reader<'a> {
+    path: &'a Path,
+    obj: &'a Map<String, Value>,
+}
+
+impl Reader<'_> {
+    fn bad(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Key {
+            path: self.path.to_owned(),
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn string(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        match self.obj.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(self.bad(key, format!("must be a string, not {other}"))),
+        }
+    }
+
+    fn boolean(&self, key: &str) -> Result<Option<bool>, ConfigError> {
+        match self.obj.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(other) => Err(self.bad(key, format!("must be true or false, not {other}"))),
+        }
+    }
+
+    /// A whole, non-negative number; `86400.5`, `-1` and `"60"` are refused.
+    fn uint(&self, key: &str) -> Result<Option<u64>, ConfigError> {
+        match self.obj.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => {
+                if let Some(u) = n.as_u64() {
+                    return Ok(Some(u));
+                }
+                // json5 may hand whole numbers over as floats.
+                match n.as_f64() {
+                    Some(f) if f >= 0.0 && f.fract() == 0.0 && f <= u64::MAX as f64 => {
+                        Ok(Some(f as u64))
+                    }
+                    _ => Err(self.bad(key, format!("must be a whole number >= 0, not {n}"))),
+                }
+            }
+            Some(other) => Err(self.bad(key, format!("must be a number, not {other}"))),
+        }
+    }
+
+    fn ids(&self, key: &str) -> Result<Vec<u32>, ConfigError> {
+        match self.obj.get(key) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    v.as_u64()
+                        .and_then(|u| u32::try_from(u).ok())
+                        .ok_or_else(|| self.bad(key, format!("{v} is not a uid/gid")))
+                })
+                .collect(),
+            Some(other) => Err(self.bad(key, format!("must be a list of numbers, not {other}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Loaded, ConfigError> {
+        ServerConfig::parse(text, Path::new("test.json"))
+    }
+
+    fn key_error(text: &str) -> String {
+        match parse(text) {
+            Err(ConfigError::Key { key, .. }) => key,
+            other => panic!("expected a key error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn original_example_with_comments() {
+        let loaded = parse(
+            r#"{
+            "socket_path": "tas_socket",
+            "table_offset": 10000,
+            "num_tables": 32,
+            "table_timeout": 86400,
+            "db_path": "/tmp/tas.db",
+            "do_syslog": true,
+            //"log_path": "/tmp/tas.log",
+            /* block
+               comment */
+            "addr_families": { "inet": true, "inet6": false, "unspec": false }
+        }"#,
+        )
+        .unwrap();
+        let c = loaded.config;
+        assert!(loaded.warnings.is_empty());
+        assert_eq!(c.table_timeout, 86400);
+        assert_eq!(c.num_tables, 32);
+        assert_eq!(c.families, vec![Family::Inet]);
+        assert_eq!(c.db_path, PathBuf::from("/tmp/tas.db"));
+        assert!(c.do_syslog);
+        assert_eq!(c.log_path, None);
+        assert!(c.socket_padded);
+    }
+
+    #[test]
+    fn unknown_keys_warn() {
+        let loaded = parse(r#"{"db_path": "/x", "tabel_offset": 5}"#).unwrap();
+        assert_eq!(loaded.warnings.len(), 1);
+        assert!(loaded.warnings[0].contains("tabel_offset"));
+    }
+
+    #[test]
+    fn impossible_values_name_their_key() {
+        assert_eq!(key_error(r#"{"table_offset": 0}"#), "table_offset");
+        assert_eq!(key_error(r#"{"table_offset": 200, "num_tables": 100}"#), "table_offset");
+        assert_eq!(key_error(r#"{"table_offset": 253, "num_tables": 1}"#), "table_offset");
+        assert_eq!(key_error(r#"{"table_offset": 4294967295, "num_tables": 2}"#), "num_tables");
+        assert_eq!(key_error(r#"{"num_tables": 0}"#), "num_tables");
+        assert_eq!(key_error(r#"{"table_timeout": 0}"#), "table_timeout");
+        assert_eq!(key_error(r#"{"table_timeout": -5}"#), "table_timeout");
+        assert_eq!(key_error(r#"{"table_timeout": 1.5}"#), "table_timeout");
+        assert_eq!(key_error(r#"{"table_timeout": "60"}"#), "table_timeout");
+        assert_eq!(key_error(r#"{"do_syslog": 1}"#), "do_syslog");
+        assert_eq!(key_error(r#"{"socket_path": ""}"#), "socket_path");
+        assert_eq!(
+            key_error(r#"{"addr_families": {"inet": false, "inet6": false}}"#),
+            "addr_families"
+        );
+        assert_eq!(key_error(r#"{"addr_families": {"ipx": true}}"#), "addr_families");
+        assert_eq!(key_error(r#"{"addr_families": {"inet": "yes"}}"#), "addr_families.inet");
+        assert_eq!(key_error(r#"{"allowed_uids": [-1]}"#), "allowed_uids");
+        // Tables 1..=252 are fine, as is a range above 255.
+        assert!(parse(r#"{"table_offset": 1, "num_tables": 252}"#).is_ok());
+        assert!(parse(r#"{"table_offset": 256, "num_tables": 4294967040}"#).is_err());
+    }
+
+    #[test]
+    fn syntax_and_missing_file() {
+        assert!(matches!(parse("{"), Err(ConfigError::Syntax { .. })));
+        assert!(matches!(parse("[]"), Err(ConfigError::Syntax { .. })));
+        let err = ServerConfig::load(Path::new("/nonexistent/tas.json")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/tas.json"));
+    }
+}

@@ -1,0 +1,14 @@
+//! multihomed-routing: policy routing for Linux hosts with several uplinks.
+//!
+//! Every interface address gets its own routing table, leased from the table
+//! allocator server; rules pick the table. Decision logic is pure and returns
+//! plans; thin layers apply them to sockets, sqlite and netlink.
+
+pub mod allocator;
+pub mod config;
+pub mod dgram;
+pub mod leases;
+pub mod logging;
+pub mod protocol;
+pub mod server;
+pub mod store;

@@ -1,0 +1,589 @@
+//! Wire protocol v1 of the table allocator, as spoken by the original C
+//! implementation: JSON objects in AF_UNIX datagrams between abstract names.
+//!
+//! Field order on the wire follows the original so that captured datagrams
+//! compare byte for byte. See `docs/protocol.md`.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::SocketAddr;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+pub const VERSION: u64 = 1;
+/// Largest datagram either side accepts; the original used the same limit.
+pub const MAX_DATAGRAM: usize = 512;
+/// `IFNAMSIZ - 1`.
+pub const MAX_IFNAME: usize = 15;
+pub const MAX_TAG: usize = 127;
+/// `sun_path` is 108 bytes; the abstract name follows the leading NUL.
+pub const MAX_ABSTRACT_NAME: usize = 107;
+pub const DEFAULT_SERVER_NAME: &str = "tas_socket";
+
+pub const CMD_REQ: u64 = 0;
+pub const CMD_REL: u64 = 1;
+pub const CMD_RESP: u64 = 2;
+pub const CMD_ERROR: u64 = 3;
+
+/// Address family codes (Linux `AF_*` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    Unspec,
+    Inet,
+    Inet6,
+}
+
+impl Family {
+    pub const ALL: [Family; 3] = [Family::Unspec, Family::Inet, Family::Inet6];
+
+    pub fn code(self) -> u8 {
+        match self {
+            Family::Unspec => 0,
+            Family::Inet => 2,
+            Family::Inet6 => 10,
+        }
+    }
+
+    pub fn from_code(code: u64) -> Option<Family> {
+        match code {
+            0 => Some(Family::Unspec),
+            2 => Some(Family::Inet),
+            10 => Some(Family::Inet6),
+            _ => None,
+        }
+    }
+
+    /// The config key naming this family's pool.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Unspec => "unspec",
+            Family::Inet => "inet",
+            Family::Inet6 => "inet6",
+        }
+    }
+
+    /// Parses an address for this family and returns its canonical text, so
+    /// that `2001:DB8::1` and `2001:db8::1` name one lease.
+    pub fn canonical_address(self, text: &str) -> Option<String> {
+        let addr: IpAddr = text.parse().ok()?;
+        match (self, addr) {
+            (Family::Inet, IpAddr::V4(_))
+            | (Family::Inet6, IpAddr::V6(_))
+            | (Family::Unspec, _) => Some(addr.to_string()),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Stable error codes of the `cmd` 3 reply (our addition to v1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    Malformed,
+    NotObject,
+    TooLarge,
+    BadVersion,
+    BadCmd,
+    BadFamily,
+    BadIfname,
+    BadAddress,
+    BadTag,
+    FamilyDisabled,
+    PoolExhausted,
+    NotPermitted,
+    Internal,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 13] = [
+        ErrorCode::Malformed,
+        ErrorCode::NotObject,
+        ErrorCode::TooLarge,
+        ErrorCode::BadVersion,
+        ErrorCode::BadCmd,
+        ErrorCode::BadFamily,
+        ErrorCode::BadIfname,
+        ErrorCode::BadAddress,
+        ErrorCode::BadTag,
+        ErrorCode::FamilyDisabled,
+        ErrorCode::PoolExhausted,
+        ErrorCode::NotPermitted,
+        ErrorCode::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Malformed => "malformed",
+            ErrorCode::NotObject => "not_object",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::BadVersion => "bad_version",
+            ErrorCode::BadCmd => "bad_cmd",
+            ErrorCode::BadFamily => "bad_family",
+            ErrorCode::BadIfname => "bad_ifname",
+            ErrorCode::BadAddress => "bad_address",
+            ErrorCode::BadTag => "bad_tag",
+            ErrorCode::FamilyDisabled => "family_disabled",
+            ErrorCode::PoolExhausted => "pool_exhausted",
+            ErrorCode::NotPermitted => "not_permitted",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refused datagram: the code goes on the wire, the message to the human.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct WireError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl WireError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        WireError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Request,
+    Release,
+}
+
+/// What identifies a lease: one per (family, interface, address).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LeaseKey {
+    pub family: Family,
+    pub ifname: String,
+    pub address: String,
+}
+
+impl fmt::Display for LeaseKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} {}", self.family, self.ifname, self.address)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub action: Action,
+    pub key: LeaseKey,
+    pub tag: Option<String>,
+}
+
+/// Serialized in the original's field order.
+#[derive(Serialize)]
+struct RequestWire<'a> {
+    address: &'a str,
+    ifname: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tag: Option<&'a str>,
+    addr_family: u8,
+    cmd: u64,
+    version: u64,
+}
+
+impl Request {
+    pub fn encode(&self) -> Vec<u8> {
+        let wire = RequestWire {
+            address: &self.key.address,
+            ifname: &self.key.ifname,
+            tag: self.tag.as_deref(),
+            addr_family: self.key.family.code(),
+            cmd: match self.action {
+                Action::Request => CMD_REQ,
+                Action::Release => CMD_REL,
+            },
+            version: VERSION,
+        };
+        serde_json::to_vec(&wire).expect("request serializes")
+    }
+
+    /// Decodes and validates one datagram. Every way a request can be wrong
+    /// maps to an [`ErrorCode`]; nothing here panics on input.
+    pub fn decode(bytes: &[u8]) -> Result<Request, WireError> {
+        if bytes.len() > MAX_DATAGRAM {
+            return Err(WireError::new(
+                ErrorCode::TooLarge,
+                format!("datagram of {} bytes exceeds {MAX_DATAGRAM}", bytes.len()),
+            ));
+        }
+        // The original sent C strings; tolerate a trailing NUL.
+        let bytes = bytes.strip_suffix(&[0]).unwrap_or(bytes);
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| WireError::new(ErrorCode::Malformed, format!("invalid JSON: {e}")))?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| WireError::new(ErrorCode::NotObject, "request is not a JSON object"))?;
+
+        match obj.get("version").and_then(Value::as_u64) {
+            Some(VERSION) => {}
+            _ => {
+                return Err(WireError::new(
+                    ErrorCode::BadVersion,
+                    format!("version must be {VERSION}"),
+                ))
+            }
+        }
+        let action = match obj.get("cmd").and_then(Value::as_u64) {
+            Some(CMD_REQ) => Action::Request,
+            Some(CMD_REL) => Action::Release,
+            _ => {
+                return Err(WireError::new(
+                    ErrorCode::BadCmd,
+                    format!("cmd must be {CMD_REQ} (request) or {CMD_REL} (release)"),
+                ))
+            }
+        };
+        let family = obj
+            .get("addr_family")
+            .and_then(Value::as_u64)
+            .and_then(Family::from_code)
+            .ok_or_else(|| {
+                WireError::new(ErrorCode::BadFamily, "addr_family must be 0, 2 or 10")
+            })?;
+        let ifname = str_field(obj, "ifname", ErrorCode::BadIfname)?;
+        validate_ifname(ifname)?;
+        let address_text = str_field(obj, "address", ErrorCode::BadAddress)?;
+        let address = family.canonical_address(address_text).ok_or_else(|| {
+            WireError::new(
+                ErrorCode::BadAddress,
+                format!("{address_text:?} is not an {family} address"),
+            )
+        })?;
+        let tag = match obj.get("tag") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(t)) if t.len() <= MAX_TAG && !t.contains('\0') => Some(t.clone()),
+            Some(_) => {
+                return Err(WireError::new(
+                    ErrorCode::BadTag,
+                    format!("tag must be a string of at most {MAX_TAG} bytes"),
+                ))
+            }
+        };
+        Ok(Request {
+            action,
+            key: LeaseKey {
+                family,
+                ifname: ifname.to_owned(),
+                address,
+            },
+            tag,
+        })
+    }
+}
+
+fn str_field<'a>(
+    obj: &'a Map<String, Value>,
+    name: &str,
+    code: ErrorCode,
+) -> Result<&'a str, WireError> {
+    obj.get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| WireError::new(code, format!("{name} must be a string")))
+}
+
+/// The kernel's rules for interface names (`dev_valid_name`).
+pub fn validate_ifname(name: &str) -> Result<(), WireError> {
+    let bad = |why: &str| {
+        Err(WireError::new(
+            ErrorCode::BadIfname,
+            format!("interface name {name:?} {why}"),
+        ))
+    };
+    if name.is_empty() {
+        return bad("is empty");
+    }
+    if name.len() > MAX_IFNAME {
+        return bad("is longer than 15 bytes");
+    }
+    if name == "." || name == ".." {
+        return bad("is reserved");
+    }
+    if name
+        .chars()
+        .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+    {
+        return bad("contains '/', ':', white space or a control character");
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// `table` 0 with `lease_expires` 0 acknowledges a release.
+    Lease { table: u32, lease_expires: u64 },
+    Error(WireError),
+}
+
+#[derive(Serialize)]
+struct LeaseWire {
+    version: u64,
+    cmd: u64,
+    table: u32,
+    lease_expires: u64,
+}
+
+#[derive(Serialize)]
+struct ErrorWire<'a> {
+    version: u64,
+    cmd: u64,
+    error: &'a str,
+    message: &'a str,
+}
+
+impl Reply {
+    pub fn released() -> Reply {
+        Reply::Lease {
+            table: 0,
+            lease_expires: 0,
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = match self {
+            Reply::Lease {
+                table,
+                lease_expires,
+            } => serde_json::to_vec(&LeaseWire {
+                version: VERSION,
+                cmd: CMD_RESP,
+                table: *table,
+                lease_expires: *lease_expires,
+            }),
+            Reply::Error(e) => serde_json::to_vec(&ErrorWire {
+                version: VERSION,
+                cmd: CMD_ERROR,
+                error: e.code.as_str(),
+                message: &e.message,
+            }),
+        }
+        .expect("reply serializes");
+        if out.len() > MAX_DATAGRAM {
+            // Only an error message can be long; keep the reply inside the limit.
+            if let Reply::Error(e) = self {
+                let short = WireError::new(e.code, e.message.chars().take(200).collect::<String>());
+                out = Reply::Error(short).encode();
+            }
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Reply, WireError> {
+        let bytes = bytes.strip_suffix(&[0]).unwrap_or(bytes);
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| WireError::new(ErrorCode::Malformed, format!("invalid JSON: {e}")))?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| WireError::new(ErrorCode::NotObject, "reply is not a JSON object"))?;
+        if obj.get("version").and_then(Value::as_u64) != Some(VERSION) {
+            return Err(WireError::new(ErrorCode::BadVersion, "unknown reply version"));
+        }
+        match obj.get("cmd").and_then(Value::as_u64) {
+            Some(CMD_RESP) => {
+                let table = obj
+                    .get("table")
+                    .and_then(Value::as_u64)
+                    .and_then(|t| u32::try_from(t).ok())
+                    .ok_or_else(|| WireError::new(ErrorCode::Malformed, "reply without table"))?;
+                let lease_expires = obj
+                    .get("lease_expires")
+                    .and_then(Value::as_u64)
+                    .ok_or_else(|| {
+                        WireError::new(ErrorCode::Malformed, "reply without lease_expires")
+                    })?;
+                Ok(Reply::Lease {
+                    table,
+                    lease_expires,
+                })
+            }
+            Some(CMD_ERROR) => {
+                let code = obj
+                    .get("error")
+                    .and_then(Value::as_str)
+                    .and_then(ErrorCode::parse)
+                    .unwrap_or(ErrorCode::Internal);
+                let message = obj
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned();
+                Ok(Reply::Error(WireError { code, message }))
+            }
+            _ => Err(WireError::new(ErrorCode::BadCmd, "unknown reply cmd")),
+        }
+    }
+}
+
+/// Seconds of CLOCK_MONOTONIC_RAW: the clock `lease_expires` is measured in.
+pub fn wire_clock_secs() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_RAW)
+        .map(|t| t.tv_sec() as u64)
+        .unwrap_or(0)
+}
+
+/// The client's own abstract name, as the original formed it.
+pub fn client_socket_name(key: &LeaseKey) -> String {
+    format!("{}-{}-{}", key.ifname, key.address, key.family.code())
+}
+
+/// Builds an abstract socket address. The original binds and sends with the
+/// full `sockaddr_un`, so its names are NUL-padded to 107 bytes; a peer that
+/// uses the short form addresses a different socket.
+pub fn abstract_addr(name: &str, padded: bool) -> std::io::Result<SocketAddr> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() > MAX_ABSTRACT_NAME || bytes.contains(&0) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("abstract socket name {name:?} must be 1 to {MAX_ABSTRACT_NAME} bytes without NUL"),
+        ));
+    }
+    if padded {
+        let mut full = [0u8; MAX_ABSTRACT_NAME];
+        full[..bytes.len()].copy_from_slice(bytes);
+        SocketAddr::from_abstract_name(full)
+    } else {
+        SocketAddr::from_abstract_name(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> LeaseKey {
+        LeaseKey {
+            family: Family::Inet,
+            ifname: "veth0".into(),
+            address: "10.10.0.2".into(),
+        }
+    }
+
+    #[test]
+    fn encodes_request_like_the_original() {
+        let req = Request {
+            action: Action::Request,
+            key: key(),
+            tag: None,
+        };
+        assert_eq!(
+            String::from_utf8(req.encode()).unwrap(),
+            r#"{"address":"10.10.0.2","ifname":"veth0","addr_family":2,"cmd":0,"version":1}"#
+        );
+        let rel = Request {
+            action: Action::Release,
+            key: key(),
+            tag: Some("mytag".into()),
+        };
+        assert_eq!(
+            String::from_utf8(rel.encode()).unwrap(),
+            r#"{"address":"10.10.0.2","ifname":"veth0","tag":"mytag","addr_family":2,"cmd":1,"version":1}"#
+        );
+    }
+
+    #[test]
+    fn encodes_replies_like_the_original() {
+        let r = Reply::Lease {
+            table: 10000,
+            lease_expires: 5528,
+        };
+        assert_eq!(
+            r.encode(),
+            br#"{"version":1,"cmd":2,"table":10000,"lease_expires":5528}"#
+        );
+        assert_eq!(
+            Reply::released().encode(),
+            br#"{"version":1,"cmd":2,"table":0,"lease_expires":0}"#
+        );
+        let e = Reply::Error(WireError::new(ErrorCode::PoolExhausted, "no table"));
+        assert_eq!(
+            e.encode(),
+            br#"{"version":1,"cmd":3,"error":"pool_exhausted","message":"no table"}"#
+        );
+        assert_eq!(Reply::decode(&e.encode()).unwrap(), e);
+        assert_eq!(Reply::decode(&r.encode()).unwrap(), r);
+    }
+
+    #[test]
+    fn decodes_and_canonicalizes() {
+        let r = Request::decode(
+            br#"{"address":"2001:DB8::1","ifname":"wwan0","addr_family":10,"cmd":0,"version":1}"#,
+        )
+        .unwrap();
+        assert_eq!(r.key.address, "2001:db8::1");
+        assert_eq!(r.key.family, Family::Inet6);
+        // A trailing NUL, as a C sender may include, is fine.
+        assert!(Request::decode(
+            b"{\"address\":\"10.0.0.1\",\"ifname\":\"a\",\"addr_family\":0,\"cmd\":1,\"version\":1}\0"
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn rejects_bad_requests_with_codes() {
+        let cases: &[(&[u8], ErrorCode)] = &[
+            (b"{", ErrorCode::Malformed),
+            (b"", ErrorCode::Malformed),
+            (b"[1,2]", ErrorCode::NotObject),
+            (b"\"x\"", ErrorCode::NotObject),
+            (br#"{"address":"10.0.0.1","ifname":"a","addr_family":2,"cmd":0,"version":2}"#, ErrorCode::BadVersion),
+            (br#"{"address":"10.0.0.1","ifname":"a","addr_family":2,"cmd":0}"#, ErrorCode::BadVersion),
+            (br#"{"address":"10.0.0.1","ifname":"a","addr_family":2,"cmd":2,"version":1}"#, ErrorCode::BadCmd),
+            (br#"{"address":"10.0.0.1","ifname":"a","addr_family":2,"cmd":"0","version":1}"#, ErrorCode::BadCmd),
+            (br#"{"address":"10.0.0.1","ifname":"a","addr_family":7,"cmd":0,"version":1}"#, ErrorCode::BadFamily),
+            (br#"{"address":"10.0.0.1","ifname":"abcdefghijklmnop","addr_family":2,"cmd":0,"version":1}"#, ErrorCode::BadIfname),
+            (br#"{"address":"10.0.0.1","ifname":"","addr_family":2,"cmd":0,"version":1}"#, ErrorCode::BadIfname),
+            (br#"{"address":"10.0.0.1","ifname":"a/b","addr_family":2,"cmd":0,"version":1}"#, ErrorCode::BadIfname),
+            (br#"{"address":"10.0.0.1","ifname":5,"addr_family":2,"cmd":0,"version":1}"#, ErrorCode::BadIfname),
+            (br#"{"address":"::1","ifname":"a","addr_family":2,"cmd":0,"version":1}"#, ErrorCode::BadAddress),
+            (br#"{"address":"10.0.0.1","ifname":"a","addr_family":10,"cmd":0,"version":1}"#, ErrorCode::BadAddress),
+            (br#"{"address":"10.0.0.300","ifname":"a","addr_family":2,"cmd":0,"version":1}"#, ErrorCode::BadAddress),
+            (br#"{"ifname":"a","addr_family":2,"cmd":0,"version":1}"#, ErrorCode::BadAddress),
+            (br#"{"address":"10.0.0.1","ifname":"a","tag":7,"addr_family":2,"cmd":0,"version":1}"#, ErrorCode::BadTag),
+        ];
+        for (bytes, code) in cases {
+            let err = Request::decode(bytes).unwrap_err();
+            assert_eq!(err.code, *code, "{}", String::from_utf8_lossy(bytes));
+        }
+        let big = vec![b' '; MAX_DATAGRAM + 1];
+        assert_eq!(Request::decode(&big).unwrap_err().code, ErrorCode::TooLarge);
+    }
+
+    #[test]
+    fn error_replies_stay_within_the_datagram_limit() {
+        let e = Reply::Error(WireError::new(ErrorCode::Malformed, "x".repeat(2000)));
+        assert!(e.encode().len() <= MAX_DATAGRAM);
+    }
+
+    #[test]
+    fn abstract_names() {
+        let a = abstract_addr("tas_ns", true).unwrap();
+        let name = a.as_abstract_name().unwrap();
+        assert_eq!(name.len(), MAX_ABSTRACT_NAME);
+        assert!(name.starts_with(b"tas_ns\0"));
+        let short = abstract_addr("tas_ns", false).unwrap();
+        assert_eq!(short.as_abstract_name().unwrap(), b"tas_ns");
+        assert!(abstract_addr(&"x".repeat(108), true).is_err());
+        assert_eq!(client_socket_name(&key()), "veth0-10.10.0.2-2");
+    }
+}

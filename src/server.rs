@@ -1,0 +1,342 @@
+//! The table allocator server: a loop over one datagram socket that answers
+//! requests in batches. Each batch is one sqlite transaction, committed
+//! before any reply of that batch leaves, so every granted table is on disk.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::socket::UnixAddr;
+use tokio::net::UnixDatagram;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::config::ServerConfig;
+use crate::dgram::{self, Received};
+use crate::leases::{Access, Lease, LeaseTable, Now, Outcome, Peer, StoreOp};
+use crate::protocol::{
+    wire_clock_secs, ErrorCode, Reply, Request, WireError, MAX_DATAGRAM,
+};
+use crate::store::{AdoptClock, Store, StoreError};
+
+/// Datagrams handled per transaction at most.
+const MAX_BATCH: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("socket: {0}")]
+    Socket(#[from] std::io::Error),
+}
+
+/// The server's state: the in-memory table and its database.
+pub struct Server {
+    config: ServerConfig,
+    table: LeaseTable,
+    store: Store,
+}
+
+impl Server {
+    /// Opens the database and takes back the live leases it holds.
+    pub fn open(config: ServerConfig) -> Result<Server, ServerError> {
+        let now = Now::current();
+        let store = Store::open(&config.db_path, now, adopt_clock(&config))?;
+        let mut server = Server {
+            table: fresh_table(&config),
+            config,
+            store,
+        };
+        let restored = server.reload(now)?;
+        info!(
+            leases = restored,
+            db = %server.config.db_path.display(),
+            "restored leases from the database"
+        );
+        Ok(server)
+    }
+
+    pub fn table(&self) -> &LeaseTable {
+        &self.table
+    }
+
+    /// Rebuilds the in-memory table from the database (on start, and after a
+    /// failed commit, so memory never claims what the disk does not hold).
+    fn reload(&mut self, now: Now) -> Result<usize, StoreError> {
+        let counters = self.table.counters;
+        self.table = fresh_table(&self.config);
+        self.table.counters = counters;
+        let mut drop = Vec::new();
+        for stored in self.store.load(now)? {
+            let key = stored.key.clone();
+            if let Err(why) = self.table.restore(stored.into_lease(now)) {
+                warn!(lease = %key, "dropping stored lease: {why}");
+                drop.push(StoreOp::Delete(key));
+            }
+        }
+        self.store.apply(&drop)?;
+        Ok(self.table.len())
+    }
+
+    /// Handles a batch of datagrams and returns the replies to send.
+    pub fn handle_batch(&mut self, batch: &[Incoming]) -> Vec<Reply> {
+        let now = Now::current();
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut ops = Vec::new();
+        let mut logs = Vec::new();
+        for dg in batch {
+            let result = dg.decode().and_then(|req| {
+                let peer = dg.peer.ok_or_else(|| {
+                    WireError::new(ErrorCode::NotPermitted, "no sender credentials")
+                })?;
+                let (outcome, op) = self.table.handle(&req, &peer, now)?;
+                ops.extend(op);
+                Ok((req, peer, outcome))
+            });
+            replies.push(match result {
+                Ok((req, peer, outcome)) => {
+                    let reply = match &outcome {
+                        Outcome::Granted { table, deadline }
+                        | Outcome::Renewed { table, deadline } => Reply::Lease {
+                            table: *table,
+                            lease_expires: wire_expiry(*deadline, now.mono),
+                        },
+                        Outcome::Released { .. } => Reply::released(),
+                    };
+                    logs.push((req, peer, outcome));
+                    reply
+                }
+                Err(e) => {
+                    let level_warn = matches!(e.code, ErrorCode::NotPermitted);
+                    if level_warn {
+                        warn!(from = %dg.describe(), "refused: {e}");
+                    } else {
+                        info!(from = %dg.describe(), "refused: {e}");
+                    }
+                    Reply::Error(e)
+                }
+            });
+        }
+        if let Err(e) = self.store.apply(&ops) {
+            warn!("{e}; answering this batch with errors and reloading");
+            for r in replies.iter_mut() {
+                if matches!(r, Reply::Lease { .. }) {
+                    *r = Reply::Error(WireError::new(
+                        ErrorCode::Internal,
+                        "the lease database could not be written",
+                    ));
+                }
+            }
+            if let Err(e) = self.reload(now) {
+                warn!("{e}: reload failed");
+            }
+            return replies;
+        }
+        for (req, peer, outcome) in logs {
+            log_outcome(&req, &peer, &outcome);
+        }
+        replies
+    }
+
+    /// Reaps every lease whose deadline has come, and deletes it on disk.
+    pub fn expire(&mut self, now: Instant) {
+        let gone = self.table.expire(now);
+        if gone.is_empty() {
+            return;
+        }
+        let ops: Vec<_> = gone.iter().map(|l| StoreOp::Delete(l.key.clone())).collect();
+        if let Err(e) = self.store.apply(&ops) {
+            // The rows stay; the next start drops them as expired anyway.
+            warn!("{e}: could not delete expired leases");
+        }
+        for Lease { key, table, .. } in gone {
+            info!(
+                table,
+                family = %key.family,
+                ifname = %key.ifname,
+                address = %key.address,
+                "lease expired"
+            );
+        }
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.table.next_deadline()
+    }
+}
+
+fn fresh_table(config: &ServerConfig) -> LeaseTable {
+    LeaseTable::new(
+        &config.families,
+        config.table_offset,
+        config.num_tables,
+        Duration::from_secs(config.table_timeout),
+        Access {
+            allowed_uids: config.allowed_uids.clone(),
+            allowed_gids: config.allowed_gids.clone(),
+        },
+    )
+}
+
+fn adopt_clock(config: &ServerConfig) -> AdoptClock {
+    let boot = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .map(|t| t.tv_sec())
+        .unwrap_or(0);
+    AdoptClock {
+        raw_now: wire_clock_secs(),
+        boot_wall: crate::leases::unix_now() - boot,
+        table_timeout: config.table_timeout,
+    }
+}
+
+/// `lease_expires` on the wire: an absolute CLOCK_MONOTONIC_RAW second.
+fn wire_expiry(deadline: Instant, now: Instant) -> u64 {
+    let left = deadline.saturating_duration_since(now);
+    wire_clock_secs() + left.as_secs() + u64::from(left.subsec_nanos() > 0)
+}
+
+fn log_outcome(req: &Request, peer: &Peer, outcome: &Outcome) {
+    let k = &req.key;
+    let (what, table) = match outcome {
+        Outcome::Granted { table, .. } => ("lease granted", *table),
+        Outcome::Renewed { table, .. } => ("lease renewed", *table),
+        Outcome::Released { table: Some(t) } => ("lease released", *t),
+        Outcome::Released { table: None } => {
+            debug!(family = %k.family, ifname = %k.ifname, address = %k.address, "release of unknown lease");
+            return;
+        }
+    };
+    info!(
+        table,
+        family = %k.family,
+        ifname = %k.ifname,
+        address = %k.address,
+        uid = peer.uid,
+        pid = peer.pid,
+        "{what}"
+    );
+}
+
+/// One received datagram with its sender.
+pub struct Incoming {
+    pub bytes: Vec<u8>,
+    pub len: usize,
+    pub from: Option<UnixAddr>,
+    pub peer: Option<Peer>,
+}
+
+impl Incoming {
+    fn decode(&self) -> Result<Request, WireError> {
+        if self.len > MAX_DATAGRAM {
+            return Err(WireError::new(
+                ErrorCode::TooLarge,
+                format!("datagram of {} bytes exceeds {MAX_DATAGRAM}", self.len),
+            ));
+        }
+        Request::decode(&self.bytes)
+    }
+
+    fn describe(&self) -> String {
+        let who = dgram::describe(self.from.as_ref());
+        match self.peer {
+            Some(p) => format!("{who} pid {} uid {}", p.pid, p.uid),
+            None => who,
+        }
+    }
+}
+
+/// Serves on an already-bound socket until `shutdown` completes.
+pub async fn run(
+    socket: UnixDatagram,
+    mut server: Server,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    dgram::enable_credentials(&socket)?;
+    let socket = Arc::new(socket);
+    tokio::pin!(shutdown);
+    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    loop {
+        let deadline = server.next_deadline();
+        tokio::select! {
+            _ = &mut shutdown => {
+                info!("shutting down");
+                return Ok(());
+            }
+            _ = sleep_until_opt(deadline) => {
+                server.expire(Instant::now());
+            }
+            ready = socket.readable() => {
+                ready?;
+                let batch = drain(&socket, &mut buf);
+                if batch.is_empty() {
+                    continue;
+                }
+                let replies = server.handle_batch(&batch);
+                for (dg, reply) in batch.iter().zip(replies) {
+                    send_reply(&socket, dg, reply.encode());
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn drain(socket: &UnixDatagram, buf: &mut [u8]) -> Vec<Incoming> {
+    let mut batch = Vec::new();
+    while batch.len() < MAX_BATCH {
+        match dgram::try_recv_with_credentials(socket, buf) {
+            Ok(Received { len, from, peer }) => batch.push(Incoming {
+                bytes: buf[..len.min(buf.len())].to_vec(),
+                len,
+                from,
+                peer,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => {
+                warn!("receive failed: {e}");
+                break;
+            }
+        }
+    }
+    batch
+}
+
+fn send_reply(socket: &Arc<UnixDatagram>, dg: &Incoming, bytes: Vec<u8>) {
+    let Some(to) = dg.from else {
+        debug!("sender has no address; reply not sent");
+        return;
+    };
+    match dgram::try_send_to(socket, &bytes, &to) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            // The client's queue is full. poll() cannot tell us when an
+            // unconnected socket may send again, so retry on a timer rather
+            // than drop the reply.
+            let socket = Arc::clone(socket);
+            tokio::spawn(async move {
+                let mut delay = Duration::from_micros(200);
+                for _ in 0..16 {
+                    tokio::time::sleep(delay).await;
+                    match dgram::try_send_to(&socket, &bytes, &to) {
+                        Ok(_) => return,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            delay = (delay * 2).min(Duration::from_millis(250));
+                        }
+                        Err(e) => {
+                            debug!(to = %dgram::describe(Some(&to)), "reply not sent: {e}");
+                            return;
+                        }
+                    }
+                }
+                warn!(to = %dgram::describe(Some(&to)), "reply dropped: client queue full for 2 s");
+            });
+        }
+        Err(e) => debug!(to = %dg.describe(), "reply not sent: {e}"),
+    }
+}

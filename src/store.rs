@@ -1,0 +1,398 @@
+//! Lease persistence in sqlite. Expiry is wall-clock time (unix seconds) so
+//! that leases mean the right thing after a reboot; the wire's monotonic
+//! seconds never reach the database.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::leases::{Lease, Now, StoreOp};
+use crate::protocol::{Family, LeaseKey};
+
+const SCHEMA_VERSION: i64 = 1;
+
+const CREATE_LEASES: &str = "
+CREATE TABLE IF NOT EXISTS leases (
+    family      INTEGER NOT NULL,
+    ifname      TEXT    NOT NULL,
+    address     TEXT    NOT NULL,
+    tag         TEXT,
+    rt_table    INTEGER NOT NULL,
+    uid         INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    PRIMARY KEY (family, ifname, address)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS leases_by_table ON leases (family, rt_table);
+";
+
+const UPSERT: &str = "INSERT INTO leases (family, ifname, address, tag, rt_table, uid, expires_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+     ON CONFLICT (family, ifname, address) DO UPDATE SET
+        tag = excluded.tag, rt_table = excluded.rt_table,
+        uid = excluded.uid, expires_at = excluded.expires_at";
+
+const DELETE: &str = "DELETE FROM leases WHERE family = ?1 AND ifname = ?2 AND address = ?3";
+
+#[derive(Debug, thiserror::Error)]
+#[error("lease database {path}: {source}")]
+pub struct StoreError {
+    pub path: PathBuf,
+    #[source]
+    pub source: rusqlite::Error,
+}
+
+/// A lease as the database holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredLease {
+    pub key: LeaseKey,
+    pub tag: Option<String>,
+    pub table: u32,
+    pub uid: u32,
+    pub expires_wall: i64,
+}
+
+impl StoredLease {
+    /// The in-memory lease, with its timer set from the wall-clock time left.
+    pub fn into_lease(self, now: Now) -> Lease {
+        let left = (self.expires_wall - now.wall).max(0) as u64;
+        Lease {
+            deadline: now.mono + Duration::from_secs(left),
+            key: self.key,
+            tag: self.tag,
+            table: self.table,
+            uid: self.uid,
+            expires_wall: self.expires_wall,
+        }
+    }
+}
+
+/// What the original server's monotonic `LeaseExpires` values are measured
+/// against, for adopting its database.
+#[derive(Debug, Clone, Copy)]
+pub struct AdoptClock {
+    /// CLOCK_MONOTONIC_RAW seconds now.
+    pub raw_now: u64,
+    /// Unix second at which this boot started.
+    pub boot_wall: i64,
+    /// Leases are never adopted for longer than one timeout.
+    pub table_timeout: u64,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    pub fn open(path: &Path, now: Now, adopt: AdoptClock) -> Result<Store, StoreError> {
+        let err = |source| StoreError {
+            path: path.to_owned(),
+            source,
+        };
+        // The original's file is older than this boot when the host rebooted
+        // since it last wrote: its monotonic times then mean nothing.
+        let written_this_boot = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs() as i64 >= adopt.boot_wall)
+            .unwrap_or(true);
+        let mut conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
+        // WAL + NORMAL: a committed lease survives a crash of the server; see
+        // DESIGN.md for the measured rates.
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(err)?;
+        if version < SCHEMA_VERSION {
+            let tx = conn.transaction().map_err(err)?;
+            tx.execute_batch(CREATE_LEASES).map_err(err)?;
+            adopt_original(&tx, now, adopt, written_this_boot).map_err(err)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(err)?;
+            tx.commit().map_err(err)?;
+        }
+        Ok(Store {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Deletes the leases that expired while nobody watched, then returns the
+    /// live ones.
+    pub fn load(&mut self, now: Now) -> Result<Vec<StoredLease>, StoreError> {
+        self.conn
+            .execute("DELETE FROM leases WHERE expires_at <= ?1", [now.wall])
+            .map_err(|e| self.err(e))?;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT family, ifname, address, tag, rt_table, uid, expires_at FROM leases
+                 ORDER BY family, rt_table",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (family, ifname, address, tag, table, uid, expires_wall) =
+                row.map_err(|e| self.err(e))?;
+            let Some(family) = u64::try_from(family).ok().and_then(Family::from_code) else {
+                continue;
+            };
+            let (Ok(table), Ok(uid)) = (u32::try_from(table), u32::try_from(uid)) else {
+                continue;
+            };
+            out.push(StoredLease {
+                key: LeaseKey {
+                    family,
+                    ifname,
+                    address,
+                },
+                tag,
+                table,
+                uid,
+                expires_wall,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Applies a batch of changes in one transaction: when this returns Ok,
+    /// every change is committed.
+    pub fn apply(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let err = |source| StoreError {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut upsert = tx.prepare_cached(UPSERT).map_err(err)?;
+            let mut delete = tx.prepare_cached(DELETE).map_err(err)?;
+            for op in ops {
+                match op {
+                    StoreOp::Put(l) => {
+                        upsert
+                            .execute(params![
+                                l.key.family.code(),
+                                l.key.ifname,
+                                l.key.address,
+                                l.tag,
+                                l.table,
+                                l.uid,
+                                l.expires_wall
+                            ])
+                            .map_err(err)?;
+                    }
+                    StoreOp::Delete(k) => {
+                        delete
+                            .execute(params![k.family.code(), k.ifname, k.address])
+                            .map_err(err)?;
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    pub fn count(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM leases", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+}
+
+/// Copies the live leases of the original C server's `RtTables` into ours.
+fn adopt_original(
+    tx: &rusqlite::Transaction<'_>,
+    now: Now,
+    clock: AdoptClock,
+    written_this_boot: bool,
+) -> rusqlite::Result<()> {
+    let exists: Option<String> = tx
+        .query_row(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'RtTables'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if exists.is_none() || !written_this_boot {
+        return Ok(());
+    }
+    let mut select = tx.prepare(
+        "SELECT RtTable, AddrFamily, Ifname, Addr, LeaseExpires, Tag FROM RtTables
+         WHERE LeaseExpires > ?1",
+    )?;
+    let mut insert = tx.prepare(
+        "INSERT OR IGNORE INTO leases (family, ifname, address, tag, rt_table, uid, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)",
+    )?;
+    let rows = select.query_map([clock.raw_now as i64], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, i64>(4)?,
+            r.get::<_, Option<String>>(5)?,
+        ))
+    })?;
+    for row in rows {
+        let (table, family, ifname, addr, expires_raw, tag) = row?;
+        let Some(family) = u64::try_from(family).ok().and_then(Family::from_code) else {
+            continue;
+        };
+        let Some(address) = family.canonical_address(&addr) else {
+            continue;
+        };
+        let left = (expires_raw - clock.raw_now as i64).clamp(0, clock.table_timeout as i64);
+        insert.execute(params![
+            family.code(),
+            ifname,
+            address,
+            tag,
+            table,
+            now.wall + left
+        ])?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clock() -> AdoptClock {
+        AdoptClock {
+            raw_now: 5000,
+            boot_wall: 0,
+            table_timeout: 3600,
+        }
+    }
+
+    fn lease(ifname: &str, table: u32, now: Now, ttl: i64) -> Lease {
+        StoredLease {
+            key: LeaseKey {
+                family: Family::Inet,
+                ifname: ifname.into(),
+                address: "10.0.0.2".into(),
+            },
+            tag: Some("t".into()),
+            table,
+            uid: 0,
+            expires_wall: now.wall + ttl,
+        }
+        .into_lease(now)
+    }
+
+    #[test]
+    fn put_delete_load_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tas.db");
+        let now = Now::current();
+        {
+            let mut s = Store::open(&path, now, clock()).unwrap();
+            s.apply(&[
+                StoreOp::Put(lease("a", 10000, now, 60)),
+                StoreOp::Put(lease("b", 10001, now, 60)),
+                StoreOp::Put(lease("c", 10002, now, -1)),
+            ])
+            .unwrap();
+            s.apply(&[StoreOp::Delete(lease("b", 0, now, 0).key)]).unwrap();
+            // Renewal updates in place.
+            s.apply(&[StoreOp::Put(lease("a", 10000, now, 120))]).unwrap();
+            assert_eq!(s.count().unwrap(), 2);
+        }
+        let mut s = Store::open(&path, now, clock()).unwrap();
+        let live = s.load(now).unwrap();
+        assert_eq!(live.len(), 1, "{live:?}");
+        assert_eq!(live[0].key.ifname, "a");
+        assert_eq!(live[0].expires_wall, now.wall + 120);
+        assert_eq!(live[0].tag.as_deref(), Some("t"));
+        // The expired row was removed from disk too.
+        assert_eq!(s.count().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_table_is_never_stored_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Now::current();
+        let mut s = Store::open(&dir.path().join("db"), now, clock()).unwrap();
+        s.apply(&[StoreOp::Put(lease("a", 10000, now, 60))]).unwrap();
+        assert!(s.apply(&[StoreOp::Put(lease("b", 10000, now, 60))]).is_err());
+        // The failed batch left nothing behind.
+        assert_eq!(s.count().unwrap(), 1);
+    }
+
+    fn original_db(path: &Path) {
+        let c = Connection::open(path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE IF NOT EXISTS RtTables(RtTable INTEGER NOT NULL,
+             AddrFamily INTEGER NOT NULL, Ifname TEXT NOT NULL, Addr TEXT NOT NULL,
+             LeaseExpires INTEGER NOT NULL, Tag TEXT,
+             PRIMARY KEY(RtTable,AddrFamily) ON CONFLICT REPLACE);
+             INSERT INTO RtTables VALUES (10000, 2, 'eth1', '10.10.0.2', 5528, 'x');
+             INSERT INTO RtTables VALUES (10001, 2, 'eth2', '10.10.0.3', 4000, NULL);
+             INSERT INTO RtTables VALUES (10000, 10, 'eth1', '2001:DB8::2', 99999, NULL);",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn adopts_the_original_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("orig.db");
+        original_db(&path);
+        let now = Now::current();
+        let mut s = Store::open(&path, now, clock()).unwrap();
+        let mut live = s.load(now).unwrap();
+        live.sort_by_key(|l| l.key.family);
+        assert_eq!(live.len(), 2, "{live:?}");
+        assert_eq!(live[0].key.ifname, "eth1");
+        assert_eq!(live[0].table, 10000);
+        assert_eq!(live[0].expires_wall, now.wall + 528);
+        assert_eq!(live[0].tag.as_deref(), Some("x"));
+        // Capped at one timeout, address canonicalized.
+        assert_eq!(live[1].key.address, "2001:db8::2");
+        assert_eq!(live[1].expires_wall, now.wall + 3600);
+    }
+
+    #[test]
+    fn ignores_the_original_database_from_before_a_reboot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("orig.db");
+        original_db(&path);
+        let now = Now::current();
+        let rebooted = AdoptClock {
+            boot_wall: now.wall + 10,
+            ..clock()
+        };
+        let mut s = Store::open(&path, now, rebooted).unwrap();
+        assert!(s.load(now).unwrap().is_empty());
+    }
+}
