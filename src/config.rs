@@ -121,7 +121,10 @@ impl ServerConfig {
         }
         let d = ServerConfig::default();
         let socket_path = r.string("socket_path")?.unwrap_or(d.socket_path);
-        if socket_path.is_empty() || socket_path.len() > MAX_ABSTRACT_NAME || socket_path.contains('\0') {
+        if socket_path.is_empty()
+            || socket_path.len() > MAX_ABSTRACT_NAME
+            || socket_path.contains('\0')
+        {
             return Err(r.bad(
                 "socket_path",
                 format!("must be 1 to {MAX_ABSTRACT_NAME} bytes without NUL"),
@@ -131,7 +134,10 @@ impl ServerConfig {
         let num_tables = r.uint("num_tables")?.unwrap_or(d.num_tables as u64);
         let table_timeout = r.uint("table_timeout")?.unwrap_or(d.table_timeout);
         if table_offset == 0 {
-            return Err(r.bad("table_offset", "must be at least 1 (table 0 is the kernel's unspec table)"));
+            return Err(r.bad(
+                "table_offset",
+                "must be at least 1 (table 0 is the kernel's unspec table)",
+            ));
         }
         if num_tables == 0 || num_tables > MAX_NUM_TABLES as u64 {
             return Err(r.bad("num_tables", format!("must be 1 to {MAX_NUM_TABLES}")));
@@ -165,16 +171,18 @@ impl ServerConfig {
                         .into_iter()
                         .find(|f| f.name() == name)
                         .ok_or_else(|| {
-                            r.bad("addr_families", format!("unknown family {name:?} (inet, inet6, unspec)"))
+                            r.bad(
+                                "addr_families",
+                                format!("unknown family {name:?} (inet, inet6, unspec)"),
+                            )
                         })?;
                     match v {
                         Value::Bool(true) => out.push(family),
                         Value::Bool(false) => {}
                         _ => {
-                            return Err(r.bad(
-                                &format!("addr_families.{name}"),
-                                "must be true or false",
-                            ))
+                            return Err(
+                                r.bad(&format!("addr_families.{name}"), "must be true or false")
+                            )
                         }
                     }
                 }
@@ -326,9 +334,18 @@ mod tests {
     #[test]
     fn impossible_values_name_their_key() {
         assert_eq!(key_error(r#"{"table_offset": 0}"#), "table_offset");
-        assert_eq!(key_error(r#"{"table_offset": 200, "num_tables": 100}"#), "table_offset");
-        assert_eq!(key_error(r#"{"table_offset": 253, "num_tables": 1}"#), "table_offset");
-        assert_eq!(key_error(r#"{"table_offset": 4294967295, "num_tables": 2}"#), "num_tables");
+        assert_eq!(
+            key_error(r#"{"table_offset": 200, "num_tables": 100}"#),
+            "table_offset"
+        );
+        assert_eq!(
+            key_error(r#"{"table_offset": 253, "num_tables": 1}"#),
+            "table_offset"
+        );
+        assert_eq!(
+            key_error(r#"{"table_offset": 4294967295, "num_tables": 2}"#),
+            "num_tables"
+        );
         assert_eq!(key_error(r#"{"num_tables": 0}"#), "num_tables");
         assert_eq!(key_error(r#"{"table_timeout": 0}"#), "table_timeout");
         assert_eq!(key_error(r#"{"table_timeout": -5}"#), "table_timeout");
@@ -340,8 +357,14 @@ mod tests {
             key_error(r#"{"addr_families": {"inet": false, "inet6": false}}"#),
             "addr_families"
         );
-        assert_eq!(key_error(r#"{"addr_families": {"ipx": true}}"#), "addr_families");
-        assert_eq!(key_error(r#"{"addr_families": {"inet": "yes"}}"#), "addr_families.inet");
+        assert_eq!(
+            key_error(r#"{"addr_families": {"ipx": true}}"#),
+            "addr_families"
+        );
+        assert_eq!(
+            key_error(r#"{"addr_families": {"inet": "yes"}}"#),
+            "addr_families.inet"
+        );
         assert_eq!(key_error(r#"{"allowed_uids": [-1]}"#), "allowed_uids");
         // Tables 1..=252 are fine, as is a range above 255.
         assert!(parse(r#"{"table_offset": 1, "num_tables": 252}"#).is_ok());

@@ -181,7 +181,10 @@ impl LeaseTable {
         if !self.access.permits(peer) {
             return Err(WireError::new(
                 ErrorCode::NotPermitted,
-                format!("uid {} gid {} may not use the allocator", peer.uid, peer.gid),
+                format!(
+                    "uid {} gid {} may not use the allocator",
+                    peer.uid, peer.gid
+                ),
             ));
         }
         let family = req.key.family;
@@ -235,11 +238,7 @@ impl LeaseTable {
         let table = pool.allocate().ok_or_else(|| {
             WireError::new(
                 ErrorCode::PoolExhausted,
-                format!(
-                    "all {} {} tables are leased",
-                    pool.size(),
-                    req.key.family
-                ),
+                format!("all {} {} tables are leased", pool.size(), req.key.family),
             )
         })?;
         let lease = Lease {
@@ -253,7 +252,10 @@ impl LeaseTable {
         self.expiry.insert((deadline, lease.key.clone()));
         self.leases.insert(lease.key.clone(), lease.clone());
         self.counters.grants += 1;
-        Ok((Outcome::Granted { table, deadline }, Some(StoreOp::Put(lease))))
+        Ok((
+            Outcome::Granted { table, deadline },
+            Some(StoreOp::Put(lease)),
+        ))
     }
 
     fn release(&mut self, key: &LeaseKey) -> (Outcome, Option<StoreOp>) {
@@ -337,23 +339,51 @@ mod tests {
     fn grant_renew_release() {
         let mut t = table(4);
         let now = Now::current();
-        let a = t.handle(&req(Action::Request, "eth0", "10.0.0.1"), &Peer::ROOT, now).unwrap();
+        let a = t
+            .handle(&req(Action::Request, "eth0", "10.0.0.1"), &Peer::ROOT, now)
+            .unwrap();
         assert_eq!(granted(&a), 10000);
         assert!(matches!(a.1, Some(StoreOp::Put(_))));
-        let b = t.handle(&req(Action::Request, "eth1", "10.0.0.1"), &Peer::ROOT, now).unwrap();
+        let b = t
+            .handle(&req(Action::Request, "eth1", "10.0.0.1"), &Peer::ROOT, now)
+            .unwrap();
         assert_eq!(granted(&b), 10001);
         let later = Now {
             mono: now.mono + Duration::from_secs(30),
             wall: now.wall + 30,
         };
-        let r = t.handle(&req(Action::Request, "eth0", "10.0.0.1"), &Peer::ROOT, later).unwrap();
+        let r = t
+            .handle(
+                &req(Action::Request, "eth0", "10.0.0.1"),
+                &Peer::ROOT,
+                later,
+            )
+            .unwrap();
         assert!(matches!(r.0, Outcome::Renewed { table: 10000, .. }));
         assert_eq!(t.get(&r_key("eth0")).unwrap().expires_wall, now.wall + 90);
-        let rel = t.handle(&req(Action::Release, "eth0", "10.0.0.1"), &Peer::ROOT, later).unwrap();
+        let rel = t
+            .handle(
+                &req(Action::Release, "eth0", "10.0.0.1"),
+                &Peer::ROOT,
+                later,
+            )
+            .unwrap();
         assert_eq!(rel.0, Outcome::Released { table: Some(10000) });
-        let again = t.handle(&req(Action::Release, "eth0", "10.0.0.1"), &Peer::ROOT, later).unwrap();
+        let again = t
+            .handle(
+                &req(Action::Release, "eth0", "10.0.0.1"),
+                &Peer::ROOT,
+                later,
+            )
+            .unwrap();
         assert_eq!(again, (Outcome::Released { table: None }, None));
-        let c = t.handle(&req(Action::Request, "eth2", "10.0.0.3"), &Peer::ROOT, later).unwrap();
+        let c = t
+            .handle(
+                &req(Action::Request, "eth2", "10.0.0.3"),
+                &Peer::ROOT,
+                later,
+            )
+            .unwrap();
         assert_eq!(granted(&c), 10000);
         assert_eq!(t.counters.grants, 3);
         assert_eq!(t.counters.renewals, 1);
@@ -369,8 +399,12 @@ mod tests {
         let mut t = table(2);
         let now = Now::current();
         for i in 0..2 {
-            t.handle(&req(Action::Request, &format!("e{i}"), "10.0.0.1"), &Peer::ROOT, now)
-                .unwrap();
+            t.handle(
+                &req(Action::Request, &format!("e{i}"), "10.0.0.1"),
+                &Peer::ROOT,
+                now,
+            )
+            .unwrap();
         }
         let err = t
             .handle(&req(Action::Request, "e9", "10.0.0.1"), &Peer::ROOT, now)
@@ -389,8 +423,10 @@ mod tests {
     fn expiry_at_deadline_and_renewal_before_reaping() {
         let mut t = table(4);
         let now = Now::current();
-        t.handle(&req(Action::Request, "a", "10.0.0.1"), &Peer::ROOT, now).unwrap();
-        t.handle(&req(Action::Request, "b", "10.0.0.1"), &Peer::ROOT, now).unwrap();
+        t.handle(&req(Action::Request, "a", "10.0.0.1"), &Peer::ROOT, now)
+            .unwrap();
+        t.handle(&req(Action::Request, "b", "10.0.0.1"), &Peer::ROOT, now)
+            .unwrap();
         assert_eq!(t.next_deadline(), Some(now.mono + Duration::from_secs(60)));
         assert!(t.expire(now.mono + Duration::from_secs(59)).is_empty());
         // "a" renews after its deadline but before the reaper ran: same table.
@@ -398,13 +434,17 @@ mod tests {
             mono: now.mono + Duration::from_secs(60),
             wall: now.wall + 60,
         };
-        let r = t.handle(&req(Action::Request, "a", "10.0.0.1"), &Peer::ROOT, late).unwrap();
+        let r = t
+            .handle(&req(Action::Request, "a", "10.0.0.1"), &Peer::ROOT, late)
+            .unwrap();
         assert!(matches!(r.0, Outcome::Renewed { table: 10000, .. }));
         let gone = t.expire(late.mono);
         assert_eq!(gone.len(), 1);
         assert_eq!(gone[0].key.ifname, "b");
         assert_eq!(t.counters.expiries, 1);
-        let c = t.handle(&req(Action::Request, "c", "10.0.0.1"), &Peer::ROOT, late).unwrap();
+        let c = t
+            .handle(&req(Action::Request, "c", "10.0.0.1"), &Peer::ROOT, late)
+            .unwrap();
         assert_eq!(granted(&c), 10001);
     }
 
@@ -421,23 +461,42 @@ mod tests {
             },
         );
         let now = Now::current();
-        let nobody = Peer { pid: 1, uid: 65534, gid: 65534 };
-        let user = Peer { pid: 1, uid: 1000, gid: 1000 };
-        let group = Peer { pid: 1, uid: 1001, gid: 50 };
+        let nobody = Peer {
+            pid: 1,
+            uid: 65534,
+            gid: 65534,
+        };
+        let user = Peer {
+            pid: 1,
+            uid: 1000,
+            gid: 1000,
+        };
+        let group = Peer {
+            pid: 1,
+            uid: 1001,
+            gid: 50,
+        };
         assert_eq!(
-            t.handle(&req(Action::Request, "a", "10.0.0.1"), &nobody, now).unwrap_err().code,
+            t.handle(&req(Action::Request, "a", "10.0.0.1"), &nobody, now)
+                .unwrap_err()
+                .code,
             ErrorCode::NotPermitted
         );
         assert!(t.is_empty());
-        t.handle(&req(Action::Request, "a", "10.0.0.1"), &user, now).unwrap();
+        t.handle(&req(Action::Request, "a", "10.0.0.1"), &user, now)
+            .unwrap();
         // Another allowed uid can neither release nor renew user's lease.
         for action in [Action::Release, Action::Request] {
             assert_eq!(
-                t.handle(&req(action, "a", "10.0.0.1"), &group, now).unwrap_err().code,
+                t.handle(&req(action, "a", "10.0.0.1"), &group, now)
+                    .unwrap_err()
+                    .code,
                 ErrorCode::NotPermitted
             );
         }
-        assert!(t.handle(&req(Action::Release, "a", "10.0.0.1"), &Peer::ROOT, now).is_ok());
+        assert!(t
+            .handle(&req(Action::Release, "a", "10.0.0.1"), &Peer::ROOT, now)
+            .is_ok());
         assert!(t.is_empty());
     }
 
@@ -456,9 +515,13 @@ mod tests {
         assert!(t.restore(lease("a", 10001)).is_ok());
         assert!(t.restore(lease("b", 10001)).is_err());
         assert!(t.restore(lease("c", 20000)).is_err());
-        let d = t.handle(&req(Action::Request, "d", "10.0.0.1"), &Peer::ROOT, now).unwrap();
+        let d = t
+            .handle(&req(Action::Request, "d", "10.0.0.1"), &Peer::ROOT, now)
+            .unwrap();
         assert_eq!(granted(&d), 10000);
-        let e = t.handle(&req(Action::Request, "e", "10.0.0.1"), &Peer::ROOT, now).unwrap();
+        let e = t
+            .handle(&req(Action::Request, "e", "10.0.0.1"), &Peer::ROOT, now)
+            .unwrap();
         assert_eq!(granted(&e), 10002);
     }
 }

@@ -28,13 +28,24 @@ pub fn init(target: Target<'_>, default_level: Level) -> io::Result<()> {
                 .create(true)
                 .append(true)
                 .open(path)
-                .map_err(|e| io::Error::new(e.kind(), format!("log file {}: {e}", path.display())))?;
-            builder.with_ansi(false).with_writer(Arc::new(file)).try_init()
+                .map_err(|e| {
+                    io::Error::new(e.kind(), format!("log file {}: {e}", path.display()))
+                })?;
+            builder
+                .with_ansi(false)
+                .with_writer(Arc::new(file))
+                .try_init()
         }
         Target::Syslog { ident } => {
             // openlog keeps the pointer: the identity must live forever.
             let ident = CString::new(ident).expect("no NUL in ident");
-            unsafe { libc::openlog(Box::leak(ident.into_boxed_c_str()).as_ptr(), libc::LOG_PID, libc::LOG_DAEMON) };
+            unsafe {
+                libc::openlog(
+                    Box::leak(ident.into_boxed_c_str()).as_ptr(),
+                    libc::LOG_PID,
+                    libc::LOG_DAEMON,
+                )
+            };
             builder
                 .with_ansi(false)
                 .without_time()

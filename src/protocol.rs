@@ -332,7 +332,10 @@ pub fn validate_ifname(name: &str) -> Result<(), WireError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
     /// `table` 0 with `lease_expires` 0 acknowledges a release.
-    Lease { table: u32, lease_expires: u64 },
+    Lease {
+        table: u32,
+        lease_expires: u64,
+    },
     Error(WireError),
 }
 
@@ -397,7 +400,10 @@ impl Reply {
             .as_object()
             .ok_or_else(|| WireError::new(ErrorCode::NotObject, "reply is not a JSON object"))?;
         if obj.get("version").and_then(Value::as_u64) != Some(VERSION) {
-            return Err(WireError::new(ErrorCode::BadVersion, "unknown reply version"));
+            return Err(WireError::new(
+                ErrorCode::BadVersion,
+                "unknown reply version",
+            ));
         }
         match obj.get("cmd").and_then(Value::as_u64) {
             Some(CMD_RESP) => {
@@ -455,7 +461,9 @@ pub fn abstract_addr(name: &str, padded: bool) -> std::io::Result<SocketAddr> {
     if bytes.is_empty() || bytes.len() > MAX_ABSTRACT_NAME || bytes.contains(&0) {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            format!("abstract socket name {name:?} must be 1 to {MAX_ABSTRACT_NAME} bytes without NUL"),
+            format!(
+                "abstract socket name {name:?} must be 1 to {MAX_ABSTRACT_NAME} bytes without NUL"
+            ),
         ));
     }
     if padded {

@@ -14,9 +14,7 @@ use tracing::{debug, info, warn};
 use crate::config::ServerConfig;
 use crate::dgram::{self, Received};
 use crate::leases::{Access, Lease, LeaseTable, Now, Outcome, Peer, StoreOp};
-use crate::protocol::{
-    wire_clock_secs, ErrorCode, Reply, Request, WireError, MAX_DATAGRAM,
-};
+use crate::protocol::{wire_clock_secs, ErrorCode, Reply, Request, WireError, MAX_DATAGRAM};
 use crate::store::{AdoptClock, Store, StoreError};
 
 /// Datagrams handled per transaction at most.
@@ -144,7 +142,10 @@ impl Server {
         if gone.is_empty() {
             return;
         }
-        let ops: Vec<_> = gone.iter().map(|l| StoreOp::Delete(l.key.clone())).collect();
+        let ops: Vec<_> = gone
+            .iter()
+            .map(|l| StoreOp::Delete(l.key.clone()))
+            .collect();
         if let Err(e) = self.store.apply(&ops) {
             // The rows stay; the next start drops them as expired anyway.
             warn!("{e}: could not delete expired leases");

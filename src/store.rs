@@ -102,8 +102,10 @@ impl Store {
         conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
         // WAL + NORMAL: a committed lease survives a crash of the server; see
         // DESIGN.md for the measured rates.
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(err)?;
@@ -323,9 +325,11 @@ mod tests {
                 StoreOp::Put(lease("c", 10002, now, -1)),
             ])
             .unwrap();
-            s.apply(&[StoreOp::Delete(lease("b", 0, now, 0).key)]).unwrap();
+            s.apply(&[StoreOp::Delete(lease("b", 0, now, 0).key)])
+                .unwrap();
             // Renewal updates in place.
-            s.apply(&[StoreOp::Put(lease("a", 10000, now, 120))]).unwrap();
+            s.apply(&[StoreOp::Put(lease("a", 10000, now, 120))])
+                .unwrap();
             assert_eq!(s.count().unwrap(), 2);
         }
         let mut s = Store::open(&path, now, clock()).unwrap();
@@ -343,8 +347,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let now = Now::current();
         let mut s = Store::open(&dir.path().join("db"), now, clock()).unwrap();
-        s.apply(&[StoreOp::Put(lease("a", 10000, now, 60))]).unwrap();
-        assert!(s.apply(&[StoreOp::Put(lease("b", 10000, now, 60))]).is_err());
+        s.apply(&[StoreOp::Put(lease("a", 10000, now, 60))])
+            .unwrap();
+        assert!(s
+            .apply(&[StoreOp::Put(lease("b", 10000, now, 60))])
+            .is_err());
         // The failed batch left nothing behind.
         assert_eq!(s.count().unwrap(), 1);
     }

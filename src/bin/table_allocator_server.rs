@@ -34,7 +34,11 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let loaded = ServerConfig::load(&args.config)?;
     let config = loaded.config;
-    let level = if args.verbose { Level::DEBUG } else { Level::INFO };
+    let level = if args.verbose {
+        Level::DEBUG
+    } else {
+        Level::INFO
+    };
     let target = if args.syslog || config.do_syslog {
         Target::Syslog {
             ident: "table_allocator_server",
