@@ -3,4 +3,4 @@
 # One debug build serves both; tests run the binaries cargo built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo test --all-targets -- --test-threads=2 "$@"
+cargo test -- --test-threads=2 "$@"

@@ -3,6 +3,9 @@
 //! reach the database is returned as a [`StoreOp`].
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -97,12 +100,120 @@ pub struct Counters {
     pub expiries: u64,
 }
 
+/// What the table keeps per lease. The table number is the slot's index.
+#[derive(Debug)]
+struct Slot {
+    key: LeaseKey,
+    uid: u32,
+    deadline: Instant,
+    tag: Option<Box<str>>,
+}
+
+/// One family's leases: a bitmap for lowest-free allocation, a slot per
+/// table (dense, since tables are handed out lowest first) and a hash index
+/// of slot numbers keyed by the slot's own key. Keys live once, in the slots:
+/// with 65,536 leases this is about 5 MB, where maps of owned keys took 16.
+struct FamilyLeases {
+    pool: Pool,
+    offset: u32,
+    slots: Vec<Option<Slot>>,
+    index: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+}
+
+impl FamilyLeases {
+    fn new(offset: u32, size: u32) -> FamilyLeases {
+        FamilyLeases {
+            pool: Pool::new(offset, size),
+            offset,
+            slots: Vec::new(),
+            index: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+        }
+    }
+
+    fn find(&self, key: &LeaseKey) -> Option<u32> {
+        let hash = self.hasher.hash_one(key);
+        let slots = &self.slots;
+        self.index
+            .find(hash, |&i| slot_key(slots, i) == Some(key))
+            .copied()
+    }
+
+    fn slot(&self, i: u32) -> &Slot {
+        self.slots[i as usize]
+            .as_ref()
+            .expect("indexed slot is filled")
+    }
+
+    fn slot_mut(&mut self, i: u32) -> &mut Slot {
+        self.slots[i as usize]
+            .as_mut()
+            .expect("indexed slot is filled")
+    }
+
+    fn insert(&mut self, table: u32, slot: Slot) {
+        let i = table - self.offset;
+        let hash = self.hasher.hash_one(slot.key);
+        if self.slots.len() <= i as usize {
+            self.slots.resize_with(i as usize + 1, || None);
+        }
+        self.slots[i as usize] = Some(slot);
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.index.insert_unique(hash, i, |&j| {
+            hasher.hash_one(slot_key(slots, j).expect("indexed slot is filled"))
+        });
+    }
+
+    fn remove(&mut self, i: u32) -> Slot {
+        let slot = self.slots[i as usize]
+            .take()
+            .expect("indexed slot is filled");
+        let hash = self.hasher.hash_one(slot.key);
+        if let Ok(entry) = self.index.find_entry(hash, |&j| j == i) {
+            entry.remove();
+        }
+        self.pool.free(self.offset + i);
+        while matches!(self.slots.last(), Some(None)) {
+            self.slots.pop();
+        }
+        slot
+    }
+
+    fn lease(&self, i: u32, now: Now) -> Lease {
+        let s = self.slot(i);
+        let left = s.deadline.saturating_duration_since(now.mono);
+        Lease {
+            key: s.key,
+            tag: s.tag.as_deref().map(str::to_owned),
+            table: self.offset + i,
+            uid: s.uid,
+            expires_wall: now.wall + left.as_secs() as i64 + i64::from(left.subsec_nanos() > 0),
+            deadline: s.deadline,
+        }
+    }
+}
+
+/// Whole milliseconds from `epoch` to `t`, rounded up so that a lease is
+/// never reaped before its deadline.
+fn ms_after(epoch: Instant, t: Instant) -> u64 {
+    let d = t.saturating_duration_since(epoch);
+    d.as_millis() as u64 + u64::from(!d.subsec_nanos().is_multiple_of(1_000_000))
+}
+
+fn slot_key(slots: &[Option<Slot>], i: u32) -> Option<&LeaseKey> {
+    slots.get(i as usize)?.as_ref().map(|s| &s.key)
+}
+
 pub struct LeaseTable {
-    pools: HashMap<Family, Pool>,
-    leases: HashMap<LeaseKey, Lease>,
-    expiry: BTreeSet<(Instant, LeaseKey)>,
+    families: HashMap<Family, FamilyLeases>,
+    /// (deadline in ms after `epoch`, family, slot): what expires next.
+    /// Milliseconds rather than Instants keep each entry at 16 bytes.
+    expiry: BTreeSet<(u64, Family, u32)>,
+    epoch: Instant,
     timeout: Duration,
     access: Access,
+    len: usize,
     pub counters: Counters,
 }
 
@@ -116,58 +227,69 @@ impl LeaseTable {
         access: Access,
     ) -> LeaseTable {
         LeaseTable {
-            pools: families
+            families: families
                 .iter()
-                .map(|f| (*f, Pool::new(offset, size)))
+                .map(|f| (*f, FamilyLeases::new(offset, size)))
                 .collect(),
-            leases: HashMap::new(),
             expiry: BTreeSet::new(),
+            epoch: Instant::now(),
             timeout,
             access,
+            len: 0,
             counters: Counters::default(),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.leases.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.leases.is_empty()
+        self.len == 0
     }
 
-    pub fn get(&self, key: &LeaseKey) -> Option<&Lease> {
-        self.leases.get(key)
-    }
-
-    pub fn leases(&self) -> impl Iterator<Item = &Lease> {
-        self.leases.values()
+    pub fn get(&self, key: &LeaseKey, now: Now) -> Option<Lease> {
+        let fam = self.families.get(&key.family)?;
+        fam.find(key).map(|i| fam.lease(i, now))
     }
 
     /// (used, size) of a family's pool, `None` when the family is disabled.
     pub fn pool_usage(&self, family: Family) -> Option<(u32, u32)> {
-        self.pools.get(&family).map(|p| (p.used(), p.size()))
+        self.families
+            .get(&family)
+            .map(|f| (f.pool.used(), f.pool.size()))
     }
 
     /// Takes back a lease read from the database. Refuses one whose family is
     /// disabled or whose table lies outside the pool (the config changed) or
     /// is held twice.
     pub fn restore(&mut self, lease: Lease) -> Result<(), String> {
-        let pool = self
-            .pools
+        let fam = self
+            .families
             .get_mut(&lease.key.family)
             .ok_or_else(|| format!("family {} is disabled", lease.key.family))?;
-        if self.leases.contains_key(&lease.key) {
+        if fam.find(&lease.key).is_some() {
             return Err("duplicate lease".into());
         }
-        if !pool.claim(lease.table) {
+        if !fam.pool.claim(lease.table) {
             return Err(format!(
                 "table {} is outside the pool or already held",
                 lease.table
             ));
         }
-        self.expiry.insert((lease.deadline, lease.key.clone()));
-        self.leases.insert(lease.key.clone(), lease);
+        fam.insert(
+            lease.table,
+            Slot {
+                key: lease.key,
+                uid: lease.uid,
+                deadline: lease.deadline,
+                tag: lease.tag.map(String::into_boxed_str),
+            },
+        );
+        let at = ms_after(self.epoch, lease.deadline);
+        self.expiry
+            .insert((at, lease.key.family, lease.table - fam.offset));
+        self.len += 1;
         Ok(())
     }
 
@@ -188,69 +310,92 @@ impl LeaseTable {
             ));
         }
         let family = req.key.family;
-        if !self.pools.contains_key(&family) {
+        let Some(fam) = self.families.get(&family) else {
             return Err(WireError::new(
                 ErrorCode::FamilyDisabled,
                 format!("address family {family} is disabled on this server"),
             ));
-        }
-        if let Some(existing) = self.leases.get(&req.key) {
-            if peer.uid != 0 && existing.uid != peer.uid {
+        };
+        let existing = fam.find(&req.key);
+        if let Some(i) = existing {
+            let holder = fam.slot(i).uid;
+            if peer.uid != 0 && holder != peer.uid {
                 return Err(WireError::new(
                     ErrorCode::NotPermitted,
                     format!(
-                        "lease for {} is held by uid {}, not uid {}",
-                        req.key, existing.uid, peer.uid
+                        "lease for {} is held by uid {holder}, not uid {}",
+                        req.key, peer.uid
                     ),
                 ));
             }
         }
-        match req.action {
-            Action::Request => self.request(req, peer, now),
-            Action::Release => Ok(self.release(&req.key)),
+        match (req.action, existing) {
+            (Action::Request, Some(i)) => Ok(self.renew(req, i, now)),
+            (Action::Request, None) => self.grant(req, peer, now),
+            (Action::Release, Some(i)) => {
+                let table = self.remove(family, i);
+                self.counters.releases += 1;
+                Ok((
+                    Outcome::Released { table: Some(table) },
+                    Some(StoreOp::Delete(req.key)),
+                ))
+            }
+            (Action::Release, None) => Ok((Outcome::Released { table: None }, None)),
         }
     }
 
-    fn request(
+    fn renew(&mut self, req: &Request, i: u32, now: Now) -> (Outcome, Option<StoreOp>) {
+        let deadline = now.mono + self.timeout;
+        let family = req.key.family;
+        let fam = self.families.get_mut(&family).expect("family checked");
+        let slot = fam.slot_mut(i);
+        self.expiry
+            .remove(&(ms_after(self.epoch, slot.deadline), family, i));
+        slot.deadline = deadline;
+        if let Some(tag) = &req.tag {
+            slot.tag = Some(tag.as_str().into());
+        }
+        self.expiry
+            .insert((ms_after(self.epoch, deadline), family, i));
+        self.counters.renewals += 1;
+        (
+            Outcome::Renewed {
+                table: fam.offset + i,
+                deadline,
+            },
+            Some(StoreOp::Put(fam.lease(i, now))),
+        )
+    }
+
+    fn grant(
         &mut self,
         req: &Request,
         peer: &Peer,
         now: Now,
     ) -> Result<(Outcome, Option<StoreOp>), WireError> {
         let deadline = now.mono + self.timeout;
-        let expires_wall = now.wall + self.timeout.as_secs() as i64;
-        if let Some(lease) = self.leases.get_mut(&req.key) {
-            self.expiry.remove(&(lease.deadline, lease.key.clone()));
-            lease.deadline = deadline;
-            lease.expires_wall = expires_wall;
-            if req.tag.is_some() {
-                lease.tag = req.tag.clone();
-            }
-            self.expiry.insert((deadline, lease.key.clone()));
-            self.counters.renewals += 1;
-            let table = lease.table;
-            return Ok((
-                Outcome::Renewed { table, deadline },
-                Some(StoreOp::Put(lease.clone())),
-            ));
-        }
-        let pool = self.pools.get_mut(&req.key.family).expect("checked above");
-        let table = pool.allocate().ok_or_else(|| {
+        let family = req.key.family;
+        let fam = self.families.get_mut(&family).expect("family checked");
+        let table = fam.pool.allocate().ok_or_else(|| {
             WireError::new(
                 ErrorCode::PoolExhausted,
-                format!("all {} {} tables are leased", pool.size(), req.key.family),
+                format!("all {} {family} tables are leased", fam.pool.size()),
             )
         })?;
-        let lease = Lease {
-            key: req.key.clone(),
-            tag: req.tag.clone(),
+        fam.insert(
             table,
-            uid: peer.uid,
-            expires_wall,
-            deadline,
-        };
-        self.expiry.insert((deadline, lease.key.clone()));
-        self.leases.insert(lease.key.clone(), lease.clone());
+            Slot {
+                key: req.key,
+                uid: peer.uid,
+                deadline,
+                tag: req.tag.as_deref().map(Into::into),
+            },
+        );
+        let i = table - fam.offset;
+        let lease = fam.lease(i, now);
+        self.expiry
+            .insert((ms_after(self.epoch, deadline), family, i));
+        self.len += 1;
         self.counters.grants += 1;
         Ok((
             Outcome::Granted { table, deadline },
@@ -258,44 +403,34 @@ impl LeaseTable {
         ))
     }
 
-    fn release(&mut self, key: &LeaseKey) -> (Outcome, Option<StoreOp>) {
-        match self.remove(key) {
-            Some(lease) => {
-                self.counters.releases += 1;
-                (
-                    Outcome::Released {
-                        table: Some(lease.table),
-                    },
-                    Some(StoreOp::Delete(lease.key)),
-                )
-            }
-            None => (Outcome::Released { table: None }, None),
-        }
-    }
-
-    fn remove(&mut self, key: &LeaseKey) -> Option<Lease> {
-        let lease = self.leases.remove(key)?;
-        self.expiry.remove(&(lease.deadline, lease.key.clone()));
-        if let Some(pool) = self.pools.get_mut(&key.family) {
-            pool.free(lease.table);
-        }
-        Some(lease)
+    /// Frees slot `i` of `family`; returns its table.
+    fn remove(&mut self, family: Family, i: u32) -> u32 {
+        let fam = self.families.get_mut(&family).expect("family checked");
+        let slot = fam.remove(i);
+        self.expiry
+            .remove(&(ms_after(self.epoch, slot.deadline), family, i));
+        self.len -= 1;
+        fam.offset + i
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.expiry.first().map(|(d, _)| *d)
+        self.expiry
+            .first()
+            .map(|(ms, _, _)| self.epoch + Duration::from_millis(*ms))
     }
 
-    /// Removes every lease whose deadline has come.
-    pub fn expire(&mut self, now: Instant) -> Vec<Lease> {
+    /// Removes every lease whose deadline has come; returns (key, table).
+    pub fn expire(&mut self, now: Instant) -> Vec<(LeaseKey, u32)> {
         let mut gone = Vec::new();
-        while let Some((deadline, key)) = self.expiry.first().cloned() {
-            if deadline > now {
+        // Floor, where deadlines are rounded up: nothing goes early.
+        let now_ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
+        while let Some(&(at, family, i)) = self.expiry.first() {
+            if at > now_ms {
                 break;
             }
-            if let Some(lease) = self.remove(&key) {
-                gone.push(lease);
-            }
+            let key = self.families[&family].slot(i).key;
+            let table = self.remove(family, i);
+            gone.push((key, table));
         }
         self.counters.expiries += gone.len() as u64;
         gone
@@ -309,11 +444,12 @@ mod tests {
     fn req(action: Action, ifname: &str, address: &str) -> Request {
         Request {
             action,
-            key: LeaseKey {
-                family: Family::Inet,
-                ifname: ifname.into(),
-                address: address.into(),
-            },
+            key: LeaseKey::new(Family::Unspec, ifname, address)
+                .map(|mut k| {
+                    k.family = Family::Inet;
+                    k
+                })
+                .unwrap(),
             tag: None,
         }
     }
@@ -360,7 +496,10 @@ mod tests {
             )
             .unwrap();
         assert!(matches!(r.0, Outcome::Renewed { table: 10000, .. }));
-        assert_eq!(t.get(&r_key("eth0")).unwrap().expires_wall, now.wall + 90);
+        assert_eq!(
+            t.get(&r_key("eth0"), later).unwrap().expires_wall,
+            now.wall + 90
+        );
         let rel = t
             .handle(
                 &req(Action::Release, "eth0", "10.0.0.1"),
@@ -427,7 +566,9 @@ mod tests {
             .unwrap();
         t.handle(&req(Action::Request, "b", "10.0.0.1"), &Peer::ROOT, now)
             .unwrap();
-        assert_eq!(t.next_deadline(), Some(now.mono + Duration::from_secs(60)));
+        let next = t.next_deadline().unwrap();
+        let due = now.mono + Duration::from_secs(60);
+        assert!(next >= due && next <= due + Duration::from_millis(1));
         assert!(t.expire(now.mono + Duration::from_secs(59)).is_empty());
         // "a" renews after its deadline but before the reaper ran: same table.
         let late = Now {
@@ -438,9 +579,9 @@ mod tests {
             .handle(&req(Action::Request, "a", "10.0.0.1"), &Peer::ROOT, late)
             .unwrap();
         assert!(matches!(r.0, Outcome::Renewed { table: 10000, .. }));
-        let gone = t.expire(late.mono);
+        let gone = t.expire(late.mono + Duration::from_millis(1));
         assert_eq!(gone.len(), 1);
-        assert_eq!(gone[0].key.ifname, "b");
+        assert_eq!(gone[0].0.ifname, "b");
         assert_eq!(t.counters.expiries, 1);
         let c = t
             .handle(&req(Action::Request, "c", "10.0.0.1"), &Peer::ROOT, late)
@@ -498,6 +639,49 @@ mod tests {
             .handle(&req(Action::Release, "a", "10.0.0.1"), &Peer::ROOT, now)
             .is_ok());
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn many_leases_keep_their_tables() {
+        let mut t = table(5000);
+        let now = Now::current();
+        let name = |i: usize| format!("if{i}");
+        for i in 0..5000 {
+            let g = t
+                .handle(
+                    &req(Action::Request, &name(i), "10.0.0.1"),
+                    &Peer::ROOT,
+                    now,
+                )
+                .unwrap();
+            assert_eq!(granted(&g), 10000 + i as u32);
+        }
+        for i in (1..5000).step_by(2) {
+            t.handle(
+                &req(Action::Release, &name(i), "10.0.0.1"),
+                &Peer::ROOT,
+                now,
+            )
+            .unwrap();
+        }
+        assert_eq!(t.len(), 2500);
+        for i in (0..5000).step_by(2) {
+            let r = t
+                .handle(
+                    &req(Action::Request, &name(i), "10.0.0.1"),
+                    &Peer::ROOT,
+                    now,
+                )
+                .unwrap();
+            assert!(matches!(r.0, Outcome::Renewed { table, .. } if table == 10000 + i as u32));
+        }
+        let n = t
+            .handle(&req(Action::Request, "new", "10.0.0.1"), &Peer::ROOT, now)
+            .unwrap();
+        assert_eq!(granted(&n), 10001);
+        assert_eq!(t.expire(now.mono + Duration::from_secs(61)).len(), 2501);
+        assert!(t.is_empty());
+        assert_eq!(t.pool_usage(Family::Inet), Some((0, 5000)));
     }
 
     #[test]

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tracing::{Level, Metadata};
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::EnvFilter;
 
 pub enum Target<'a> {
     Stderr,
@@ -16,11 +16,16 @@ pub enum Target<'a> {
     Syslog { ident: &'static str },
 }
 
-/// Installs the global subscriber. `RUST_LOG` overrides `default_level`.
+/// Installs the global subscriber. `RUST_LOG` (a level name: error, warn,
+/// info, debug, trace, off) overrides `default_level`. A plain level rather
+/// than env-filter directives keeps the daemons small: the regex engine
+/// behind directives doubled the server's resident code.
 pub fn init(target: Target<'_>, default_level: Level) -> io::Result<()> {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(default_level.as_str().to_lowercase()));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.trim().parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::from_level(default_level));
+    let builder = tracing_subscriber::fmt().with_max_level(filter);
     let result = match target {
         Target::Stderr => builder.with_writer(io::stderr).try_init(),
         Target::File(path) => {

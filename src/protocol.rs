@@ -8,6 +8,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::SocketAddr;
+use std::str::FromStr;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -64,14 +65,14 @@ impl Family {
         }
     }
 
-    /// Parses an address for this family and returns its canonical text, so
-    /// that `2001:DB8::1` and `2001:db8::1` name one lease.
-    pub fn canonical_address(self, text: &str) -> Option<String> {
+    /// Parses an address of this family; `2001:DB8::1` and `2001:db8::1`
+    /// are one address and so name one lease.
+    pub fn parse_address(self, text: &str) -> Option<IpAddr> {
         let addr: IpAddr = text.parse().ok()?;
         match (self, addr) {
             (Family::Inet, IpAddr::V4(_))
             | (Family::Inet6, IpAddr::V6(_))
-            | (Family::Unspec, _) => Some(addr.to_string()),
+            | (Family::Unspec, _) => Some(addr),
             _ => None,
         }
     }
@@ -170,12 +171,79 @@ pub enum Action {
     Release,
 }
 
+/// An interface name, validated and stored inline (no heap), so that lease
+/// keys are small and `Copy`: the server keeps 65,536 of them in a few MB.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IfName {
+    len: u8,
+    bytes: [u8; MAX_IFNAME],
+}
+
+impl IfName {
+    pub fn new(name: &str) -> Result<IfName, WireError> {
+        validate_ifname(name)?;
+        let mut bytes = [0u8; MAX_IFNAME];
+        bytes[..name.len()].copy_from_slice(name.as_bytes());
+        Ok(IfName {
+            len: name.len() as u8,
+            bytes,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len as usize]).expect("validated UTF-8")
+    }
+}
+
+impl FromStr for IfName {
+    type Err = WireError;
+    fn from_str(s: &str) -> Result<IfName, WireError> {
+        IfName::new(s)
+    }
+}
+
+impl fmt::Display for IfName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for IfName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl PartialEq<&str> for IfName {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// What identifies a lease: one per (family, interface, address).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LeaseKey {
     pub family: Family,
-    pub ifname: String,
-    pub address: String,
+    pub ifname: IfName,
+    pub address: IpAddr,
+}
+
+impl LeaseKey {
+    /// Validates the parts; the address must be of the family.
+    pub fn new(family: Family, ifname: &str, address: &str) -> Result<LeaseKey, WireError> {
+        let ifname = IfName::new(ifname)?;
+        let address = family.parse_address(address).ok_or_else(|| {
+            WireError::new(
+                ErrorCode::BadAddress,
+                format!("{address:?} is not an {family} address"),
+            )
+        })?;
+        Ok(LeaseKey {
+            family,
+            ifname,
+            address,
+        })
+    }
 }
 
 impl fmt::Display for LeaseKey {
@@ -194,7 +262,7 @@ pub struct Request {
 /// Serialized in the original's field order.
 #[derive(Serialize)]
 struct RequestWire<'a> {
-    address: &'a str,
+    address: String,
     ifname: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     tag: Option<&'a str>,
@@ -206,8 +274,8 @@ struct RequestWire<'a> {
 impl Request {
     pub fn encode(&self) -> Vec<u8> {
         let wire = RequestWire {
-            address: &self.key.address,
-            ifname: &self.key.ifname,
+            address: self.key.address.to_string(),
+            ifname: self.key.ifname.as_str(),
             tag: self.tag.as_deref(),
             addr_family: self.key.family.code(),
             cmd: match self.action {
@@ -263,14 +331,8 @@ impl Request {
                 WireError::new(ErrorCode::BadFamily, "addr_family must be 0, 2 or 10")
             })?;
         let ifname = str_field(obj, "ifname", ErrorCode::BadIfname)?;
-        validate_ifname(ifname)?;
-        let address_text = str_field(obj, "address", ErrorCode::BadAddress)?;
-        let address = family.canonical_address(address_text).ok_or_else(|| {
-            WireError::new(
-                ErrorCode::BadAddress,
-                format!("{address_text:?} is not an {family} address"),
-            )
-        })?;
+        let address = str_field(obj, "address", ErrorCode::BadAddress)?;
+        let key = LeaseKey::new(family, ifname, address)?;
         let tag = match obj.get("tag") {
             None | Some(Value::Null) => None,
             Some(Value::String(t)) if t.len() <= MAX_TAG && !t.contains('\0') => Some(t.clone()),
@@ -281,15 +343,7 @@ impl Request {
                 ))
             }
         };
-        Ok(Request {
-            action,
-            key: LeaseKey {
-                family,
-                ifname: ifname.to_owned(),
-                address,
-            },
-            tag,
-        })
+        Ok(Request { action, key, tag })
     }
 }
 
@@ -480,11 +534,7 @@ mod tests {
     use super::*;
 
     fn key() -> LeaseKey {
-        LeaseKey {
-            family: Family::Inet,
-            ifname: "veth0".into(),
-            address: "10.10.0.2".into(),
-        }
+        LeaseKey::new(Family::Inet, "veth0", "10.10.0.2").unwrap()
     }
 
     #[test]
@@ -538,7 +588,7 @@ mod tests {
             br#"{"address":"2001:DB8::1","ifname":"wwan0","addr_family":10,"cmd":0,"version":1}"#,
         )
         .unwrap();
-        assert_eq!(r.key.address, "2001:db8::1");
+        assert_eq!(r.key.address.to_string(), "2001:db8::1");
         assert_eq!(r.key.family, Family::Inet6);
         // A trailing NUL, as a C sender may include, is fine.
         assert!(Request::decode(

@@ -13,7 +13,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::ServerConfig;
 use crate::dgram::{self, Received};
-use crate::leases::{Access, Lease, LeaseTable, Now, Outcome, Peer, StoreOp};
+use crate::leases::{Access, LeaseTable, Now, Outcome, Peer, StoreOp};
 use crate::protocol::{wire_clock_secs, ErrorCode, Reply, Request, WireError, MAX_DATAGRAM};
 use crate::store::{AdoptClock, Store, StoreError};
 
@@ -66,7 +66,7 @@ impl Server {
         self.table.counters = counters;
         let mut drop = Vec::new();
         for stored in self.store.load(now)? {
-            let key = stored.key.clone();
+            let key = stored.key;
             if let Err(why) = self.table.restore(stored.into_lease(now)) {
                 warn!(lease = %key, "dropping stored lease: {why}");
                 drop.push(StoreOp::Delete(key));
@@ -142,15 +142,12 @@ impl Server {
         if gone.is_empty() {
             return;
         }
-        let ops: Vec<_> = gone
-            .iter()
-            .map(|l| StoreOp::Delete(l.key.clone()))
-            .collect();
+        let ops: Vec<_> = gone.iter().map(|(key, _)| StoreOp::Delete(*key)).collect();
         if let Err(e) = self.store.apply(&ops) {
             // The rows stay; the next start drops them as expired anyway.
             warn!("{e}: could not delete expired leases");
         }
-        for Lease { key, table, .. } in gone {
+        for (key, table) in gone {
             info!(
                 table,
                 family = %key.family,

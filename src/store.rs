@@ -166,12 +166,12 @@ impl Store {
             let (Ok(table), Ok(uid)) = (u32::try_from(table), u32::try_from(uid)) else {
                 continue;
             };
+            // Rows are ours, but a hand-edited one must not stop the server.
+            let Ok(key) = LeaseKey::new(family, &ifname, &address) else {
+                continue;
+            };
             out.push(StoredLease {
-                key: LeaseKey {
-                    family,
-                    ifname,
-                    address,
-                },
+                key,
                 tag,
                 table,
                 uid,
@@ -202,8 +202,8 @@ impl Store {
                         upsert
                             .execute(params![
                                 l.key.family.code(),
-                                l.key.ifname,
-                                l.key.address,
+                                l.key.ifname.as_str(),
+                                l.key.address.to_string(),
                                 l.tag,
                                 l.table,
                                 l.uid,
@@ -213,7 +213,11 @@ impl Store {
                     }
                     StoreOp::Delete(k) => {
                         delete
-                            .execute(params![k.family.code(), k.ifname, k.address])
+                            .execute(params![
+                                k.family.code(),
+                                k.ifname.as_str(),
+                                k.address.to_string()
+                            ])
                             .map_err(err)?;
                     }
                 }
@@ -269,14 +273,14 @@ fn adopt_original(
         let Some(family) = u64::try_from(family).ok().and_then(Family::from_code) else {
             continue;
         };
-        let Some(address) = family.canonical_address(&addr) else {
+        let Ok(key) = LeaseKey::new(family, &ifname, &addr) else {
             continue;
         };
         let left = (expires_raw - clock.raw_now as i64).clamp(0, clock.table_timeout as i64);
         insert.execute(params![
             family.code(),
-            ifname,
-            address,
+            key.ifname.as_str(),
+            key.address.to_string(),
             tag,
             table,
             now.wall + left
@@ -299,11 +303,7 @@ mod tests {
 
     fn lease(ifname: &str, table: u32, now: Now, ttl: i64) -> Lease {
         StoredLease {
-            key: LeaseKey {
-                family: Family::Inet,
-                ifname: ifname.into(),
-                address: "10.0.0.2".into(),
-            },
+            key: LeaseKey::new(Family::Inet, ifname, "10.0.0.2").unwrap(),
             tag: Some("t".into()),
             table,
             uid: 0,
@@ -385,7 +385,7 @@ mod tests {
         assert_eq!(live[0].expires_wall, now.wall + 528);
         assert_eq!(live[0].tag.as_deref(), Some("x"));
         // Capped at one timeout, address canonicalized.
-        assert_eq!(live[1].key.address, "2001:db8::2");
+        assert_eq!(live[1].key.address.to_string(), "2001:db8::2");
         assert_eq!(live[1].expires_wall, now.wall + 3600);
     }
 
