@@ -24,7 +24,6 @@ const KNOWN_KEYS: &[&str] = &[
     "allowed_uids",
     "allowed_gids",
     "socket_padded",
-    "metrics_path",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -59,8 +58,6 @@ pub struct ServerConfig {
     pub allowed_gids: Vec<u32>,
     /// Bind the NUL-padded abstract name, as the original does.
     pub socket_padded: bool,
-    /// Prometheus text file rewritten after changes.
-    pub metrics_path: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -77,7 +74,6 @@ impl Default for ServerConfig {
             allowed_uids: Vec::new(),
             allowed_gids: Vec::new(),
             socket_padded: true,
-            metrics_path: None,
         }
     }
 }
@@ -206,7 +202,6 @@ impl ServerConfig {
             allowed_uids: r.ids("allowed_uids")?,
             allowed_gids: r.ids("allowed_gids")?,
             socket_padded: r.boolean("socket_padded")?.unwrap_or(d.socket_padded),
-            metrics_path: r.string("metrics_path")?.map(PathBuf::from),
         };
         if config.db_path.as_os_str().is_empty() {
             return Err(r.bad("db_path", "must not be empty"));

@@ -5,10 +5,13 @@
 //! plans; thin layers apply them to sockets, sqlite and netlink.
 
 pub mod allocator;
+pub mod client;
 pub mod config;
 pub mod dgram;
 pub mod leases;
 pub mod logging;
+pub mod netlink;
 pub mod protocol;
+pub mod rules;
 pub mod server;
 pub mod store;

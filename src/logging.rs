@@ -27,7 +27,13 @@ pub fn init(target: Target<'_>, default_level: Level) -> io::Result<()> {
         .unwrap_or(LevelFilter::from_level(default_level));
     let builder = tracing_subscriber::fmt().with_max_level(filter);
     let result = match target {
-        Target::Stderr => builder.with_writer(io::stderr).try_init(),
+        Target::Stderr => {
+            use std::io::IsTerminal;
+            builder
+                .with_ansi(io::stderr().is_terminal())
+                .with_writer(io::stderr)
+                .try_init()
+        }
         Target::File(path) => {
             let file = std::fs::OpenOptions::new()
                 .create(true)

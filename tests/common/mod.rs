@@ -251,3 +251,20 @@ pub fn start_server(ns: &Netns, config: &Path, dir: &Path, socket: &str) -> Daem
     assert!(up, "server did not bind @{socket}: {}", d.log());
     d
 }
+
+pub fn client_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_table_allocator_client")
+}
+
+/// `ip rule` (or `ip -6 rule`) lines in `ns` that carry our protocol.
+pub fn our_rules(ns: &Netns, v6: bool) -> Vec<String> {
+    let out = if v6 {
+        ns.ip(&["-6", "rule"])
+    } else {
+        ns.ip(&["rule"])
+    };
+    out.lines()
+        .filter(|l| l.contains("proto 77"))
+        .map(|l| l.trim_end().to_owned())
+        .collect()
+}

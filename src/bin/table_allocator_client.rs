@@ -1,0 +1,311 @@
+//! `table_allocator_client`: leases a routing table for one address, prints
+//! it, installs the address's rules and keeps them until the address goes.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use tracing::{info, warn, Level};
+
+use mhr::client::{
+    ask_running_client, install_rules, Acquired, ClientConfig, Keeper, LeaseSocket, Stop,
+};
+use mhr::logging::{self, Target};
+use mhr::netlink::Netlink;
+use mhr::protocol::{Action, Family, LeaseKey, Reply};
+use mhr::rules::{parse_netmask, rules_for};
+
+/// Exit status when no table could be had (after printing 0).
+const EXIT_NO_TABLE: u8 = 1;
+/// Bad arguments or an environment that does not match them.
+const EXIT_USAGE: u8 = 2;
+/// `-r` with no client running: the release went to the server directly.
+const EXIT_RELEASED_DIRECTLY: u8 = 3;
+
+/// Leases a routing table for an interface address from
+/// table_allocator_server, prints it (0 when none can be had), installs the
+/// address's policy rules, and moves to the background to keep the lease
+/// fresh. Rules and lease are removed when the address or the interface
+/// goes away, or on SIGTERM.
+#[derive(Parser, Debug)]
+#[command(
+    name = "table_allocator_client",
+    version,
+    after_help = "Examples:\n  rt_table=$(table_allocator_client -4 -a 10.10.0.2 -n 24 -i eth1 -d tas_socket)\n  table_allocator_client -6 -a 2001:db8::2 -n 64 -i wwan0 -d tas_socket\n  table_allocator_client -4 -a 10.10.0.2 -i eth1 -d tas_socket -r\n\nRules installed (priority, selector):\n  9000  oif IFNAME            (sockets bound to the device)\n  10000 from ADDRESS\n  20000 to NETWORK/PREFIX\n  91000 iif lo\n\nExit status: 0 table printed (or released), 1 no table (0 printed),\n2 bad arguments, 3 with -r: no client was running, released at the server."
+)]
+struct Args {
+    /// IPv4 address family.
+    #[arg(short = '4', conflicts_with = "inet6")]
+    inet: bool,
+    /// IPv6 address family.
+    #[arg(short = '6')]
+    inet6: bool,
+    /// Log to syslog.
+    #[arg(short = 's', long = "syslog")]
+    syslog: bool,
+    /// Log to this file (default: stderr, which is closed in the background).
+    #[arg(short = 'l', long = "log_path")]
+    log_path: Option<PathBuf>,
+    /// The address to lease a table for.
+    #[arg(short = 'a', long = "address")]
+    address: String,
+    /// Netmask (dotted) or prefix length; default: the address's prefix on
+    /// the interface.
+    #[arg(short = 'n', long = "netmask")]
+    netmask: Option<String>,
+    /// The interface holding the address.
+    #[arg(short = 'i', long = "ifname")]
+    ifname: String,
+    /// Optional tag stored with the lease.
+    #[arg(short = 't', long = "tag")]
+    tag: Option<String>,
+    /// Release: stop the running client for this address (or release the
+    /// lease at the server when none runs).
+    #[arg(short = 'r', long = "release")]
+    release: bool,
+    /// The server's abstract socket name (its socket_path).
+    #[arg(short = 'd', long = "destination")]
+    destination: String,
+    /// Stay in the foreground.
+    #[arg(short = 'f', long = "foreground")]
+    foreground: bool,
+    /// Use the short (unpadded) abstract names.
+    #[arg(long = "unpadded", hide = true)]
+    unpadded: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let target = if args.syslog {
+        Target::Syslog {
+            ident: "table_allocator_client",
+        }
+    } else if let Some(p) = &args.log_path {
+        Target::File(p)
+    } else {
+        Target::Stderr
+    };
+    if let Err(e) = logging::init(target, Level::INFO) {
+        eprintln!("table_allocator_client: {e}");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("table_allocator_client: {e:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
+}
+
+fn config(args: &Args) -> anyhow::Result<ClientConfig> {
+    let family = if args.inet6 {
+        Family::Inet6
+    } else if args.inet {
+        Family::Inet
+    } else {
+        Family::Unspec
+    };
+    let key = LeaseKey::new(family, &args.ifname, &args.address)
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let prefix_len = match &args.netmask {
+        Some(n) => parse_netmask(n, mhr::rules::family_of(&key.address))
+            .map_err(|e| anyhow::anyhow!("netmask: {e}"))?,
+        None => 0, // filled in from the kernel
+    };
+    if args.destination.is_empty() {
+        bail!("-d: the server name must not be empty");
+    }
+    Ok(ClientConfig {
+        key,
+        prefix_len,
+        tag: args.tag.clone(),
+        server: args.destination.clone(),
+        padded: !args.unpadded,
+        attempts: 5,
+        retry: Duration::from_secs(2),
+    })
+}
+
+fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut cfg = config(&args)?;
+    let rt = runtime()?;
+    if args.release {
+        return rt.block_on(release(&cfg));
+    }
+    // First half, in the foreground: lease, rules, print.
+    let first = rt.block_on(async {
+        let nl = Netlink::connect().context("netlink")?;
+        let ifindex = nl
+            .link_index(&args.ifname)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("interface {} does not exist", args.ifname))?;
+        let addrs = nl.addresses(ifindex).await?;
+        let Some((_, kernel_plen)) = addrs.iter().find(|(a, _)| *a == cfg.key.address) else {
+            bail!("address {} is not on interface {}", cfg.key.address, args.ifname);
+        };
+        if args.netmask.is_none() {
+            cfg.prefix_len = *kernel_plen;
+        }
+        let sock = match LeaseSocket::bind(&cfg.socket_name(), &cfg) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                return Ok(Err(already_running(&cfg).await));
+            }
+            Err(e) => return Err(e).context(format!("bind @{}", cfg.socket_name())),
+        };
+        let (table, lease_expires) = match sock.acquire(&cfg).await {
+            Acquired::Table { table, lease_expires } => (table, lease_expires),
+            Acquired::Refused(e) => {
+                warn!("the server refused {}: {e}", cfg.key);
+                print_table(0);
+                return Ok(Err(ExitCode::from(EXIT_NO_TABLE)));
+            }
+            Acquired::NoAnswer => {
+                warn!(server = %cfg.server, "no answer from the server after {} attempts", cfg.attempts);
+                print_table(0);
+                return Ok(Err(ExitCode::from(EXIT_NO_TABLE)));
+            }
+        };
+        let rules = rules_for(&cfg.address_spec(), table);
+        let mut pending = Vec::new();
+        // A refusal is retried briefly here, then in the background.
+        for _ in 0..3 {
+            if install_rules(&nl, &rules).await.is_empty() {
+                pending.clear();
+                break;
+            }
+            pending = rules.clone();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        info!(table, ifname = %cfg.key.ifname, address = %cfg.key.address, "lease granted, rules installed");
+        print_table(table);
+        Ok(Ok((sock.into_std()?, ifindex, table, lease_expires, pending)))
+    })?;
+    let (sock, ifindex, table, lease_expires, pending) = match first {
+        Ok(x) => x,
+        Err(code) => return Ok(code),
+    };
+    drop(rt);
+    if !args.foreground {
+        daemonize()?;
+    }
+    // Second half, in the background: a fresh runtime after the fork.
+    let rt = runtime()?;
+    let stop = rt.block_on(async {
+        let keeper = Keeper {
+            sock: LeaseSocket::from_std(sock, &cfg)?,
+            nl: Netlink::connect()?,
+            cfg,
+            ifindex,
+            table,
+            lease_expires,
+            pending,
+        };
+        anyhow::Ok(keeper.run(shutdown_signal()).await)
+    })?;
+    info!(reason = ?stop, "client exits");
+    let _ = stop == Stop::Signal;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table(table: u32) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{table}");
+    let _ = out.flush();
+}
+
+/// Another client holds this address's socket: print its table.
+async fn already_running(cfg: &ClientConfig) -> ExitCode {
+    match ask_running_client(cfg, Action::Request, Duration::from_secs(2)).await {
+        Ok(Some(Reply::Lease { table, .. })) => {
+            info!(table, "a client for {} is already running", cfg.key);
+            print_table(table);
+            ExitCode::SUCCESS
+        }
+        other => {
+            warn!(
+                "a client for {} holds its socket but did not answer: {other:?}",
+                cfg.key
+            );
+            print_table(0);
+            ExitCode::from(EXIT_NO_TABLE)
+        }
+    }
+}
+
+/// `-r`: stop the running client, or release at the server.
+async fn release(cfg: &ClientConfig) -> anyhow::Result<ExitCode> {
+    match ask_running_client(cfg, Action::Release, Duration::from_secs(5)).await {
+        Ok(Some(Reply::Lease { .. })) => {
+            info!("the running client for {} released its lease", cfg.key);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Ok(Some(Reply::Error(e))) => bail!("the running client refused: {e}"),
+        Ok(None) => {}
+        Err(e) => bail!("{e}"),
+    }
+    let name = format!("{}-rel{}", cfg.socket_name(), std::process::id());
+    let sock = LeaseSocket::bind(&name, cfg).with_context(|| format!("bind @{name}"))?;
+    for _ in 0..cfg.attempts {
+        match sock.call(cfg, Action::Release, cfg.retry).await {
+            Ok(Some(Reply::Lease { .. })) => {
+                info!(
+                    "no client was running for {}; released at the server",
+                    cfg.key
+                );
+                return Ok(ExitCode::from(EXIT_RELEASED_DIRECTLY));
+            }
+            Ok(Some(Reply::Error(e))) => bail!("the server refused the release: {e}"),
+            Ok(None) => {}
+            Err(e) => {
+                info!("cannot reach the server: {e}");
+                tokio::time::sleep(cfg.retry).await;
+            }
+        }
+    }
+    bail!("no answer from the server @{}", cfg.server)
+}
+
+/// Moves to the background: fork, new session, stdio to /dev/null. Called
+/// with no runtime alive, so the process is single-threaded here.
+fn daemonize() -> anyhow::Result<()> {
+    use nix::unistd::{fork, setsid, ForkResult};
+    // SAFETY: single-threaded at this point (the runtime was dropped).
+    match unsafe { fork() }.context("fork")? {
+        ForkResult::Parent { .. } => std::process::exit(0),
+        ForkResult::Child => {}
+    }
+    setsid().context("setsid")?;
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .context("/dev/null")?;
+    use std::os::fd::AsRawFd;
+    for fd in 0..=2 {
+        // SAFETY: dup2 onto the standard descriptors.
+        unsafe { libc::dup2(null.as_raw_fd(), fd) };
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

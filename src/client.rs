@@ -1,0 +1,502 @@
+//! The lease keeper behind `table_allocator_client`: gets a table for one
+//! (family, interface, address), installs its rules, renews the lease, and
+//! removes both when the address or the interface goes away.
+//!
+//! Its abstract socket doubles as a control endpoint: a second client for
+//! the same address asks it for the table (`cmd` 0) or tells it to release
+//! (`cmd` 1), instead of competing with it.
+
+use std::io;
+use std::time::Duration;
+
+use nix::sys::socket::UnixAddr;
+use tokio::net::UnixDatagram;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::dgram;
+use crate::leases::Peer;
+use crate::netlink::{Event, Netlink, NetlinkError, Watcher};
+use crate::protocol::{
+    abstract_addr, client_socket_name, wire_clock_secs, Action, LeaseKey, Reply, Request,
+    WireError, MAX_DATAGRAM,
+};
+use crate::rules::{rules_for, AddressSpec, RuleSpec};
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub key: LeaseKey,
+    pub prefix_len: u8,
+    pub tag: Option<String>,
+    /// The server's abstract name (`-d`).
+    pub server: String,
+    pub padded: bool,
+    /// Requests sent before giving up (the original: 5, 2 s apart).
+    pub attempts: u32,
+    pub retry: Duration,
+}
+
+impl ClientConfig {
+    pub fn address_spec(&self) -> AddressSpec {
+        AddressSpec {
+            ifname: self.key.ifname.to_string(),
+            address: self.key.address,
+            prefix_len: self.prefix_len,
+        }
+    }
+
+    pub fn socket_name(&self) -> String {
+        client_socket_name(&self.key)
+    }
+
+    fn server_addr(&self) -> io::Result<UnixAddr> {
+        unix_addr(&self.server, self.padded)
+    }
+}
+
+fn unix_addr(name: &str, padded: bool) -> io::Result<UnixAddr> {
+    // Validate through the std form, then build nix's.
+    abstract_addr(name, padded)?;
+    let mut bytes = name.as_bytes().to_vec();
+    if padded {
+        bytes.resize(crate::protocol::MAX_ABSTRACT_NAME, 0);
+    }
+    UnixAddr::new_abstract(&bytes).map_err(io::Error::from)
+}
+
+/// What asking for a lease came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acquired {
+    Table {
+        table: u32,
+        lease_expires: u64,
+    },
+    /// The server answered with an error reply.
+    Refused(WireError),
+    /// No answer after every attempt.
+    NoAnswer,
+}
+
+/// The client's datagram socket.
+pub struct LeaseSocket {
+    sock: UnixDatagram,
+    server: UnixAddr,
+}
+
+impl LeaseSocket {
+    /// Binds `name` (the client's own abstract name). `AddrInUse` means
+    /// another process holds it.
+    pub fn bind(name: &str, cfg: &ClientConfig) -> io::Result<LeaseSocket> {
+        let sock = dgram::bind_abstract(name, cfg.padded)?;
+        dgram::enable_credentials(&sock)?;
+        Ok(LeaseSocket {
+            sock,
+            server: cfg.server_addr()?,
+        })
+    }
+
+    pub fn into_std(self) -> io::Result<std::os::unix::net::UnixDatagram> {
+        self.sock.into_std()
+    }
+
+    pub fn from_std(
+        sock: std::os::unix::net::UnixDatagram,
+        cfg: &ClientConfig,
+    ) -> io::Result<LeaseSocket> {
+        sock.set_nonblocking(true)?;
+        Ok(LeaseSocket {
+            sock: UnixDatagram::from_std(sock)?,
+            server: cfg.server_addr()?,
+        })
+    }
+
+    fn send_to(&self, bytes: &[u8], to: &UnixAddr) -> io::Result<()> {
+        dgram::try_send_to(&self.sock, bytes, to).map(|_| ())
+    }
+
+    pub fn send_request(&self, cfg: &ClientConfig, action: Action) -> io::Result<()> {
+        let req = Request {
+            action,
+            key: cfg.key,
+            tag: cfg.tag.clone(),
+        };
+        self.send_to(&req.encode(), &self.server)
+    }
+
+    /// The next datagram, with its sender.
+    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, dgram::Received)> {
+        loop {
+            self.sock.readable().await?;
+            match dgram::try_recv_with_credentials(&self.sock, buf) {
+                Ok(r) => return Ok((r.len.min(buf.len()), r)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn is_server(&self, r: &dgram::Received) -> bool {
+        r.from.as_ref() == Some(&self.server)
+    }
+
+    /// Sends `action` to the server and waits `timeout` for its reply,
+    /// ignoring anything else that arrives.
+    pub async fn call(
+        &self,
+        cfg: &ClientConfig,
+        action: Action,
+        timeout: Duration,
+    ) -> io::Result<Option<Reply>> {
+        self.send_request(cfg, action)?;
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; MAX_DATAGRAM + 1];
+        loop {
+            let got = tokio::time::timeout_at(deadline, self.recv(&mut buf)).await;
+            let Ok(got) = got else { return Ok(None) };
+            let (n, r) = got?;
+            if self.is_server(&r) {
+                match Reply::decode(&buf[..n]) {
+                    Ok(reply) => return Ok(Some(reply)),
+                    Err(e) => debug!("undecodable reply from server: {e}"),
+                }
+            }
+        }
+    }
+
+    /// Asks for the lease up to `cfg.attempts` times, `cfg.retry` apart. An
+    /// error reply ends the attempts at once.
+    pub async fn acquire(&self, cfg: &ClientConfig) -> Acquired {
+        for attempt in 1..=cfg.attempts {
+            match self.call(cfg, Action::Request, cfg.retry).await {
+                Ok(Some(Reply::Lease {
+                    table,
+                    lease_expires,
+                })) if table != 0 => {
+                    return Acquired::Table {
+                        table,
+                        lease_expires,
+                    }
+                }
+                Ok(Some(Reply::Lease { .. })) => warn!("server answered a request with table 0"),
+                Ok(Some(Reply::Error(e))) => return Acquired::Refused(e),
+                Ok(None) => {
+                    info!(attempt, server = %cfg.server, "no answer from the table allocator server")
+                }
+                Err(e) => {
+                    info!(attempt, server = %cfg.server, "cannot reach the table allocator server: {e}");
+                    // A send error returns at once; keep the pace of retries.
+                    tokio::time::sleep(cfg.retry).await;
+                }
+            }
+        }
+        Acquired::NoAnswer
+    }
+}
+
+/// Sends one control request to the running client for `cfg`'s address and
+/// waits for its answer. `Ok(None)`: no client is running.
+pub async fn ask_running_client(
+    cfg: &ClientConfig,
+    action: Action,
+    timeout: Duration,
+) -> io::Result<Option<Reply>> {
+    let name = format!("{}-ctl{}", cfg.socket_name(), std::process::id());
+    let sock = dgram::bind_abstract(&name, cfg.padded)?;
+    let to = unix_addr(&cfg.socket_name(), cfg.padded)?;
+    let req = Request {
+        action,
+        key: cfg.key,
+        tag: None,
+    };
+    match dgram::try_send_to(&sock, &req.encode(), &to) {
+        Ok(_) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let mut buf = [0u8; MAX_DATAGRAM + 1];
+    match tokio::time::timeout(timeout, sock.recv(&mut buf)).await {
+        Ok(Ok(n)) => Ok(Reply::decode(&buf[..n]).ok()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the client holding @{} did not answer", cfg.socket_name()),
+        )),
+    }
+}
+
+/// Adds every rule; returns the ones the kernel refused, with its reasons.
+pub async fn install_rules(nl: &Netlink, rules: &[RuleSpec]) -> Vec<NetlinkError> {
+    let mut failed = Vec::new();
+    for r in rules {
+        if let Err(e) = nl.add_rule(r).await {
+            warn!("{e}");
+            failed.push(e);
+        }
+    }
+    failed
+}
+
+/// Deletes every rule, carrying on past failures, and reports them.
+pub async fn remove_rules(nl: &Netlink, rules: &[RuleSpec]) -> Vec<NetlinkError> {
+    let mut failed = Vec::new();
+    for r in rules {
+        match nl.del_rule(r).await {
+            Ok(true) => debug!("deleted rule {r}"),
+            Ok(false) => debug!("rule {r} was already gone"),
+            Err(e) => {
+                warn!("{e}");
+                failed.push(e);
+            }
+        }
+    }
+    failed
+}
+
+/// Seconds until an absolute `lease_expires` of the wire.
+pub fn remaining(lease_expires: u64) -> Duration {
+    Duration::from_secs(lease_expires.saturating_sub(wire_clock_secs()))
+}
+
+/// When to renew: at half the remaining time, but not in a tight loop.
+pub fn renew_after(lease_expires: u64) -> Duration {
+    (remaining(lease_expires) / 2).max(Duration::from_secs(1))
+}
+
+/// Why the keeper stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    AddressRemoved,
+    LinkRemoved,
+    Signal,
+    ReleaseRequested,
+}
+
+/// The background half of the client: renews, watches, answers control
+/// requests, and cleans up.
+pub struct Keeper {
+    pub cfg: ClientConfig,
+    pub sock: LeaseSocket,
+    pub nl: Netlink,
+    pub ifindex: u32,
+    pub table: u32,
+    pub lease_expires: u64,
+    /// Rules the kernel has not taken yet.
+    pub pending: Vec<RuleSpec>,
+}
+
+impl Keeper {
+    fn rules(&self) -> Vec<RuleSpec> {
+        rules_for(&self.cfg.address_spec(), self.table)
+    }
+
+    /// True while our address is still on our interface.
+    async fn address_present(&self) -> bool {
+        match self.nl.addresses(self.ifindex).await {
+            Ok(addrs) => addrs.iter().any(|(a, _)| *a == self.cfg.key.address),
+            // The link is gone (or netlink failed): treat as absent only when
+            // the link is gone.
+            Err(e) => {
+                warn!("re-reading addresses: {e}");
+                !matches!(self.nl.link_name(self.ifindex).await, Ok(None))
+            }
+        }
+    }
+
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Stop {
+        tokio::pin!(shutdown);
+        let mut watcher = match Watcher::new() {
+            Ok(w) => Some(w),
+            Err(e) => {
+                warn!("cannot watch addresses and links: {e}; polling instead");
+                None
+            }
+        };
+        // The address may have gone while we were starting.
+        if !self.address_present().await {
+            return self.finish(Stop::AddressRemoved, None).await;
+        }
+        let mut next_renewal = Instant::now() + renew_after(self.lease_expires);
+        let mut next_retry_rules = Instant::now() + Duration::from_secs(2);
+        let mut poll = tokio::time::interval(Duration::from_secs(2));
+        let mut buf = [0u8; MAX_DATAGRAM + 1];
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return self.finish(Stop::Signal, None).await,
+                _ = tokio::time::sleep_until(next_renewal) => {
+                    if let Err(e) = self.sock.send_request(&self.cfg, Action::Request) {
+                        info!("renewal not sent: {e}; retrying");
+                    }
+                    // Overridden by the reply; otherwise retry.
+                    next_renewal = Instant::now() + self.cfg.retry;
+                }
+                _ = tokio::time::sleep_until(next_retry_rules), if !self.pending.is_empty() => {
+                    let pending = std::mem::take(&mut self.pending);
+                    let failed = install_rules(&self.nl, &pending).await;
+                    if failed.is_empty() {
+                        info!(table = self.table, "rules installed after retry");
+                    } else {
+                        self.pending = pending;
+                    }
+                    next_retry_rules = Instant::now() + Duration::from_secs(2);
+                }
+                got = self.sock.recv(&mut buf) => {
+                    let (n, r) = match got {
+                        Ok(x) => x,
+                        Err(e) => { warn!("receive failed: {e}"); continue; }
+                    };
+                    if self.sock.is_server(&r) {
+                        if let Some(at) = self.on_server_reply(&buf[..n]).await {
+                            next_renewal = at;
+                        }
+                    } else if let Some(stop) = self.on_control(&buf[..n], &r).await {
+                        return stop;
+                    }
+                }
+                ev = next_event(&mut watcher) => {
+                    match ev {
+                        Some(Event::AddressRemoved { index, address })
+                            if index == self.ifindex && address == self.cfg.key.address =>
+                        {
+                            return self.finish(Stop::AddressRemoved, None).await;
+                        }
+                        Some(Event::LinkRemoved { index }) if index == self.ifindex => {
+                            return self.finish(Stop::LinkRemoved, None).await;
+                        }
+                        Some(Event::Overrun) => {
+                            info!("netlink events were lost; re-reading addresses");
+                            if !self.address_present().await {
+                                return self.finish(Stop::AddressRemoved, None).await;
+                            }
+                        }
+                        Some(_) => {}
+                        None => {
+                            warn!("the netlink watch ended; polling instead");
+                            watcher = None;
+                        }
+                    }
+                }
+                _ = poll.tick(), if watcher.is_none() => {
+                    if !self.address_present().await {
+                        return self.finish(Stop::AddressRemoved, None).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles the server's answer to a renewal; returns when to renew next.
+    async fn on_server_reply(&mut self, bytes: &[u8]) -> Option<Instant> {
+        match Reply::decode(bytes) {
+            Ok(Reply::Lease {
+                table,
+                lease_expires,
+            }) if table != 0 => {
+                if table != self.table {
+                    self.change_table(table).await;
+                }
+                self.lease_expires = lease_expires;
+                debug!(table, "lease renewed");
+                Some(Instant::now() + renew_after(lease_expires))
+            }
+            Ok(Reply::Error(e)) => {
+                warn!("renewal refused: {e}; retrying");
+                None
+            }
+            Ok(_) => None,
+            Err(e) => {
+                debug!("undecodable reply: {e}");
+                None
+            }
+        }
+    }
+
+    /// The server handed out a different table (it lost its database): move
+    /// the address's routes and rules there.
+    async fn change_table(&mut self, table: u32) {
+        let old_rules = self.rules();
+        let old = self.table;
+        warn!(
+            old,
+            new = table,
+            "the server changed our table; moving rules and routes"
+        );
+        self.table = table;
+        let new_rules = self.rules();
+        self.pending = install_rules(&self.nl, &new_rules)
+            .await
+            .is_empty()
+            .then(Vec::new)
+            .unwrap_or(new_rules);
+        match self.nl.move_routes(self.cfg.key.family, old, table).await {
+            Ok(n) => info!(old, new = table, routes = n, "routes moved"),
+            Err(e) => warn!("moving routes from table {old} to {table}: {e}"),
+        }
+        remove_rules(&self.nl, &old_rules).await;
+    }
+
+    /// A datagram from another local process: a second client asking for
+    /// our table, or `-r` asking us to release.
+    async fn on_control(&mut self, bytes: &[u8], r: &dgram::Received) -> Option<Stop> {
+        let from = r.from?;
+        let me = nix::unistd::getuid().as_raw();
+        let allowed = matches!(r.peer, Some(Peer { uid, .. }) if uid == 0 || uid == me);
+        let reply = match Request::decode(bytes) {
+            Err(e) => Reply::Error(e),
+            Ok(_) if !allowed => Reply::Error(WireError::new(
+                crate::protocol::ErrorCode::NotPermitted,
+                "only root or the client's own uid may control it",
+            )),
+            Ok(req) if req.key != self.cfg.key => Reply::Error(WireError::new(
+                crate::protocol::ErrorCode::BadAddress,
+                format!("this client holds {}, not {}", self.cfg.key, req.key),
+            )),
+            Ok(req) if req.action == Action::Request => Reply::Lease {
+                table: self.table,
+                lease_expires: self.lease_expires,
+            },
+            Ok(_) => {
+                let stop = self.finish(Stop::ReleaseRequested, Some(from)).await;
+                return Some(stop);
+            }
+        };
+        if let Err(e) = self.sock.send_to(&reply.encode(), &from) {
+            debug!("control reply not sent: {e}");
+        }
+        None
+    }
+
+    /// Removes the rules, releases the lease and, for `-r`, tells the
+    /// requester.
+    async fn finish(&self, why: Stop, notify: Option<UnixAddr>) -> Stop {
+        info!(
+            reason = ?why,
+            table = self.table,
+            ifname = %self.cfg.key.ifname,
+            address = %self.cfg.key.address,
+            "removing rules and releasing the lease"
+        );
+        let failed = remove_rules(&self.nl, &self.rules()).await;
+        if !failed.is_empty() {
+            warn!("{} rules could not be removed", failed.len());
+        }
+        match self
+            .sock
+            .call(&self.cfg, Action::Release, Duration::from_secs(1))
+            .await
+        {
+            Ok(Some(_)) => info!(table = self.table, "lease released"),
+            _ => info!("the server did not acknowledge the release; the lease will expire"),
+        }
+        if let Some(to) = notify {
+            let _ = self.sock.send_to(&Reply::released().encode(), &to);
+        }
+        why
+    }
+}
+
+async fn next_event(w: &mut Option<Watcher>) -> Option<Event> {
+    match w {
+        Some(w) => w.next().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,497 @@
+//! The thin layer that applies plans to the kernel over rtnetlink, and the
+//! watcher for address and link removals. No `ip` subprocesses.
+
+use std::io;
+use std::net::IpAddr;
+
+use futures::channel::mpsc::UnboundedReceiver;
+use futures::{StreamExt, TryStreamExt};
+use rtnetlink::packet_core::{
+    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST,
+};
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::link::LinkAttribute;
+use rtnetlink::packet_route::route::{RouteAttribute, RouteHeader, RouteMessage, RouteProtocol};
+use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
+use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
+use rtnetlink::{Handle, IpVersion, MulticastGroup};
+
+use crate::protocol::Family;
+use crate::rules::{RuleSpec, RT_PROTO};
+
+pub const EEXIST: i32 = libc::EEXIST;
+pub const ENOENT: i32 = libc::ENOENT;
+pub const ESRCH: i32 = libc::ESRCH;
+pub const ENODEV: i32 = libc::ENODEV;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    #[error("netlink socket: {0}")]
+    Io(#[from] io::Error),
+    #[error("{what}: {}", io::Error::from_raw_os_error(*errno))]
+    Kernel { what: String, errno: i32 },
+    #[error("{what}: {message}")]
+    Other { what: String, message: String },
+}
+
+impl NetlinkError {
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            NetlinkError::Kernel { errno, .. } => Some(*errno),
+            _ => None,
+        }
+    }
+
+    fn from_rt(what: impl Into<String>, e: rtnetlink::Error) -> NetlinkError {
+        match e {
+            rtnetlink::Error::NetlinkError(msg) if msg.code.is_some() => NetlinkError::Kernel {
+                what: what.into(),
+                errno: -msg.code.map(|c| c.get()).unwrap_or(0),
+            },
+            other => NetlinkError::Other {
+                what: what.into(),
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+fn netlink_family(family: Family) -> AddressFamily {
+    match family {
+        Family::Inet6 => AddressFamily::Inet6,
+        _ => AddressFamily::Inet,
+    }
+}
+
+/// A route-netlink connection whose I/O runs as a task on the current
+/// tokio runtime.
+#[derive(Clone)]
+pub struct Netlink {
+    handle: Handle,
+}
+
+impl Netlink {
+    pub fn connect() -> Result<Netlink, NetlinkError> {
+        let (conn, handle, _) = rtnetlink::new_connection()?;
+        tokio::spawn(conn);
+        Ok(Netlink { handle })
+    }
+
+    async fn request(
+        &self,
+        what: &str,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+    ) -> Result<(), NetlinkError> {
+        let mut req = NetlinkMessage::from(msg);
+        req.header.flags = flags;
+        let mut handle = self.handle.clone();
+        let mut resp = handle
+            .request(req)
+            .map_err(|e| NetlinkError::from_rt(what, e))?;
+        while let Some(m) = resp.next().await {
+            if let NetlinkPayload::Error(err) = m.payload {
+                if let Some(code) = err.code {
+                    return Err(NetlinkError::Kernel {
+                        what: what.to_owned(),
+                        errno: -code.get(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The index of interface `name`, `None` when there is no such link.
+    pub async fn link_index(&self, name: &str) -> Result<Option<u32>, NetlinkError> {
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_owned())
+            .execute();
+        match links.try_next().await {
+            Ok(Some(link)) => Ok(Some(link.header.index)),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                let e = NetlinkError::from_rt(format!("look up interface {name}"), e);
+                if e.errno() == Some(ENODEV) {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// The name of the link with this index.
+    pub async fn link_name(&self, index: u32) -> Result<Option<String>, NetlinkError> {
+        let mut links = self.handle.link().get().match_index(index).execute();
+        match links.try_next().await {
+            Ok(Some(link)) => Ok(link.attributes.into_iter().find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some(n),
+                _ => None,
+            })),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                let e = NetlinkError::from_rt(format!("look up interface {index}"), e);
+                if e.errno() == Some(ENODEV) {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// The addresses (with prefix lengths) on link `index`.
+    pub async fn addresses(&self, index: u32) -> Result<Vec<(IpAddr, u8)>, NetlinkError> {
+        let msgs: Vec<AddressMessage> = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| {
+                NetlinkError::from_rt(format!("list addresses of interface {index}"), e)
+            })?;
+        Ok(msgs
+            .iter()
+            .filter(|m| m.header.index == index)
+            .filter_map(|m| address_of(m).map(|a| (a, m.header.prefix_len)))
+            .collect())
+    }
+
+    /// Adds a rule; one that is already there counts as added.
+    pub async fn add_rule(&self, rule: &RuleSpec) -> Result<(), NetlinkError> {
+        let what = format!("add rule {rule}");
+        match self
+            .request(
+                &what,
+                RouteNetlinkMessage::NewRule(rule_message(rule)),
+                NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            )
+            .await
+        {
+            Err(e) if e.errno() == Some(EEXIST) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Deletes a rule. Sent without NLM_F_EXCL (kernels since 5.19 read that
+    /// as a bulk delete and refuse it). Returns false when it was not there.
+    pub async fn del_rule(&self, rule: &RuleSpec) -> Result<bool, NetlinkError> {
+        let what = format!("delete rule {rule}");
+        match self
+            .request(
+                &what,
+                RouteNetlinkMessage::DelRule(rule_message(rule)),
+                NLM_F_REQUEST | NLM_F_ACK,
+            )
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(e) if e.errno() == Some(ENOENT) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The rules of `family` that carry our protocol number.
+    pub async fn our_rules(&self, family: Family) -> Result<Vec<RuleSpec>, NetlinkError> {
+        let version = if family == Family::Inet6 {
+            IpVersion::V6
+        } else {
+            IpVersion::V4
+        };
+        let msgs: Vec<RuleMessage> = self
+            .handle
+            .rule()
+            .get(version)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| NetlinkError::from_rt("list rules", e))?;
+        Ok(msgs
+            .iter()
+            .filter(|m| {
+                m.attributes
+                    .iter()
+                    .any(|a| matches!(a, RuleAttribute::Protocol(p) if u8::from(*p) == RT_PROTO))
+            })
+            .filter_map(|m| rule_spec(m, family))
+            .collect())
+    }
+
+    /// The routes of `family` in routing table `table`.
+    pub async fn routes_in(
+        &self,
+        family: Family,
+        table: u32,
+    ) -> Result<Vec<RouteMessage>, NetlinkError> {
+        let mut query = RouteMessage::default();
+        query.header.address_family = netlink_family(family);
+        // A dump of every table; filtered below.
+        query.header.table = RouteHeader::RT_TABLE_UNSPEC;
+        let msgs: Vec<RouteMessage> = self
+            .handle
+            .route()
+            .get(query)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| NetlinkError::from_rt(format!("list routes of table {table}"), e))?;
+        Ok(msgs
+            .into_iter()
+            .filter(|m| route_table(m) == table)
+            .collect())
+    }
+
+    pub async fn add_route(&self, route: RouteMessage) -> Result<(), NetlinkError> {
+        let what = format!("add route {}", describe_route(&route));
+        match self
+            .request(
+                &what,
+                RouteNetlinkMessage::NewRoute(route),
+                NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            )
+            .await
+        {
+            Err(e) if e.errno() == Some(EEXIST) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Deletes a route; false when it was not there.
+    pub async fn del_route(&self, route: RouteMessage) -> Result<bool, NetlinkError> {
+        let what = format!("delete route {}", describe_route(&route));
+        match self
+            .request(
+                &what,
+                RouteNetlinkMessage::DelRoute(route),
+                NLM_F_REQUEST | NLM_F_ACK,
+            )
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(e) if e.errno() == Some(ESRCH) || e.errno() == Some(ENOENT) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Moves every route of `family` from table `from` to table `to`.
+    pub async fn move_routes(
+        &self,
+        family: Family,
+        from: u32,
+        to: u32,
+    ) -> Result<usize, NetlinkError> {
+        let routes = self.routes_in(family, from).await?;
+        let n = routes.len();
+        for route in routes {
+            let mut moved = route.clone();
+            set_route_table(&mut moved, to);
+            self.add_route(moved).await?;
+            self.del_route(route).await?;
+        }
+        Ok(n)
+    }
+}
+
+/// The local address of an address message (IFA_LOCAL for IPv4, which
+/// differs from IFA_ADDRESS on point-to-point links).
+fn address_of(m: &AddressMessage) -> Option<IpAddr> {
+    let local = m.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Local(ip) => Some(*ip),
+        _ => None,
+    });
+    local.or_else(|| {
+        m.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Address(ip) => Some(*ip),
+            _ => None,
+        })
+    })
+}
+
+/// The rule message for a spec, used for both add and delete so that the
+/// kernel compares exactly the fields we set.
+pub fn rule_message(r: &RuleSpec) -> RuleMessage {
+    let mut m = RuleMessage::default();
+    m.header.family = netlink_family(r.family);
+    m.header.action = RuleAction::ToTable;
+    // The table always goes in FRA_TABLE; the header says unspec.
+    m.header.table = RouteHeader::RT_TABLE_UNSPEC;
+    m.attributes.push(RuleAttribute::Table(r.table));
+    m.attributes.push(RuleAttribute::Priority(r.priority));
+    m.attributes
+        .push(RuleAttribute::Protocol(RouteProtocol::from(RT_PROTO)));
+    if let Some((addr, len)) = r.from {
+        m.header.src_len = len;
+        m.attributes.push(RuleAttribute::Source(addr));
+    }
+    if let Some((addr, len)) = r.to {
+        m.header.dst_len = len;
+        m.attributes.push(RuleAttribute::Destination(addr));
+    }
+    if let Some(i) = &r.iif {
+        m.attributes.push(RuleAttribute::Iifname(i.clone()));
+    }
+    if let Some(o) = &r.oif {
+        m.attributes.push(RuleAttribute::Oifname(o.clone()));
+    }
+    m
+}
+
+fn rule_spec(m: &RuleMessage, family: Family) -> Option<RuleSpec> {
+    let mut r = RuleSpec {
+        family,
+        priority: 0,
+        from: None,
+        to: None,
+        iif: None,
+        oif: None,
+        table: u32::from(m.header.table),
+    };
+    for a in &m.attributes {
+        match a {
+            RuleAttribute::Table(t) => r.table = *t,
+            RuleAttribute::Priority(p) => r.priority = *p,
+            RuleAttribute::Source(ip) => r.from = Some((*ip, m.header.src_len)),
+            RuleAttribute::Destination(ip) => r.to = Some((*ip, m.header.dst_len)),
+            RuleAttribute::Iifname(i) => r.iif = Some(i.clone()),
+            RuleAttribute::Oifname(o) => r.oif = Some(o.clone()),
+            _ => {}
+        }
+    }
+    Some(r)
+}
+
+/// A route's table: the attribute when present (tables above 255), else the
+/// header.
+pub fn route_table(m: &RouteMessage) -> u32 {
+    m.attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(u32::from(m.header.table))
+}
+
+pub fn set_route_table(m: &mut RouteMessage, table: u32) {
+    m.attributes
+        .retain(|a| !matches!(a, RouteAttribute::Table(_)));
+    m.header.table = if table > 255 {
+        RouteHeader::RT_TABLE_UNSPEC
+    } else {
+        table as u8
+    };
+    m.attributes.push(RouteAttribute::Table(table));
+}
+
+fn describe_route(m: &RouteMessage) -> String {
+    let dst = m
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Destination(d) => Some(format!("{d:?}")),
+            _ => None,
+        })
+        .unwrap_or_else(|| "default".into());
+    format!(
+        "{dst}/{} table {}",
+        m.header.destination_prefix_length,
+        route_table(m)
+    )
+}
+
+/// What the watcher reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    AddressAdded {
+        index: u32,
+        address: IpAddr,
+        prefix_len: u8,
+    },
+    AddressRemoved {
+        index: u32,
+        address: IpAddr,
+    },
+    LinkRemoved {
+        index: u32,
+    },
+    /// Events were lost: re-read the kernel's state.
+    Overrun,
+}
+
+/// A multicast subscription to link and address changes.
+pub struct Watcher {
+    rx: UnboundedReceiver<(
+        NetlinkMessage<RouteNetlinkMessage>,
+        rtnetlink::sys::SocketAddr,
+    )>,
+}
+
+impl Watcher {
+    /// Subscribes; the connection runs on the current tokio runtime.
+    pub fn new() -> Result<Watcher, NetlinkError> {
+        let (conn, _handle, rx) = rtnetlink::new_multicast_connection(&[
+            MulticastGroup::Link,
+            MulticastGroup::Ipv4Ifaddr,
+            MulticastGroup::Ipv6Ifaddr,
+        ])?;
+        tokio::spawn(conn);
+        Ok(Watcher { rx })
+    }
+
+    /// The next event; `None` when the subscription ended.
+    pub async fn next(&mut self) -> Option<Event> {
+        loop {
+            let (msg, _) = self.rx.next().await?;
+            let event = match msg.payload {
+                NetlinkPayload::Overrun(_) => Some(Event::Overrun),
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelAddress(a)) => address_of(&a)
+                    .map(|address| Event::AddressRemoved {
+                        index: a.header.index,
+                        address,
+                    }),
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(a)) => address_of(&a)
+                    .map(|address| Event::AddressAdded {
+                        index: a.header.index,
+                        address,
+                        prefix_len: a.header.prefix_len,
+                    }),
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => {
+                    Some(Event::LinkRemoved {
+                        index: l.header.index,
+                    })
+                }
+                _ => None,
+            };
+            if event.is_some() {
+                return event;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::{rules_for, AddressSpec};
+
+    #[test]
+    fn rule_messages_round_trip() {
+        let spec = AddressSpec {
+            ifname: "eth1".into(),
+            address: "10.10.0.2".parse().unwrap(),
+            prefix_len: 24,
+        };
+        for rule in rules_for(&spec, 10000) {
+            let m = rule_message(&rule);
+            assert_eq!(m.header.action, RuleAction::ToTable);
+            assert_eq!(rule_spec(&m, Family::Inet).unwrap(), rule);
+        }
+    }
+}

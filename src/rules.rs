@@ -1,0 +1,254 @@
+//! The policy-routing rules for one interface address: pure, so the plan can
+//! be tested without a kernel and reused by a single-process agent later.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::protocol::Family;
+
+/// Sockets bound to a device (SO_BINDTODEVICE) use their device's table,
+/// even when another interface holds the same address (USB modems that all
+/// hand out one private subnet). Before the `from` rules, which cannot tell
+/// two such interfaces apart.
+pub const PRIO_BOUND_DEVICE: u32 = 9000;
+/// Traffic from the address (a bound socket).
+pub const PRIO_FROM: u32 = 10000;
+/// Traffic to the address's network.
+pub const PRIO_TO: u32 = 20000;
+/// Unbound locally generated traffic; after main (32766), so main's routes
+/// win where they exist.
+pub const PRIO_IIF_LO: u32 = 91000;
+
+/// The routing protocol number our rules and routes carry (`proto 77` in
+/// `ip rule`), so we can find ours after a restart and never touch others'.
+pub const RT_PROTO: u8 = 77;
+
+/// One interface address that gets a table.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AddressSpec {
+    pub ifname: String,
+    pub address: IpAddr,
+    pub prefix_len: u8,
+}
+
+impl AddressSpec {
+    pub fn family(&self) -> Family {
+        family_of(&self.address)
+    }
+
+    /// The network the address is in (host bits cleared).
+    pub fn network(&self) -> IpAddr {
+        network(self.address, self.prefix_len)
+    }
+}
+
+impl fmt::Display for AddressSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{} on {}", self.address, self.prefix_len, self.ifname)
+    }
+}
+
+pub fn family_of(addr: &IpAddr) -> Family {
+    match addr {
+        IpAddr::V4(_) => Family::Inet,
+        IpAddr::V6(_) => Family::Inet6,
+    }
+}
+
+pub fn max_prefix(addr: &IpAddr) -> u8 {
+    match addr {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    }
+}
+
+pub fn network(addr: IpAddr, prefix_len: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
+            let bits = u32::from(a);
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(prefix_len.min(32)))
+                .unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(bits & mask))
+        }
+        IpAddr::V6(a) => {
+            let bits = u128::from(a);
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(prefix_len.min(128)))
+                .unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(bits & mask))
+        }
+    }
+}
+
+/// A prefix length from `24` or, for IPv4, a dotted mask `255.255.255.0`.
+pub fn parse_netmask(text: &str, family: Family) -> Result<u8, String> {
+    let max = if family == Family::Inet6 { 128 } else { 32 };
+    if let Ok(len) = text.parse::<u8>() {
+        if len <= max {
+            return Ok(len);
+        }
+        return Err(format!("prefix length {len} is over {max}"));
+    }
+    if family != Family::Inet6 {
+        if let Ok(mask) = text.parse::<Ipv4Addr>() {
+            let bits = u32::from(mask);
+            let len = bits.leading_ones();
+            if bits.checked_shl(len).unwrap_or(0) == 0 {
+                return Ok(len as u8);
+            }
+            return Err(format!("{text} is not a contiguous netmask"));
+        }
+    }
+    Err(format!("{text:?} is neither a prefix length nor a netmask"))
+}
+
+/// One rule as the kernel holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RuleSpec {
+    pub family: Family,
+    pub priority: u32,
+    pub from: Option<(IpAddr, u8)>,
+    pub to: Option<(IpAddr, u8)>,
+    pub iif: Option<String>,
+    pub oif: Option<String>,
+    pub table: u32,
+}
+
+impl fmt::Display for RuleSpec {
+    /// As `ip rule` prints it (without the protocol).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:\tfrom ", self.priority)?;
+        match self.from {
+            Some((a, l)) if l == max_prefix(&a) => write!(f, "{a}")?,
+            Some((a, l)) => write!(f, "{a}/{l}")?,
+            None => write!(f, "all")?,
+        }
+        if let Some((a, l)) = self.to {
+            write!(f, " to {a}/{l}")?;
+        }
+        if let Some(i) = &self.iif {
+            write!(f, " iif {i}")?;
+        }
+        if let Some(o) = &self.oif {
+            write!(f, " oif {o}")?;
+        }
+        write!(f, " lookup {}", self.table)
+    }
+}
+
+/// The rules that send an address's traffic to `table`, in the order they
+/// are installed.
+pub fn rules_for(addr: &AddressSpec, table: u32) -> Vec<RuleSpec> {
+    let family = addr.family();
+    let base = RuleSpec {
+        family,
+        priority: 0,
+        from: None,
+        to: None,
+        iif: None,
+        oif: None,
+        table,
+    };
+    vec![
+        RuleSpec {
+            priority: PRIO_FROM,
+            from: Some((addr.address, max_prefix(&addr.address))),
+            ..base.clone()
+        },
+        RuleSpec {
+            priority: PRIO_TO,
+            to: Some((addr.network(), addr.prefix_len)),
+            ..base.clone()
+        },
+        RuleSpec {
+            priority: PRIO_IIF_LO,
+            iif: Some("lo".into()),
+            ..base.clone()
+        },
+        RuleSpec {
+            priority: PRIO_BOUND_DEVICE,
+            oif: Some(addr.ifname.clone()),
+            ..base
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(addr: &str, len: u8) -> AddressSpec {
+        AddressSpec {
+            ifname: "eth1".into(),
+            address: addr.parse().unwrap(),
+            prefix_len: len,
+        }
+    }
+
+    #[test]
+    fn ipv4_rules_read_like_ip_rule() {
+        let text: Vec<String> = rules_for(&spec("10.10.0.2", 24), 10000)
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        assert_eq!(
+            text,
+            [
+                "10000:\tfrom 10.10.0.2 lookup 10000",
+                "20000:\tfrom all to 10.10.0.0/24 lookup 10000",
+                "91000:\tfrom all iif lo lookup 10000",
+                "9000:\tfrom all oif eth1 lookup 10000",
+            ]
+        );
+    }
+
+    #[test]
+    fn ipv6_rules_use_the_network() {
+        let rules = rules_for(&spec("2001:db8:1::2", 64), 10003);
+        assert_eq!(
+            rules[0].to_string(),
+            "10000:\tfrom 2001:db8:1::2 lookup 10003"
+        );
+        assert_eq!(
+            rules[1].to_string(),
+            "20000:\tfrom all to 2001:db8:1::/64 lookup 10003"
+        );
+        assert!(rules.iter().all(|r| r.family == Family::Inet6));
+    }
+
+    #[test]
+    fn networks() {
+        assert_eq!(
+            network("10.1.2.3".parse().unwrap(), 0).to_string(),
+            "0.0.0.0"
+        );
+        assert_eq!(
+            network("10.1.2.3".parse().unwrap(), 32).to_string(),
+            "10.1.2.3"
+        );
+        assert_eq!(
+            network("10.1.2.3".parse().unwrap(), 20).to_string(),
+            "10.1.0.0"
+        );
+        assert_eq!(
+            network("fe80::1:2".parse().unwrap(), 112).to_string(),
+            "fe80::1:0"
+        );
+        assert_eq!(network("fe80::1".parse().unwrap(), 0).to_string(), "::");
+    }
+
+    #[test]
+    fn netmasks() {
+        assert_eq!(parse_netmask("24", Family::Inet), Ok(24));
+        assert_eq!(parse_netmask("255.255.255.0", Family::Inet), Ok(24));
+        assert_eq!(parse_netmask("255.255.255.255", Family::Inet), Ok(32));
+        assert_eq!(parse_netmask("0.0.0.0", Family::Inet), Ok(0));
+        assert_eq!(parse_netmask("64", Family::Inet6), Ok(64));
+        assert!(parse_netmask("255.0.255.0", Family::Inet).is_err());
+        assert!(parse_netmask("33", Family::Inet).is_err());
+        assert!(parse_netmask("129", Family::Inet6).is_err());
+        assert!(parse_netmask("255.255.255.0", Family::Inet6).is_err());
+        assert!(parse_netmask("x", Family::Inet).is_err());
+    }
+}
