@@ -1,0 +1,228 @@
+//! table_allocator_client figures: time from start to the table on stdout
+//! (100 runs), resident memory of the background clients, and time from
+//! deleting the address to its rules being gone (seen as RTM_DELRULE
+//! events). Needs root: it works in a network namespace of its own.
+//!
+//! Run: `cargo bench --bench client_start`
+
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use rtnetlink::packet_core::NetlinkPayload;
+use rtnetlink::packet_route::RouteNetlinkMessage;
+use rtnetlink::MulticastGroup;
+
+const RUNS: usize = 100;
+
+fn ip(ns: &str, args: &[&str]) {
+    let ok = Command::new("ip")
+        .args(["-n", ns])
+        .args(args)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "ip {args:?}");
+}
+
+struct Ns(String);
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.0]).output() {
+            let me = std::process::id().to_string();
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                if pid == me {
+                    continue;
+                }
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn pct(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    if !nix::unistd::geteuid().is_root() {
+        println!("client_start: needs root (network namespaces); skipped");
+        return;
+    }
+    let ns = Ns(format!("mhr-bench-client-{}", std::process::id()));
+    assert!(Command::new("ip")
+        .args(["netns", "add", &ns.0])
+        .status()
+        .unwrap()
+        .success());
+    ip(&ns.0, &["link", "set", "lo", "up"]);
+    ip(
+        &ns.0,
+        &["link", "add", "b0", "type", "veth", "peer", "name", "b1"],
+    );
+    ip(&ns.0, &["link", "set", "b0", "up"]);
+    ip(&ns.0, &["link", "set", "b1", "up"]);
+    for i in 0..RUNS {
+        // One subnet each: deleting a primary address takes its subnet's
+        // secondaries with it.
+        ip(
+            &ns.0,
+            &["addr", "add", &format!("10.77.{i}.1/24"), "dev", "b0"],
+        );
+    }
+    // Enter the namespace on this (main) thread: children inherit it.
+    let f = File::open(format!("/run/netns/{}", ns.0)).unwrap();
+    nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("s.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"socket_path":"tas_bench","num_tables":1024,"db_path":"{}"}}"#,
+            dir.path().join("l.db").display()
+        ),
+    )
+    .unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_table_allocator_server"))
+        .arg("-c")
+        .arg(&cfg)
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let client = env!("CARGO_BIN_EXE_table_allocator_client");
+    let mut times = Vec::new();
+    for i in 0..RUNS {
+        let addr = format!("10.77.{i}.1");
+        let start = Instant::now();
+        let mut child = Command::new(client)
+            .args(["-4", "-a", &addr, "-n", "24", "-i", "b0", "-d", "tas_bench"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        times.push(start.elapsed());
+        assert!(out.trim().parse::<u32>().unwrap() >= 10000, "{out}");
+        child.wait().unwrap();
+    }
+    println!(
+        "start to table on stdout over {RUNS} runs: median {}, p99 {}",
+        ms(pct(&mut times, 0.5)),
+        ms(pct(&mut times, 0.99))
+    );
+
+    // Resident memory of the background clients: RSS as `ps` shows it,
+    // private anonymous memory, and PSS (shared code divided among them).
+    std::thread::sleep(Duration::from_millis(200));
+    let (mut rss, mut anon, mut pss) = (Vec::new(), Vec::new(), Vec::new());
+    let field = |text: &str, name: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+    };
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmd) = std::fs::read_to_string(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if !cmd.starts_with(client) {
+            continue;
+        }
+        let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+        let rollup = std::fs::read_to_string(entry.path().join("smaps_rollup")).unwrap_or_default();
+        if let (Some(r), Some(a), Some(p)) = (
+            field(&status, "VmRSS:"),
+            field(&status, "RssAnon:"),
+            field(&rollup, "Pss:"),
+        ) {
+            rss.push(r);
+            anon.push(a);
+            pss.push(p);
+        }
+    }
+    let med = |v: &mut Vec<u64>| {
+        v.sort();
+        v[v.len() / 2] as f64 / 1024.0
+    };
+    println!(
+        "background clients: {}, median per client: RSS {:.2} MB, private anonymous {:.2} MB, PSS {:.2} MB",
+        rss.len(),
+        med(&mut rss),
+        med(&mut anon),
+        med(&mut pss)
+    );
+
+    // Address deletion to rules gone, measured from netlink events.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut gone = rt.block_on(async {
+        let (conn, _h, mut events) =
+            rtnetlink::new_multicast_connection(&[MulticastGroup::Ipv4Rule]).unwrap();
+        tokio::spawn(conn);
+        let mut out = Vec::new();
+        for i in 0..20 {
+            let addr = format!("10.77.{i}.1/24");
+            let start = Instant::now();
+            let ok = Command::new("ip")
+                .args(["addr", "del", &addr, "dev", "b0"])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok);
+            // `ip` itself takes part of this; its own cost is measured below.
+            let mut deleted = 0;
+            while deleted < 4 {
+                let (msg, _) = tokio::time::timeout(Duration::from_secs(2), events.next())
+                    .await
+                    .expect("rules deleted")
+                    .unwrap();
+                if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelRule(_)) = msg.payload {
+                    deleted += 1;
+                }
+            }
+            out.push(start.elapsed());
+        }
+        out
+    });
+    let mut ip_cost: Vec<Duration> = (0..20)
+        .map(|_| {
+            let s = Instant::now();
+            Command::new("ip")
+                .args(["link", "show", "lo"])
+                .output()
+                .unwrap();
+            s.elapsed()
+        })
+        .collect();
+    println!(
+        "ip addr del to all 4 rules gone (20 runs): median {}, p99 {} (of which running `ip` itself: median {})",
+        ms(pct(&mut gone, 0.5)),
+        ms(pct(&mut gone, 0.99)),
+        ms(pct(&mut ip_cost, 0.5))
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}
