@@ -1,0 +1,290 @@
+//! Route plans: which routes go into an address's table (or into main, as
+//! the fallback) and which routes the kernel or a tool put in main must go.
+//! Pure; `netlink` applies them.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::protocol::Family;
+use crate::rules::{family_of, network};
+
+pub const MAIN_TABLE: u32 = 254;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RouteSpec {
+    pub dest: IpAddr,
+    pub prefix_len: u8,
+    pub gateway: Option<IpAddr>,
+    pub ifindex: u32,
+    pub src: Option<IpAddr>,
+    pub table: u32,
+    pub metric: Option<u32>,
+    /// Scope link: a directly connected destination.
+    pub link_scope: bool,
+    /// The gateway is on the link even if no prefix covers it (/32 leases).
+    pub onlink: bool,
+    /// Routes the kernel made (proto kernel) are deleted by their protocol;
+    /// ours carry our own.
+    pub kernel: bool,
+}
+
+impl RouteSpec {
+    pub fn family(&self) -> Family {
+        family_of(&self.dest)
+    }
+
+    fn base(dest: IpAddr, prefix_len: u8, ifindex: u32, table: u32) -> RouteSpec {
+        RouteSpec {
+            dest,
+            prefix_len,
+            gateway: None,
+            ifindex,
+            src: None,
+            table,
+            metric: None,
+            link_scope: false,
+            onlink: false,
+            kernel: false,
+        }
+    }
+}
+
+impl fmt::Display for RouteSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.prefix_len == 0 {
+            write!(f, "default")?;
+        } else {
+            write!(f, "{}/{}", self.dest, self.prefix_len)?;
+        }
+        if let Some(g) = self.gateway {
+            write!(f, " via {g}")?;
+        }
+        write!(f, " dev #{}", self.ifindex)?;
+        if let Some(s) = self.src {
+            write!(f, " src {s}")?;
+        }
+        if let Some(m) = self.metric {
+            write!(f, " metric {m}")?;
+        }
+        write!(f, " table {}", self.table)
+    }
+}
+
+/// Routes to remove, then routes to add.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoutePlan {
+    pub delete: Vec<RouteSpec>,
+    pub add: Vec<RouteSpec>,
+}
+
+/// A classless static route (RFC 3442); gateway 0.0.0.0 means on-link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaticRoute {
+    pub dest: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Ipv4Addr,
+}
+
+/// What an IPv4 uplink needs routed, whichever tool configured it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uplink {
+    pub ifindex: u32,
+    pub address: IpAddr,
+    pub prefix_len: u8,
+    pub routers: Vec<IpAddr>,
+    pub static_routes: Vec<StaticRoute>,
+    /// Metric of the first default route (IF_METRIC); with several routers
+    /// dhclient-script numbers them from 1.
+    pub metric: Option<u32>,
+}
+
+/// How routes in main are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MainPolicy {
+    /// Move the connected route out of main into the table (dhclient,
+    /// ifupdown).
+    Move,
+    /// NetworkManager owns main and its metrics: leave main alone.
+    Keep,
+}
+
+/// The plan for an uplink and its table; `table` 0 is the fallback: routes
+/// stay in main with the interface index as metric.
+pub fn uplink_routes(up: &Uplink, table: u32, main: MainPolicy) -> RoutePlan {
+    let fallback = table == 0;
+    let target = if fallback { MAIN_TABLE } else { table };
+    let net = network(up.address, up.prefix_len);
+    let mut plan = RoutePlan::default();
+    let host_len = if up.address.is_ipv4() { 32 } else { 128 };
+    let connected = up.prefix_len < host_len;
+    if connected && (main == MainPolicy::Move || fallback) {
+        // The kernel's connected route in main (metric 0).
+        let mut kernel = RouteSpec::base(net, up.prefix_len, up.ifindex, MAIN_TABLE);
+        kernel.link_scope = true;
+        kernel.kernel = true;
+        kernel.src = Some(up.address);
+        plan.delete.push(kernel);
+    }
+    if connected {
+        let mut subnet = RouteSpec::base(net, up.prefix_len, up.ifindex, target);
+        subnet.link_scope = true;
+        subnet.src = Some(up.address);
+        if fallback {
+            subnet.metric = Some(up.ifindex);
+        }
+        plan.add.push(subnet);
+    }
+    if !up.static_routes.is_empty() {
+        // RFC 3442: with classless routes the router option is ignored.
+        for r in &up.static_routes {
+            let mut route = RouteSpec::base(IpAddr::V4(r.dest), r.prefix_len, up.ifindex, target);
+            route.src = Some(up.address);
+            if r.gateway.is_unspecified() {
+                route.link_scope = true;
+            } else {
+                route.gateway = Some(IpAddr::V4(r.gateway));
+                route.onlink = !connected;
+            }
+            if fallback {
+                route.metric = Some(up.ifindex);
+            }
+            plan.add.push(route);
+        }
+        return plan;
+    }
+    let mut metric = up.metric;
+    if up.routers.len() > 1 {
+        metric = metric.or(Some(1));
+    }
+    let unspecified = if up.address.is_ipv4() {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+    };
+    for router in &up.routers {
+        if !connected {
+            // Point-to-point (/32) lease: the router needs its own route.
+            let mut host = RouteSpec::base(*router, host_len, up.ifindex, target);
+            host.link_scope = true;
+            host.src = Some(up.address);
+            plan.add.push(host);
+        }
+        let mut default = RouteSpec::base(unspecified, 0, up.ifindex, target);
+        default.gateway = Some(*router);
+        default.src = Some(up.address);
+        default.metric = if fallback { Some(up.ifindex + metric.unwrap_or(0)) } else { metric };
+        plan.add.push(default);
+        metric = metric.map(|m| m + 1);
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up(addr: &str, plen: u8, routers: &[&str]) -> Uplink {
+        Uplink {
+            ifindex: 7,
+            address: addr.parse().unwrap(),
+            prefix_len: plen,
+            routers: routers.iter().map(|r| r.parse().unwrap()).collect(),
+            static_routes: vec![],
+            metric: None,
+        }
+    }
+
+    fn text(routes: &[RouteSpec]) -> Vec<String> {
+        routes.iter().map(|r| r.to_string()).collect()
+    }
+
+    #[test]
+    fn moves_the_subnet_route_and_adds_the_default() {
+        let plan = uplink_routes(&up("10.1.0.5", 24, &["10.1.0.1"]), 10000, MainPolicy::Move);
+        assert_eq!(text(&plan.delete), ["10.1.0.0/24 dev #7 src 10.1.0.5 table 254"]);
+        assert_eq!(
+            text(&plan.add),
+            [
+                "10.1.0.0/24 dev #7 src 10.1.0.5 table 10000",
+                "default via 10.1.0.1 dev #7 src 10.1.0.5 table 10000",
+            ]
+        );
+    }
+
+    #[test]
+    fn several_routers_get_metrics_like_dhclient_script() {
+        let plan = uplink_routes(&up("10.1.0.5", 24, &["10.1.0.1", "10.1.0.2"]), 10000, MainPolicy::Move);
+        assert_eq!(
+            text(&plan.add[1..]),
+            [
+                "default via 10.1.0.1 dev #7 src 10.1.0.5 metric 1 table 10000",
+                "default via 10.1.0.2 dev #7 src 10.1.0.5 metric 2 table 10000",
+            ]
+        );
+    }
+
+    #[test]
+    fn fallback_keeps_routes_in_main_with_the_ifindex_metric() {
+        let plan = uplink_routes(&up("10.1.0.5", 24, &["10.1.0.1"]), 0, MainPolicy::Move);
+        assert_eq!(
+            text(&plan.add),
+            [
+                "10.1.0.0/24 dev #7 src 10.1.0.5 metric 7 table 254",
+                "default via 10.1.0.1 dev #7 src 10.1.0.5 metric 7 table 254",
+            ]
+        );
+        assert_eq!(plan.delete.len(), 1);
+    }
+
+    #[test]
+    fn point_to_point_lease() {
+        let plan = uplink_routes(&up("100.64.1.9", 32, &["100.64.0.1"]), 10002, MainPolicy::Move);
+        assert!(plan.delete.is_empty());
+        assert_eq!(
+            text(&plan.add),
+            [
+                "100.64.0.1/32 dev #7 src 100.64.1.9 table 10002",
+                "default via 100.64.0.1 dev #7 src 100.64.1.9 table 10002",
+            ]
+        );
+    }
+
+    #[test]
+    fn classless_routes_replace_the_routers() {
+        let mut u = up("10.1.0.5", 24, &["10.1.0.1"]);
+        u.static_routes = vec![
+            StaticRoute {
+                dest: "192.168.50.0".parse().unwrap(),
+                prefix_len: 24,
+                gateway: "10.1.0.254".parse().unwrap(),
+            },
+            StaticRoute {
+                dest: "0.0.0.0".parse().unwrap(),
+                prefix_len: 0,
+                gateway: "10.1.0.1".parse().unwrap(),
+            },
+            StaticRoute {
+                dest: "10.9.0.0".parse().unwrap(),
+                prefix_len: 16,
+                gateway: "0.0.0.0".parse().unwrap(),
+            },
+        ];
+        let plan = uplink_routes(&u, 10000, MainPolicy::Move);
+        assert_eq!(
+            text(&plan.add),
+            [
+                "10.1.0.0/24 dev #7 src 10.1.0.5 table 10000",
+                "192.168.50.0/24 via 10.1.0.254 dev #7 src 10.1.0.5 table 10000",
+                "default via 10.1.0.1 dev #7 src 10.1.0.5 table 10000",
+                "10.9.0.0/16 dev #7 src 10.1.0.5 table 10000",
+            ]
+        );
+    }
+
+    #[test]
+    fn network_manager_keeps_main() {
+        let plan = uplink_routes(&up("10.1.0.5", 24, &["10.1.0.1"]), 10000, MainPolicy::Keep);
+        assert!(plan.delete.is_empty());
+        assert_eq!(plan.add.len(), 2);
+    }
+}
