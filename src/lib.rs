@@ -5,9 +5,11 @@
 //! plans; thin layers apply them to sockets, sqlite and netlink.
 
 pub mod allocator;
+pub mod apply;
 pub mod client;
 pub mod config;
 pub mod dgram;
+pub mod dns;
 pub mod hooks;
 pub mod leases;
 pub mod logging;

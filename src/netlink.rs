@@ -11,12 +11,16 @@ use rtnetlink::packet_core::{
 };
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::LinkAttribute;
-use rtnetlink::packet_route::route::{RouteAttribute, RouteHeader, RouteMessage, RouteProtocol};
+use rtnetlink::packet_route::route::{
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+    RouteType,
+};
 use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{Handle, IpVersion, MulticastGroup};
 
 use crate::protocol::Family;
+use crate::routes::{Origin, RoutePlan, RouteSpec};
 use crate::rules::{RuleSpec, RT_PROTO};
 
 pub const EEXIST: i32 = libc::EEXIST;
@@ -297,6 +301,121 @@ impl Netlink {
         }
         Ok(n)
     }
+}
+
+impl Netlink {
+    /// Adds an address (with its broadcast for IPv4); present counts as added.
+    pub async fn add_address(&self, index: u32, address: IpAddr, prefix_len: u8) -> Result<(), NetlinkError> {
+        match self
+            .handle
+            .address()
+            .add(index, address, prefix_len)
+            .execute()
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let e = NetlinkError::from_rt(format!("add address {address}/{prefix_len} to interface {index}"), e);
+                if e.errno() == Some(EEXIST) {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// Deletes an address; absent counts as deleted.
+    pub async fn del_address(&self, index: u32, address: IpAddr, prefix_len: u8) -> Result<(), NetlinkError> {
+        let mut msg = AddressMessage::default();
+        msg.header.family = match address {
+            IpAddr::V4(_) => AddressFamily::Inet,
+            IpAddr::V6(_) => AddressFamily::Inet6,
+        };
+        msg.header.index = index;
+        msg.header.prefix_len = prefix_len;
+        msg.attributes.push(AddressAttribute::Local(address));
+        msg.attributes.push(AddressAttribute::Address(address));
+        match self.handle.address().del(msg).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let e = NetlinkError::from_rt(format!("delete address {address}/{prefix_len} from interface {index}"), e);
+                if matches!(e.errno(), Some(libc::EADDRNOTAVAIL) | Some(ENODEV)) {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    pub async fn set_mtu(&self, index: u32, mtu: u32) -> Result<(), NetlinkError> {
+        let msg = rtnetlink::LinkUnspec::new_with_index(index).mtu(mtu).build();
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(|e| NetlinkError::from_rt(format!("set MTU {mtu} on interface {index}"), e))
+    }
+
+    /// Applies a route plan: deletions (absent routes are fine), then
+    /// additions (present routes are fine). Carries on past failures and
+    /// returns them all.
+    pub async fn apply_routes(&self, plan: &RoutePlan) -> Vec<NetlinkError> {
+        let mut failed = Vec::new();
+        for r in &plan.delete {
+            if let Err(e) = self.del_route(route_message(r)).await {
+                failed.push(e);
+            }
+        }
+        for r in &plan.add {
+            if let Err(e) = self.add_route(route_message(r)).await {
+                failed.push(e);
+            }
+        }
+        failed
+    }
+}
+
+/// The kernel message for a planned route; ours carry our protocol number.
+pub fn route_message(r: &RouteSpec) -> RouteMessage {
+    let mut m = RouteMessage::default();
+    m.header.address_family = netlink_family(r.family());
+    m.header.destination_prefix_length = r.prefix_len;
+    m.header.protocol = match r.origin {
+        Origin::Ours => RouteProtocol::from(RT_PROTO),
+        Origin::Kernel => RouteProtocol::Kernel,
+        Origin::Any => RouteProtocol::Unspec,
+    };
+    m.header.scope = if r.link_scope {
+        RouteScope::Link
+    } else {
+        RouteScope::Universe
+    };
+    m.header.kind = RouteType::Unicast;
+    if r.onlink {
+        m.header.flags |= RouteFlags::Onlink;
+    }
+    let addr = |ip: IpAddr| match ip {
+        IpAddr::V4(a) => RouteAddress::Inet(a),
+        IpAddr::V6(a) => RouteAddress::Inet6(a),
+    };
+    if r.prefix_len > 0 {
+        m.attributes.push(RouteAttribute::Destination(addr(r.dest)));
+    }
+    if let Some(g) = r.gateway {
+        m.attributes.push(RouteAttribute::Gateway(addr(g)));
+    }
+    if let Some(s) = r.src {
+        m.attributes.push(RouteAttribute::PrefSource(addr(s)));
+    }
+    m.attributes.push(RouteAttribute::Oif(r.ifindex));
+    if let Some(p) = r.metric {
+        m.attributes.push(RouteAttribute::Priority(p));
+    }
+    set_route_table(&mut m, r.table);
+    m
 }
 
 /// The local address of an address message (IFA_LOCAL for IPv4, which

@@ -23,9 +23,19 @@ pub struct RouteSpec {
     pub link_scope: bool,
     /// The gateway is on the link even if no prefix covers it (/32 leases).
     pub onlink: bool,
-    /// Routes the kernel made (proto kernel) are deleted by their protocol;
-    /// ours carry our own.
-    pub kernel: bool,
+    pub origin: Origin,
+}
+
+/// Whose route it is, which is the protocol it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// Ours: our protocol number.
+    Ours,
+    /// The kernel's connected route (proto kernel).
+    Kernel,
+    /// For deletion only: whoever added it (ifupdown's `proto boot`, an
+    /// earlier fallback of ours).
+    Any,
 }
 
 impl RouteSpec {
@@ -44,7 +54,7 @@ impl RouteSpec {
             metric: None,
             link_scope: false,
             onlink: false,
-            kernel: false,
+            origin: Origin::Ours,
         }
     }
 }
@@ -121,7 +131,7 @@ pub fn uplink_routes(up: &Uplink, table: u32, main: MainPolicy) -> RoutePlan {
         // The kernel's connected route in main (metric 0).
         let mut kernel = RouteSpec::base(net, up.prefix_len, up.ifindex, MAIN_TABLE);
         kernel.link_scope = true;
-        kernel.kernel = true;
+        kernel.origin = Origin::Kernel;
         kernel.src = Some(up.address);
         plan.delete.push(kernel);
     }
@@ -162,6 +172,14 @@ pub fn uplink_routes(up: &Uplink, table: u32, main: MainPolicy) -> RoutePlan {
         IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
     };
     for router in &up.routers {
+        if main == MainPolicy::Move {
+            // A default route via this router left in main (by ifupdown, or
+            // by an earlier fallback) would beat the 91000 rules.
+            let mut stale = RouteSpec::base(unspecified, 0, up.ifindex, MAIN_TABLE);
+            stale.gateway = Some(*router);
+            stale.origin = Origin::Any;
+            plan.delete.push(stale);
+        }
         if !connected {
             // Point-to-point (/32) lease: the router needs its own route.
             let mut host = RouteSpec::base(*router, host_len, up.ifindex, target);
@@ -201,7 +219,15 @@ mod tests {
     #[test]
     fn moves_the_subnet_route_and_adds_the_default() {
         let plan = uplink_routes(&up("10.1.0.5", 24, &["10.1.0.1"]), 10000, MainPolicy::Move);
-        assert_eq!(text(&plan.delete), ["10.1.0.0/24 dev #7 src 10.1.0.5 table 254"]);
+        assert_eq!(
+            text(&plan.delete),
+            [
+                "10.1.0.0/24 dev #7 src 10.1.0.5 table 254",
+                "default via 10.1.0.1 dev #7 table 254",
+            ]
+        );
+        assert_eq!(plan.delete[0].origin, Origin::Kernel);
+        assert_eq!(plan.delete[1].origin, Origin::Any);
         assert_eq!(
             text(&plan.add),
             [
@@ -233,13 +259,13 @@ mod tests {
                 "default via 10.1.0.1 dev #7 src 10.1.0.5 metric 7 table 254",
             ]
         );
-        assert_eq!(plan.delete.len(), 1);
+        assert_eq!(plan.delete.len(), 2);
     }
 
     #[test]
     fn point_to_point_lease() {
         let plan = uplink_routes(&up("100.64.1.9", 32, &["100.64.0.1"]), 10002, MainPolicy::Move);
-        assert!(plan.delete.is_empty());
+        assert_eq!(plan.delete.len(), 1, "only a stale default in main");
         assert_eq!(
             text(&plan.add),
             [

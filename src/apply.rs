@@ -1,0 +1,297 @@
+//! Carries out the hook actions: addresses, the table lease (through
+//! table_allocator_client, which then owns the rules), routes and DNS.
+
+use std::io::Read;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use tracing::{info, warn};
+
+use crate::dns::{self, ServerLine};
+use crate::hooks::{DhcpLease, StaticUplink};
+use crate::netlink::{Netlink, NetlinkError};
+use crate::routes::{uplink_routes, MainPolicy, StaticRoute, Uplink};
+
+/// Where things are on this host; the defaults are the installed paths.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub client_bin: PathBuf,
+    pub tas_socket: String,
+    pub servers_file: PathBuf,
+    pub dnsmasq_pid_file: PathBuf,
+    /// Where dhclient keeps `dhclient.IFACE.pid` (ifupdown's convention).
+    pub dhclient_pid_dir: PathBuf,
+    /// ifupdown `source-directory` for dynamic stanzas.
+    pub stanza_dir: PathBuf,
+    /// Interface name patterns (`*` wildcard) that get a dynamic stanza.
+    pub hotplug_patterns: Vec<String>,
+    pub client_log: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("interface {0} does not exist")]
+    NoInterface(String),
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    #[error("{0} route changes failed (first: {1})")]
+    Routes(usize, NetlinkError),
+    #[error("table_allocator_client {path}: {source}")]
+    Client {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Dns(#[from] dns::DnsError),
+    #[error("router {0} does not answer")]
+    RouterDown(IpAddr),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Context {
+    /// Leases a table for the address through table_allocator_client, which
+    /// installs the rules and stays behind to keep them. 0: none to be had.
+    pub fn lease_table(&self, ifname: &str, address: IpAddr, prefix_len: u8) -> Result<u32, ApplyError> {
+        let family = if address.is_ipv4() { "-4" } else { "-6" };
+        let mut cmd = Command::new(&self.client_bin);
+        cmd.args([family, "-a", &address.to_string(), "-n", &prefix_len.to_string()])
+            .args(["-i", ifname, "-d", &self.tas_socket])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        match &self.client_log {
+            Some(log) => {
+                cmd.arg("-l").arg(log);
+            }
+            None => {
+                cmd.arg("-s");
+            }
+        }
+        let err = |source| ApplyError::Client {
+            path: self.client_bin.clone(),
+            source,
+        };
+        let mut child = cmd.spawn().map_err(err)?;
+        let mut out = String::new();
+        // The client prints one line and closes stdout when it backgrounds.
+        child
+            .stdout
+            .take()
+            .expect("piped")
+            .read_to_string(&mut out)
+            .map_err(err)?;
+        let _ = child.wait();
+        Ok(out.trim().parse().unwrap_or(0))
+    }
+
+    async fn ifindex(&self, nl: &Netlink, ifname: &str) -> Result<u32, ApplyError> {
+        nl.link_index(ifname)
+            .await?
+            .ok_or_else(|| ApplyError::NoInterface(ifname.to_owned()))
+    }
+
+    /// dhclient BOUND/RENEW/REBIND/REBOOT/TIMEOUT: address, MTU, table,
+    /// routes, DNS. Returns the table (0 for the main-table fallback).
+    pub async fn configure_dhcp(
+        &self,
+        lease: &DhcpLease,
+        old: Option<(std::net::Ipv4Addr, u8)>,
+        check_router: bool,
+    ) -> Result<u32, ApplyError> {
+        let nl = Netlink::connect()?;
+        let ifindex = self.ifindex(&nl, &lease.ifname).await?;
+        if let Some((a, plen)) = old {
+            info!(ifname = %lease.ifname, old = %a, "leased address changed: removing the old one");
+            nl.del_address(ifindex, IpAddr::V4(a), plen).await?;
+        }
+        let address = IpAddr::V4(lease.address);
+        nl.add_address(ifindex, address, lease.prefix_len).await?;
+        if let Some(mtu) = lease.mtu {
+            nl.set_mtu(ifindex, mtu).await?;
+        }
+        if check_router {
+            if let Some(router) = lease.routers.first() {
+                if !ping(&lease.ifname, *router) {
+                    nl.del_address(ifindex, address, lease.prefix_len).await?;
+                    return Err(ApplyError::RouterDown(*router));
+                }
+            }
+        }
+        let uplink = Uplink {
+            ifindex,
+            address,
+            prefix_len: lease.prefix_len,
+            routers: lease.routers.clone(),
+            static_routes: lease.static_routes.clone(),
+            metric: lease.metric,
+        };
+        let table = self.lease_table(&lease.ifname, address, lease.prefix_len)?;
+        self.routes(&nl, &uplink, table, MainPolicy::Move).await?;
+        self.set_dns(&lease.ifname, address, &lease.dns)?;
+        Ok(table)
+    }
+
+    /// ifupdown `inet static` (routes in main move) or NetworkManager
+    /// (main is left alone).
+    pub async fn configure_static(&self, up: &StaticUplink, main: MainPolicy) -> Result<u32, ApplyError> {
+        let nl = Netlink::connect()?;
+        let ifindex = self.ifindex(&nl, &up.ifname).await?;
+        let address = IpAddr::V4(up.address);
+        let table = self.lease_table(&up.ifname, address, up.prefix_len)?;
+        let mut routes: Vec<StaticRoute> = up.routes.clone();
+        if !routes.is_empty() {
+            // Extra routes replace the routers in the plan (RFC 3442
+            // semantics): keep the gateway as a default route among them.
+            if let Some(g) = up.gateway {
+                routes.push(StaticRoute {
+                    dest: std::net::Ipv4Addr::UNSPECIFIED,
+                    prefix_len: 0,
+                    gateway: g,
+                });
+            }
+        }
+        let uplink = Uplink {
+            ifindex,
+            address,
+            prefix_len: up.prefix_len,
+            routers: up.gateway.map(IpAddr::V4).into_iter().collect(),
+            static_routes: routes,
+            metric: None,
+        };
+        self.routes(&nl, &uplink, table, main).await?;
+        self.set_dns(&up.ifname, address, &up.dns)?;
+        Ok(table)
+    }
+
+    async fn routes(&self, nl: &Netlink, up: &Uplink, table: u32, main: MainPolicy) -> Result<(), ApplyError> {
+        let plan = uplink_routes(up, table, main);
+        let mut failed = nl.apply_routes(&plan).await;
+        if failed.is_empty() {
+            info!(ifindex = up.ifindex, table, routes = plan.add.len(), "routes configured");
+            Ok(())
+        } else {
+            for e in &failed {
+                warn!("{e}");
+            }
+            let n = failed.len();
+            Err(ApplyError::Routes(n, failed.remove(0)))
+        }
+    }
+
+    /// Writes the interface's name servers to the servers file and tells
+    /// dnsmasq; an empty list removes them.
+    pub fn set_dns(&self, ifname: &str, source: IpAddr, servers: &[IpAddr]) -> Result<(), ApplyError> {
+        let lines: Vec<ServerLine> = servers
+            .iter()
+            .map(|s| ServerLine {
+                server: *s,
+                ifname: ifname.to_owned(),
+                source,
+            })
+            .collect();
+        if dns::set_interface(&self.servers_file, ifname, &lines)? {
+            self.reload_dnsmasq();
+        }
+        Ok(())
+    }
+
+    pub fn remove_dns(&self, ifname: &str) -> Result<(), ApplyError> {
+        if dns::set_interface(&self.servers_file, ifname, &[])? {
+            self.reload_dnsmasq();
+        }
+        Ok(())
+    }
+
+    fn reload_dnsmasq(&self) {
+        match dns::reload_dnsmasq(&self.dnsmasq_pid_file) {
+            Ok(Some(pid)) => info!(pid, "dnsmasq told to reload its servers"),
+            Ok(None) => info!(pid_file = %self.dnsmasq_pid_file.display(), "no dnsmasq pid file; not signalled"),
+            Err(e) => warn!("{e}"),
+        }
+    }
+
+    /// udev remove: stop the interface's dhclient, drop its DNS lines and its
+    /// dynamic stanza. Carries on past failures and reports the first.
+    pub fn hotplug_remove(&self, ifname: &str) -> Result<(), ApplyError> {
+        let mut first: Option<ApplyError> = None;
+        let pid_file = self.dhclient_pid_dir.join(format!("dhclient.{ifname}.pid"));
+        match std::fs::read_to_string(&pid_file) {
+            Ok(text) => match text.trim().parse::<i32>() {
+                Ok(pid) => {
+                    let r = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+                    info!(ifname, pid, ok = r.is_ok(), "stopped dhclient");
+                    let _ = std::fs::remove_file(&pid_file);
+                }
+                Err(_) => warn!(file = %pid_file.display(), "not a pid"),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => first = Some(e.into()),
+        }
+        if let Err(e) = self.remove_dns(ifname) {
+            first.get_or_insert(e);
+        }
+        match std::fs::remove_file(self.stanza_dir.join(ifname)) {
+            Ok(()) => info!(ifname, "removed dynamic stanza"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                first.get_or_insert(e.into());
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// udev add: an `iface IFACE inet dhcp` stanza for matching interfaces.
+    /// Returns whether one was written.
+    pub fn hotplug_add(&self, ifname: &str) -> Result<bool, ApplyError> {
+        if !self.hotplug_patterns.iter().any(|p| glob_match(p, ifname)) {
+            return Ok(false);
+        }
+        std::fs::create_dir_all(&self.stanza_dir)?;
+        let path = self.stanza_dir.join(ifname);
+        let tmp = self.stanza_dir.join(format!(".{ifname}.tmp"));
+        std::fs::write(&tmp, format!("iface {ifname} inet dhcp\n"))?;
+        std::fs::rename(&tmp, &path)?;
+        info!(ifname, path = %path.display(), "wrote dynamic stanza");
+        Ok(true)
+    }
+}
+
+/// Does the router answer one echo through this interface? (dhclient-script
+/// does the same for TIMEOUT.)
+fn ping(ifname: &str, router: IpAddr) -> bool {
+    Command::new("ping")
+        .args(["-q", "-c", "1", "-W", "1", "-I", ifname, &router.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((head, rest)) => {
+            let Some(tail) = name.strip_prefix(head) else { return false };
+            (0..=tail.len()).any(|i| tail.is_char_boundary(i) && glob_match(rest, &tail[i..]))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("wwan*", "wwan0"));
+        assert!(glob_match("usb*", "usb"));
+        assert!(glob_match("*", "eth0"));
+        assert!(glob_match("en*s*", "enp0s3"));
+        assert!(!glob_match("wwan*", "eth0"));
+        assert!(!glob_match("eth0", "eth01"));
+    }
+}

@@ -1,0 +1,221 @@
+//! The dnsmasq servers file: one `server=NS@IFACE@SRC` line per name server
+//! of each interface, so that dnsmasq asks each server over the interface
+//! (and from the address) that supplied it. dnsmasq reads the interface
+//! first, then the source address; the original's `NS@SRC@IFACE` order is
+//! rejected by dnsmasq 2.90 ("interface can only be specified once").
+//!
+//! Updates are atomic (temp file and rename) and serialized with a lock, so
+//! concurrent hooks never lose or duplicate a line.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_SERVERS_FILE: &str = "/run/multihomed-routing/dnsmasq-servers";
+pub const DEFAULT_DNSMASQ_PID_FILE: &str = "/run/dnsmasq/dnsmasq.pid";
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServerLine {
+    pub server: IpAddr,
+    pub ifname: String,
+    pub source: IpAddr,
+}
+
+impl ServerLine {
+    pub fn render(&self) -> String {
+        format!("server={}@{}@{}", self.server, self.ifname, self.source)
+    }
+
+    /// Parses a line we wrote; anything else is `None` (and kept as is).
+    pub fn parse(line: &str) -> Option<ServerLine> {
+        let rest = line.trim().strip_prefix("server=")?;
+        let mut parts = rest.split('@');
+        let server = parts.next()?.parse().ok()?;
+        let ifname = parts.next()?.to_owned();
+        let source = parts.next()?.parse().ok()?;
+        if parts.next().is_some() || ifname.is_empty() {
+            return None;
+        }
+        Some(ServerLine {
+            server,
+            ifname,
+            source,
+        })
+    }
+}
+
+/// The file's new text after replacing `ifname`'s lines with `lines`.
+pub fn replace_interface(text: &str, ifname: &str, lines: &[ServerLine]) -> String {
+    let mut wanted: Vec<&ServerLine> = Vec::new();
+    for l in lines {
+        if !wanted.contains(&l) {
+            wanted.push(l);
+        }
+    }
+    let current: Vec<ServerLine> = text
+        .lines()
+        .filter_map(ServerLine::parse)
+        .filter(|s| s.ifname == ifname)
+        .collect();
+    if current.iter().eq(wanted.iter().copied()) {
+        // Unchanged: keep the file as it is, lines in place.
+        return text.to_owned();
+    }
+    let mut out: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter(|l| ServerLine::parse(l).is_none_or(|s| s.ifname != ifname))
+        .map(str::to_owned)
+        .collect();
+    for l in lines {
+        let r = l.render();
+        if !out.contains(&r) {
+            out.push(r);
+        }
+    }
+    let mut s = out.join("\n");
+    if !s.is_empty() {
+        s.push('\n');
+    }
+    s
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("servers file {path}: {source}")]
+pub struct DnsError {
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+/// Sets `ifname`'s lines in the servers file (empty `lines` removes them).
+/// Returns whether the file changed.
+pub fn set_interface(path: &Path, ifname: &str, lines: &[ServerLine]) -> Result<bool, DnsError> {
+    let err = |source| DnsError {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    // Lock a sibling file: the servers file itself is replaced by rename.
+    let lock_path = path.with_extension("lock");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(err)?;
+    let _locked = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| err(io::Error::from(e)))?;
+    let old = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(err(e)),
+    };
+    let new = replace_interface(&old, ifname, lines);
+    if new == old {
+        return Ok(false);
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    {
+        let mut f = File::create(&tmp).map_err(err)?;
+        f.write_all(new.as_bytes()).map_err(err)?;
+        f.sync_all().map_err(err)?;
+    }
+    std::fs::rename(&tmp, path).map_err(err)?;
+    Ok(true)
+}
+
+/// Tells dnsmasq to re-read its servers file: SIGHUP to the pid in its pid
+/// file (not to every process named dnsmasq). `Ok(None)` when no pid file.
+pub fn reload_dnsmasq(pid_file: &Path) -> io::Result<Option<i32>> {
+    let text = match std::fs::read_to_string(pid_file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let pid: i32 = text.trim().parse().map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {:?} is not a pid", pid_file.display(), text.trim()),
+        )
+    })?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGHUP)
+        .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("SIGHUP to dnsmasq pid {pid}: {e}")))?;
+    Ok(Some(pid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(ns: &str, ifname: &str, src: &str) -> ServerLine {
+        ServerLine {
+            server: ns.parse().unwrap(),
+            ifname: ifname.into(),
+            source: src.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn interface_comes_before_source() {
+        assert_eq!(
+            line("8.8.8.8", "wwan0", "10.1.0.5").render(),
+            "server=8.8.8.8@wwan0@10.1.0.5"
+        );
+        assert_eq!(
+            ServerLine::parse("server=fe80::1@eth0@fe80::2"),
+            Some(line("fe80::1", "eth0", "fe80::2"))
+        );
+        assert_eq!(ServerLine::parse("server=8.8.8.8"), None);
+        assert_eq!(ServerLine::parse("# comment"), None);
+    }
+
+    #[test]
+    fn replaces_only_that_interface() {
+        let text = "server=1.1.1.1@eth0@10.0.0.2\nserver=9.9.9.9@eth1@10.1.0.2\n# mine\n";
+        let new = replace_interface(text, "eth0", &[line("8.8.8.8", "eth0", "10.0.0.3")]);
+        assert_eq!(
+            new,
+            "server=9.9.9.9@eth1@10.1.0.2\n# mine\nserver=8.8.8.8@eth0@10.0.0.3\n"
+        );
+        assert_eq!(replace_interface(&new, "eth0", &[]), "server=9.9.9.9@eth1@10.1.0.2\n# mine\n");
+        // No duplicates.
+        let twice = [line("8.8.8.8", "eth0", "10.0.0.3"), line("8.8.8.8", "eth0", "10.0.0.3")];
+        assert_eq!(replace_interface("", "eth0", &twice), "server=8.8.8.8@eth0@10.0.0.3\n");
+    }
+
+    #[test]
+    fn concurrent_updates_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("servers");
+        let threads: Vec<_> = (0..10)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let l = line(&format!("10.9.0.{i}"), &format!("eth{i}"), &format!("10.0.{i}.2"));
+                    set_interface(&path, &format!("eth{i}"), &[l]).unwrap()
+                })
+            })
+            .collect();
+        for t in threads {
+            assert!(t.join().unwrap());
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 10, "{text}");
+        assert!(!set_interface(&path, "eth3", &[line("10.9.0.3", "eth3", "10.0.3.2")]).unwrap());
+        assert!(set_interface(&path, "eth3", &[]).unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 9);
+    }
+
+    #[test]
+    fn reload_without_pid_file_is_not_an_error() {
+        assert_eq!(reload_dnsmasq(Path::new("/nonexistent/dnsmasq.pid")).unwrap(), None);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pid");
+        std::fs::write(&p, "garbage").unwrap();
+        assert!(reload_dnsmasq(&p).is_err());
+    }
+}
