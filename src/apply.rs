@@ -53,14 +53,25 @@ pub enum ApplyError {
 impl Context {
     /// Leases a table for the address through table_allocator_client, which
     /// installs the rules and stays behind to keep them. 0: none to be had.
-    pub fn lease_table(&self, ifname: &str, address: IpAddr, prefix_len: u8) -> Result<u32, ApplyError> {
+    pub fn lease_table(
+        &self,
+        ifname: &str,
+        address: IpAddr,
+        prefix_len: u8,
+    ) -> Result<u32, ApplyError> {
         let family = if address.is_ipv4() { "-4" } else { "-6" };
         let mut cmd = Command::new(&self.client_bin);
-        cmd.args([family, "-a", &address.to_string(), "-n", &prefix_len.to_string()])
-            .args(["-i", ifname, "-d", &self.tas_socket])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+        cmd.args([
+            family,
+            "-a",
+            &address.to_string(),
+            "-n",
+            &prefix_len.to_string(),
+        ])
+        .args(["-i", ifname, "-d", &self.tas_socket])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
         match &self.client_log {
             Some(log) => {
                 cmd.arg("-l").arg(log);
@@ -135,7 +146,11 @@ impl Context {
 
     /// ifupdown `inet static` (routes in main move) or NetworkManager
     /// (main is left alone).
-    pub async fn configure_static(&self, up: &StaticUplink, main: MainPolicy) -> Result<u32, ApplyError> {
+    pub async fn configure_static(
+        &self,
+        up: &StaticUplink,
+        main: MainPolicy,
+    ) -> Result<u32, ApplyError> {
         let nl = Netlink::connect()?;
         let ifindex = self.ifindex(&nl, &up.ifname).await?;
         let address = IpAddr::V4(up.address);
@@ -165,11 +180,22 @@ impl Context {
         Ok(table)
     }
 
-    async fn routes(&self, nl: &Netlink, up: &Uplink, table: u32, main: MainPolicy) -> Result<(), ApplyError> {
+    async fn routes(
+        &self,
+        nl: &Netlink,
+        up: &Uplink,
+        table: u32,
+        main: MainPolicy,
+    ) -> Result<(), ApplyError> {
         let plan = uplink_routes(up, table, main);
         let mut failed = nl.apply_routes(&plan).await;
         if failed.is_empty() {
-            info!(ifindex = up.ifindex, table, routes = plan.add.len(), "routes configured");
+            info!(
+                ifindex = up.ifindex,
+                table,
+                routes = plan.add.len(),
+                "routes configured"
+            );
             Ok(())
         } else {
             for e in &failed {
@@ -182,7 +208,12 @@ impl Context {
 
     /// Writes the interface's name servers to the servers file and tells
     /// dnsmasq; an empty list removes them.
-    pub fn set_dns(&self, ifname: &str, source: IpAddr, servers: &[IpAddr]) -> Result<(), ApplyError> {
+    pub fn set_dns(
+        &self,
+        ifname: &str,
+        source: IpAddr,
+        servers: &[IpAddr],
+    ) -> Result<(), ApplyError> {
         let lines: Vec<ServerLine> = servers
             .iter()
             .map(|s| ServerLine {
@@ -207,7 +238,9 @@ impl Context {
     fn reload_dnsmasq(&self) {
         match dns::reload_dnsmasq(&self.dnsmasq_pid_file) {
             Ok(Some(pid)) => info!(pid, "dnsmasq told to reload its servers"),
-            Ok(None) => info!(pid_file = %self.dnsmasq_pid_file.display(), "no dnsmasq pid file; not signalled"),
+            Ok(None) => {
+                info!(pid_file = %self.dnsmasq_pid_file.display(), "no dnsmasq pid file; not signalled")
+            }
             Err(e) => warn!("{e}"),
         }
     }
@@ -220,7 +253,10 @@ impl Context {
         match std::fs::read_to_string(&pid_file) {
             Ok(text) => match text.trim().parse::<i32>() {
                 Ok(pid) => {
-                    let r = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+                    let r = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
                     info!(ifname, pid, ok = r.is_ok(), "stopped dhclient");
                     let _ = std::fs::remove_file(&pid_file);
                 }
@@ -262,7 +298,16 @@ impl Context {
 /// does the same for TIMEOUT.)
 fn ping(ifname: &str, router: IpAddr) -> bool {
     Command::new("ping")
-        .args(["-q", "-c", "1", "-W", "1", "-I", ifname, &router.to_string()])
+        .args([
+            "-q",
+            "-c",
+            "1",
+            "-W",
+            "1",
+            "-I",
+            ifname,
+            &router.to_string(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -275,7 +320,9 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
     match pattern.split_once('*') {
         None => pattern == name,
         Some((head, rest)) => {
-            let Some(tail) = name.strip_prefix(head) else { return false };
+            let Some(tail) = name.strip_prefix(head) else {
+                return false;
+            };
             (0..=tail.len()).any(|i| tail.is_char_boundary(i) && glob_match(rest, &tail[i..]))
         }
     }

@@ -142,8 +142,16 @@ pub fn reload_dnsmasq(pid_file: &Path) -> io::Result<Option<i32>> {
             format!("{}: {:?} is not a pid", pid_file.display(), text.trim()),
         )
     })?;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGHUP)
-        .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("SIGHUP to dnsmasq pid {pid}: {e}")))?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .map_err(|e| {
+        io::Error::new(
+            io::Error::from(e).kind(),
+            format!("SIGHUP to dnsmasq pid {pid}: {e}"),
+        )
+    })?;
     Ok(Some(pid))
 }
 
@@ -181,10 +189,19 @@ mod tests {
             new,
             "server=9.9.9.9@eth1@10.1.0.2\n# mine\nserver=8.8.8.8@eth0@10.0.0.3\n"
         );
-        assert_eq!(replace_interface(&new, "eth0", &[]), "server=9.9.9.9@eth1@10.1.0.2\n# mine\n");
+        assert_eq!(
+            replace_interface(&new, "eth0", &[]),
+            "server=9.9.9.9@eth1@10.1.0.2\n# mine\n"
+        );
         // No duplicates.
-        let twice = [line("8.8.8.8", "eth0", "10.0.0.3"), line("8.8.8.8", "eth0", "10.0.0.3")];
-        assert_eq!(replace_interface("", "eth0", &twice), "server=8.8.8.8@eth0@10.0.0.3\n");
+        let twice = [
+            line("8.8.8.8", "eth0", "10.0.0.3"),
+            line("8.8.8.8", "eth0", "10.0.0.3"),
+        ];
+        assert_eq!(
+            replace_interface("", "eth0", &twice),
+            "server=8.8.8.8@eth0@10.0.0.3\n"
+        );
     }
 
     #[test]
@@ -195,7 +212,11 @@ mod tests {
             .map(|i| {
                 let path = path.clone();
                 std::thread::spawn(move || {
-                    let l = line(&format!("10.9.0.{i}"), &format!("eth{i}"), &format!("10.0.{i}.2"));
+                    let l = line(
+                        &format!("10.9.0.{i}"),
+                        &format!("eth{i}"),
+                        &format!("10.0.{i}.2"),
+                    );
                     set_interface(&path, &format!("eth{i}"), &[l]).unwrap()
                 })
             })
@@ -212,7 +233,10 @@ mod tests {
 
     #[test]
     fn reload_without_pid_file_is_not_an_error() {
-        assert_eq!(reload_dnsmasq(Path::new("/nonexistent/dnsmasq.pid")).unwrap(), None);
+        assert_eq!(
+            reload_dnsmasq(Path::new("/nonexistent/dnsmasq.pid")).unwrap(),
+            None
+        );
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("pid");
         std::fs::write(&p, "garbage").unwrap();

@@ -40,7 +40,10 @@ fn ifname(env: &Env, var: &str) -> Result<String, HookError> {
 
 fn ipv4(env: &Env, var: &str) -> Result<Option<Ipv4Addr>, HookError> {
     get(env, var)
-        .map(|v| v.parse().map_err(|_| err(var, format!("{v:?} is not an IPv4 address"))))
+        .map(|v| {
+            v.parse()
+                .map_err(|_| err(var, format!("{v:?} is not an IPv4 address")))
+        })
         .transpose()
 }
 
@@ -48,7 +51,10 @@ fn addresses(env: &Env, var: &str) -> Result<Vec<IpAddr>, HookError> {
     get(env, var)
         .map(|v| {
             v.split_whitespace()
-                .map(|a| a.parse().map_err(|_| err(var, format!("{a:?} is not an address"))))
+                .map(|a| {
+                    a.parse()
+                        .map_err(|_| err(var, format!("{a:?} is not an address")))
+                })
                 .collect()
         })
         .unwrap_or(Ok(Vec::new()))
@@ -56,7 +62,10 @@ fn addresses(env: &Env, var: &str) -> Result<Vec<IpAddr>, HookError> {
 
 fn number(env: &Env, var: &str) -> Result<Option<u32>, HookError> {
     get(env, var)
-        .map(|v| v.parse().map_err(|_| err(var, format!("{v:?} is not a number"))))
+        .map(|v| {
+            v.parse()
+                .map_err(|_| err(var, format!("{v:?} is not a number")))
+        })
         .transpose()
 }
 
@@ -112,7 +121,9 @@ pub fn dhclient(env: &Env) -> Result<DhcpAction, HookError> {
         None => 32,
     };
     let static_routes = match get(env, "new_rfc3442_classless_static_routes") {
-        Some(text) => parse_rfc3442(text).map_err(|e| err("new_rfc3442_classless_static_routes", e))?,
+        Some(text) => {
+            parse_rfc3442(text).map_err(|e| err("new_rfc3442_classless_static_routes", e))?
+        }
         None => Vec::new(),
     };
     let lease = DhcpLease {
@@ -150,7 +161,10 @@ pub fn parse_rfc3442(text: &str) -> Result<Vec<StaticRoute>, String> {
     let octets: Vec<u8> = text
         .split(|c: char| c.is_whitespace() || c == ',' || c == '.')
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<u8>().map_err(|_| format!("{s:?} is not an octet")))
+        .map(|s| {
+            s.parse::<u8>()
+                .map_err(|_| format!("{s:?} is not an octet"))
+        })
         .collect::<Result<_, _>>()?;
     let mut routes = Vec::new();
     let mut i = 0;
@@ -200,7 +214,9 @@ pub enum IfupAction {
     /// NetworkManager (through its ifupdown dispatcher): add routes to the
     /// tables, keep NetworkManager's in main.
     NetworkManager(Vec<StaticUplink>),
-    Ignore { reason: String },
+    Ignore {
+        reason: String,
+    },
 }
 
 /// Reads an if-up.d hook's environment. ifupdown sets `IFACE`, `ADDRFAM`,
@@ -235,9 +251,12 @@ pub fn ifup(env: &Env) -> Result<IfupAction, HookError> {
         Some((a, p)) => (a, Some(p)),
         None => (addr_text, None),
     };
-    let address: Ipv4Addr = addr
-        .parse()
-        .map_err(|_| err("IF_ADDRESS", format!("{addr_text:?} is not an IPv4 address")))?;
+    let address: Ipv4Addr = addr.parse().map_err(|_| {
+        err(
+            "IF_ADDRESS",
+            format!("{addr_text:?} is not an IPv4 address"),
+        )
+    })?;
     let prefix_len = match (plen_in_addr, get(env, "IF_NETMASK")) {
         (Some(p), _) => parse_netmask(p, Family::Inet).map_err(|e| err("IF_ADDRESS", e))?,
         (None, Some(m)) => parse_netmask(m, Family::Inet).map_err(|e| err("IF_NETMASK", e))?,
@@ -271,10 +290,14 @@ fn network_manager(env: &Env) -> Result<IfupAction, HookError> {
         let (dest, plen) = dst
             .split_once('/')
             .ok_or_else(|| err(&var, format!("{dst:?} has no /prefix")))?;
-        let dest: Ipv4Addr = dest.parse().map_err(|_| err(&var, format!("{dest:?} is not IPv4")))?;
+        let dest: Ipv4Addr = dest
+            .parse()
+            .map_err(|_| err(&var, format!("{dest:?} is not IPv4")))?;
         let prefix_len = parse_netmask(plen, Family::Inet).map_err(|e| err(&var, e))?;
         let gateway = match parts.next() {
-            Some(g) => g.parse().map_err(|_| err(&var, format!("{g:?} is not IPv4")))?,
+            Some(g) => g
+                .parse()
+                .map_err(|_| err(&var, format!("{g:?} is not IPv4")))?,
             None => Ipv4Addr::UNSPECIFIED,
         };
         routes.push(StaticRoute {
@@ -293,11 +316,16 @@ fn network_manager(env: &Env) -> Result<IfupAction, HookError> {
         let (a, p) = cidr
             .split_once('/')
             .ok_or_else(|| err(&var, format!("{cidr:?} has no /prefix")))?;
-        let address: Ipv4Addr = a.parse().map_err(|_| err(&var, format!("{a:?} is not IPv4")))?;
+        let address: Ipv4Addr = a
+            .parse()
+            .map_err(|_| err(&var, format!("{a:?} is not IPv4")))?;
         let prefix_len = parse_netmask(p, Family::Inet).map_err(|e| err(&var, e))?;
         let own_gateway = parts
             .next()
-            .map(|g| g.parse::<Ipv4Addr>().map_err(|_| err(&var, format!("{g:?} is not IPv4"))))
+            .map(|g| {
+                g.parse::<Ipv4Addr>()
+                    .map_err(|_| err(&var, format!("{g:?} is not IPv4")))
+            })
             .transpose()?
             .filter(|g| !g.is_unspecified());
         uplinks.push(StaticUplink {
@@ -322,7 +350,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -340,7 +371,14 @@ mod tests {
             ("old_subnet_mask", "255.255.0.0"),
         ]))
         .unwrap();
-        let DhcpAction::Configure { lease, old, check_router } = a else { panic!("{a:?}") };
+        let DhcpAction::Configure {
+            lease,
+            old,
+            check_router,
+        } = a
+        else {
+            panic!("{a:?}")
+        };
         assert_eq!(lease.ifname, "eth1");
         assert_eq!(lease.prefix_len, 24);
         assert_eq!(lease.routers.len(), 2);
@@ -359,11 +397,18 @@ mod tests {
             ("new_subnet_mask", "24"),
             ("old_ip_address", "10.1.0.5"),
         ];
-        for (reason, check) in [("RENEW", false), ("REBIND", false), ("REBOOT", false), ("TIMEOUT", true)] {
+        for (reason, check) in [
+            ("RENEW", false),
+            ("REBIND", false),
+            ("REBOOT", false),
+            ("TIMEOUT", true),
+        ] {
             let mut e = env(&base);
             e.insert("reason".into(), reason.into());
             match dhclient(&e).unwrap() {
-                DhcpAction::Configure { old, check_router, .. } => {
+                DhcpAction::Configure {
+                    old, check_router, ..
+                } => {
                     assert_eq!(old, None);
                     assert_eq!(check_router, check, "{reason}");
                 }
@@ -377,7 +422,9 @@ mod tests {
         for reason in ["EXPIRE", "FAIL", "RELEASE", "STOP"] {
             assert_eq!(
                 dhclient(&env(&[("reason", reason), ("interface", "wwan0")])).unwrap(),
-                DhcpAction::RemoveDns { ifname: "wwan0".into() }
+                DhcpAction::RemoveDns {
+                    ifname: "wwan0".into()
+                }
             );
         }
         assert!(matches!(
@@ -390,13 +437,57 @@ mod tests {
     fn bad_variables_name_themselves() {
         let cases = [
             (vec![("interface", "eth0")], "reason"),
-            (vec![("reason", "BOUND"), ("new_ip_address", "10.0.0.1")], "interface"),
-            (vec![("reason", "BOUND"), ("interface", "eth0")], "new_ip_address"),
-            (vec![("reason", "BOUND"), ("interface", "eth0"), ("new_ip_address", "10.0.0.x")], "new_ip_address"),
-            (vec![("reason", "BOUND"), ("interface", "eth0"), ("new_ip_address", "10.0.0.1"), ("new_subnet_mask", "255.0.255.0")], "new_subnet_mask"),
-            (vec![("reason", "BOUND"), ("interface", "eth0"), ("new_ip_address", "10.0.0.1"), ("new_routers", "x")], "new_routers"),
-            (vec![("reason", "BOUND"), ("interface", "eth0"), ("new_ip_address", "10.0.0.1"), ("new_rfc3442_classless_static_routes", "24 10 0")], "new_rfc3442_classless_static_routes"),
-            (vec![("reason", "BOUND"), ("interface", "a/b"), ("new_ip_address", "10.0.0.1")], "interface"),
+            (
+                vec![("reason", "BOUND"), ("new_ip_address", "10.0.0.1")],
+                "interface",
+            ),
+            (
+                vec![("reason", "BOUND"), ("interface", "eth0")],
+                "new_ip_address",
+            ),
+            (
+                vec![
+                    ("reason", "BOUND"),
+                    ("interface", "eth0"),
+                    ("new_ip_address", "10.0.0.x"),
+                ],
+                "new_ip_address",
+            ),
+            (
+                vec![
+                    ("reason", "BOUND"),
+                    ("interface", "eth0"),
+                    ("new_ip_address", "10.0.0.1"),
+                    ("new_subnet_mask", "255.0.255.0"),
+                ],
+                "new_subnet_mask",
+            ),
+            (
+                vec![
+                    ("reason", "BOUND"),
+                    ("interface", "eth0"),
+                    ("new_ip_address", "10.0.0.1"),
+                    ("new_routers", "x"),
+                ],
+                "new_routers",
+            ),
+            (
+                vec![
+                    ("reason", "BOUND"),
+                    ("interface", "eth0"),
+                    ("new_ip_address", "10.0.0.1"),
+                    ("new_rfc3442_classless_static_routes", "24 10 0"),
+                ],
+                "new_rfc3442_classless_static_routes",
+            ),
+            (
+                vec![
+                    ("reason", "BOUND"),
+                    ("interface", "a/b"),
+                    ("new_ip_address", "10.0.0.1"),
+                ],
+                "interface",
+            ),
         ];
         for (vars, var) in cases {
             assert_eq!(dhclient(&env(&vars)).unwrap_err().var, var, "{vars:?}");
@@ -405,7 +496,9 @@ mod tests {
 
     #[test]
     fn rfc3442() {
-        let routes = parse_rfc3442("24 192 168 10 10 0 0 1 0 10 0 0 1 32 10 9 8 7 0 0 0 0 9 128 0 10 0 0 1").unwrap();
+        let routes =
+            parse_rfc3442("24 192 168 10 10 0 0 1 0 10 0 0 1 32 10 9 8 7 0 0 0 0 9 128 0 10 0 0 1")
+                .unwrap();
         let text: Vec<String> = routes
             .iter()
             .map(|r| format!("{}/{} via {}", r.dest, r.prefix_len, r.gateway))
@@ -437,20 +530,50 @@ mod tests {
             ("IF_DNS_NAMESERVERS", "192.0.2.53"),
         ]))
         .unwrap();
-        let IfupAction::Static(s) = a else { panic!("{a:?}") };
+        let IfupAction::Static(s) = a else {
+            panic!("{a:?}")
+        };
         assert_eq!((s.ifname.as_str(), s.prefix_len), ("eth2", 24));
         assert_eq!(s.gateway, Some("192.0.2.1".parse().unwrap()));
         assert_eq!(s.dns.len(), 1);
-        let cidr = ifup(&env(&[("IFACE", "eth2"), ("ADDRFAM", "inet"), ("METHOD", "static"), ("IF_ADDRESS", "192.0.2.10/28")])).unwrap();
-        assert!(matches!(cidr, IfupAction::Static(StaticUplink { prefix_len: 28, gateway: None, .. })));
+        let cidr = ifup(&env(&[
+            ("IFACE", "eth2"),
+            ("ADDRFAM", "inet"),
+            ("METHOD", "static"),
+            ("IF_ADDRESS", "192.0.2.10/28"),
+        ]))
+        .unwrap();
+        assert!(matches!(
+            cidr,
+            IfupAction::Static(StaticUplink {
+                prefix_len: 28,
+                gateway: None,
+                ..
+            })
+        ));
         for (k, v) in [("METHOD", "dhcp"), ("ADDRFAM", "inet6")] {
-            let mut e = env(&[("IFACE", "eth2"), ("ADDRFAM", "inet"), ("METHOD", "static"), ("IF_ADDRESS", "192.0.2.10/28")]);
+            let mut e = env(&[
+                ("IFACE", "eth2"),
+                ("ADDRFAM", "inet"),
+                ("METHOD", "static"),
+                ("IF_ADDRESS", "192.0.2.10/28"),
+            ]);
             e.insert(k.into(), v.into());
             assert!(matches!(ifup(&e).unwrap(), IfupAction::Ignore { .. }));
         }
-        assert!(matches!(ifup(&env(&[("IFACE", "lo")])).unwrap(), IfupAction::Ignore { .. }));
+        assert!(matches!(
+            ifup(&env(&[("IFACE", "lo")])).unwrap(),
+            IfupAction::Ignore { .. }
+        ));
         assert_eq!(
-            ifup(&env(&[("IFACE", "eth2"), ("ADDRFAM", "inet"), ("METHOD", "static"), ("IF_ADDRESS", "192.0.2.10")])).unwrap_err().var,
+            ifup(&env(&[
+                ("IFACE", "eth2"),
+                ("ADDRFAM", "inet"),
+                ("METHOD", "static"),
+                ("IF_ADDRESS", "192.0.2.10")
+            ]))
+            .unwrap_err()
+            .var,
             "IF_NETMASK"
         );
     }
@@ -470,7 +593,9 @@ mod tests {
             ("IP4_NAMESERVERS", "10.5.0.1"),
         ]))
         .unwrap();
-        let IfupAction::NetworkManager(ups) = a else { panic!("{a:?}") };
+        let IfupAction::NetworkManager(ups) = a else {
+            panic!("{a:?}")
+        };
         assert_eq!(ups.len(), 2);
         for u in &ups {
             assert_eq!(u.routes.len(), 2, "{u:?}");
@@ -478,7 +603,12 @@ mod tests {
         }
         assert_eq!(ups[1].address, "10.6.0.7".parse::<Ipv4Addr>().unwrap());
         assert_eq!(
-            ifup(&env(&[("DEVICE_IFACE", "wlan0"), ("IP4_NUM_ADDRESSES", "1")])).unwrap_err().var,
+            ifup(&env(&[
+                ("DEVICE_IFACE", "wlan0"),
+                ("IP4_NUM_ADDRESSES", "1")
+            ]))
+            .unwrap_err()
+            .var,
             "IP4_ADDRESS_0"
         );
     }

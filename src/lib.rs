@@ -14,6 +14,7 @@ pub mod hooks;
 pub mod leases;
 pub mod logging;
 pub mod netlink;
+pub mod probe;
 pub mod protocol;
 pub mod routes;
 pub mod rules;

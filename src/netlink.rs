@@ -305,7 +305,12 @@ impl Netlink {
 
 impl Netlink {
     /// Adds an address (with its broadcast for IPv4); present counts as added.
-    pub async fn add_address(&self, index: u32, address: IpAddr, prefix_len: u8) -> Result<(), NetlinkError> {
+    pub async fn add_address(
+        &self,
+        index: u32,
+        address: IpAddr,
+        prefix_len: u8,
+    ) -> Result<(), NetlinkError> {
         match self
             .handle
             .address()
@@ -315,7 +320,10 @@ impl Netlink {
         {
             Ok(()) => Ok(()),
             Err(e) => {
-                let e = NetlinkError::from_rt(format!("add address {address}/{prefix_len} to interface {index}"), e);
+                let e = NetlinkError::from_rt(
+                    format!("add address {address}/{prefix_len} to interface {index}"),
+                    e,
+                );
                 if e.errno() == Some(EEXIST) {
                     Ok(())
                 } else {
@@ -326,7 +334,12 @@ impl Netlink {
     }
 
     /// Deletes an address; absent counts as deleted.
-    pub async fn del_address(&self, index: u32, address: IpAddr, prefix_len: u8) -> Result<(), NetlinkError> {
+    pub async fn del_address(
+        &self,
+        index: u32,
+        address: IpAddr,
+        prefix_len: u8,
+    ) -> Result<(), NetlinkError> {
         let mut msg = AddressMessage::default();
         msg.header.family = match address {
             IpAddr::V4(_) => AddressFamily::Inet,
@@ -339,7 +352,10 @@ impl Netlink {
         match self.handle.address().del(msg).execute().await {
             Ok(()) => Ok(()),
             Err(e) => {
-                let e = NetlinkError::from_rt(format!("delete address {address}/{prefix_len} from interface {index}"), e);
+                let e = NetlinkError::from_rt(
+                    format!("delete address {address}/{prefix_len} from interface {index}"),
+                    e,
+                );
                 if matches!(e.errno(), Some(libc::EADDRNOTAVAIL) | Some(ENODEV)) {
                     Ok(())
                 } else {
@@ -350,7 +366,9 @@ impl Netlink {
     }
 
     pub async fn set_mtu(&self, index: u32, mtu: u32) -> Result<(), NetlinkError> {
-        let msg = rtnetlink::LinkUnspec::new_with_index(index).mtu(mtu).build();
+        let msg = rtnetlink::LinkUnspec::new_with_index(index)
+            .mtu(mtu)
+            .build();
         self.handle
             .link()
             .set(msg)

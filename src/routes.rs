@@ -190,7 +190,11 @@ pub fn uplink_routes(up: &Uplink, table: u32, main: MainPolicy) -> RoutePlan {
         let mut default = RouteSpec::base(unspecified, 0, up.ifindex, target);
         default.gateway = Some(*router);
         default.src = Some(up.address);
-        default.metric = if fallback { Some(up.ifindex + metric.unwrap_or(0)) } else { metric };
+        default.metric = if fallback {
+            Some(up.ifindex + metric.unwrap_or(0))
+        } else {
+            metric
+        };
         plan.add.push(default);
         metric = metric.map(|m| m + 1);
     }
@@ -239,7 +243,11 @@ mod tests {
 
     #[test]
     fn several_routers_get_metrics_like_dhclient_script() {
-        let plan = uplink_routes(&up("10.1.0.5", 24, &["10.1.0.1", "10.1.0.2"]), 10000, MainPolicy::Move);
+        let plan = uplink_routes(
+            &up("10.1.0.5", 24, &["10.1.0.1", "10.1.0.2"]),
+            10000,
+            MainPolicy::Move,
+        );
         assert_eq!(
             text(&plan.add[1..]),
             [
@@ -264,7 +272,11 @@ mod tests {
 
     #[test]
     fn point_to_point_lease() {
-        let plan = uplink_routes(&up("100.64.1.9", 32, &["100.64.0.1"]), 10002, MainPolicy::Move);
+        let plan = uplink_routes(
+            &up("100.64.1.9", 32, &["100.64.0.1"]),
+            10002,
+            MainPolicy::Move,
+        );
         assert_eq!(plan.delete.len(), 1, "only a stale default in main");
         assert_eq!(
             text(&plan.add),

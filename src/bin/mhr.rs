@@ -29,10 +29,20 @@ const EXIT_NOT_HANDLED: u8 = 3;
 #[command(name = "mhr", version)]
 struct Args {
     /// table_allocator_client to run for each address.
-    #[arg(long, env = "MHR_CLIENT", default_value = "/usr/sbin/table_allocator_client", global = true)]
+    #[arg(
+        long,
+        env = "MHR_CLIENT",
+        default_value = "/usr/sbin/table_allocator_client",
+        global = true
+    )]
     client: PathBuf,
     /// The allocator server's abstract socket name.
-    #[arg(long, env = "MHR_TAS_SOCKET", default_value = "tas_socket", global = true)]
+    #[arg(
+        long,
+        env = "MHR_TAS_SOCKET",
+        default_value = "tas_socket",
+        global = true
+    )]
     tas_socket: String,
     /// The dnsmasq servers file (servers-file= in the dnsmasq snippet).
     #[arg(long, env = "MHR_SERVERS_FILE", default_value = mhr::dns::DEFAULT_SERVERS_FILE, global = true)]
@@ -41,13 +51,29 @@ struct Args {
     #[arg(long, env = "MHR_DNSMASQ_PID_FILE", default_value = mhr::dns::DEFAULT_DNSMASQ_PID_FILE, global = true)]
     dnsmasq_pid_file: PathBuf,
     /// Where dhclient pid files (dhclient.IFACE.pid) live.
-    #[arg(long, env = "MHR_DHCLIENT_PID_DIR", default_value = "/run", global = true)]
+    #[arg(
+        long,
+        env = "MHR_DHCLIENT_PID_DIR",
+        default_value = "/run",
+        global = true
+    )]
     dhclient_pid_dir: PathBuf,
     /// ifupdown source-directory for dynamic stanzas.
-    #[arg(long, env = "MHR_STANZA_DIR", default_value = "/run/network-conf", global = true)]
+    #[arg(
+        long,
+        env = "MHR_STANZA_DIR",
+        default_value = "/run/network-conf",
+        global = true
+    )]
     stanza_dir: PathBuf,
     /// Interfaces (comma-separated patterns, `*` wildcard) that get a dynamic stanza.
-    #[arg(long, env = "MHR_HOTPLUG_PATTERNS", default_value = "wwan*,usb*", value_delimiter = ',', global = true)]
+    #[arg(
+        long,
+        env = "MHR_HOTPLUG_PATTERNS",
+        default_value = "wwan*,usb*",
+        value_delimiter = ',',
+        global = true
+    )]
     hotplug_patterns: Vec<String>,
     /// Log file for the table clients (default: syslog).
     #[arg(long, env = "MHR_CLIENT_LOG", global = true)]
@@ -67,6 +93,26 @@ enum Cmd {
     IfupHook,
     /// udev hotplug: `add` writes a dynamic stanza for matching interfaces;
     /// `remove` stops dhclient and removes DNS lines and the stanza.
+    /// Sets an interface's name servers in the dnsmasq servers file (none:
+    /// removes them) and tells dnsmasq.
+    Dns {
+        ifname: String,
+        /// The interface's address the queries leave from.
+        source: std::net::IpAddr,
+        servers: Vec<std::net::IpAddr>,
+    },
+    /// Asks a DNS server for TXT records of NAME from a given source address
+    /// or device, and prints them: who answers shows which uplink carried
+    /// the query (the lab's ISPs answer whoami.lab with their names).
+    Probe {
+        server: std::net::IpAddr,
+        #[arg(default_value = "whoami.lab")]
+        name: String,
+        #[arg(long)]
+        source: Option<std::net::IpAddr>,
+        #[arg(long)]
+        device: Option<String>,
+    },
     Hotplug {
         #[arg(value_parser = ["add", "remove"])]
         action: String,
@@ -106,19 +152,21 @@ fn run(args: Args) -> anyhow::Result<u8> {
         .context("runtime")?;
     match args.command {
         Cmd::DhclientHook => match hooks::dhclient(&env).context("dhclient variables")? {
-            DhcpAction::Configure { lease, old, check_router } => {
-                match rt.block_on(ctx.configure_dhcp(&lease, old, check_router)) {
-                    Ok(table) => {
-                        info!(ifname = %lease.ifname, address = %lease.address, table, "configured");
-                        Ok(EXIT_HANDLED)
-                    }
-                    Err(ApplyError::RouterDown(r)) => {
-                        warn!("router {r} does not answer; recorded lease not used");
-                        Ok(EXIT_ROUTER_DOWN)
-                    }
-                    Err(e) => Err(e).with_context(|| format!("configuring {}", lease.ifname)),
+            DhcpAction::Configure {
+                lease,
+                old,
+                check_router,
+            } => match rt.block_on(ctx.configure_dhcp(&lease, old, check_router)) {
+                Ok(table) => {
+                    info!(ifname = %lease.ifname, address = %lease.address, table, "configured");
+                    Ok(EXIT_HANDLED)
                 }
-            }
+                Err(ApplyError::RouterDown(r)) => {
+                    warn!("router {r} does not answer; recorded lease not used");
+                    Ok(EXIT_ROUTER_DOWN)
+                }
+                Err(e) => Err(e).with_context(|| format!("configuring {}", lease.ifname)),
+            },
             DhcpAction::RemoveDns { ifname } => {
                 ctx.remove_dns(&ifname)?;
                 // dhclient-script still deconfigures the interface.
@@ -147,8 +195,36 @@ fn run(args: Args) -> anyhow::Result<u8> {
                 Ok(EXIT_NOT_HANDLED)
             }
         },
+        Cmd::Dns {
+            ifname,
+            source,
+            servers,
+        } => {
+            mhr::protocol::validate_ifname(&ifname)
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            ctx.set_dns(&ifname, source, &servers)?;
+            Ok(EXIT_HANDLED)
+        }
+        Cmd::Probe {
+            server,
+            name,
+            source,
+            device,
+        } => {
+            let answer = mhr::probe::whoami(
+                server,
+                &name,
+                source,
+                device.as_deref(),
+                std::time::Duration::from_secs(2),
+            )
+            .with_context(|| format!("asking {server} for {name}"))?;
+            println!("{}", answer.join(" "));
+            Ok(0)
+        }
         Cmd::Hotplug { action, ifname } => {
-            mhr::protocol::validate_ifname(&ifname).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            mhr::protocol::validate_ifname(&ifname)
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
             if action == "add" {
                 ctx.hotplug_add(&ifname)?;
             } else {

@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# The namespace lab: a multihomed host and four ISPs, all in network
+# namespaces this script makes and removes. Never touches the host
+# namespace's routing.
+#
+#   scripts/lab.sh up | status | down
+#
+# Environment: LAB (name prefix, default mhrlab), BIN (directory with the
+# built binaries, default target/release), LAB_DIR (state directory, default
+# /run/mhr-lab-$LAB).
+#
+# Topology: ISP1 and ISP2 hand out the same subnet and the same address by
+# DHCP (as USB modems do), ISP3 another subnet, ISP4 is a static uplink
+# brought up with ifup. Every ISP runs dnsmasq (DHCP and DNS) and owns the
+# shared "internet" address 203.0.113.10, where it answers whoami.lab TXT
+# with its own name. The host runs the allocator server, dhclient with our
+# hook, and dnsmasq as local resolver fed by our servers file.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+LAB=${LAB:-mhrlab}
+BIN=${BIN:-$top/target/release}
+DIR=${LAB_DIR:-/run/mhr-lab-$LAB}
+HOST=$LAB-host
+INTERNET=203.0.113.10
+ISPS="1 2 3 4"
+
+isp_net() { case $1 in 1|2) echo 192.168.8;; 3) echo 10.30.0;; 4) echo 172.16.4;; esac; }
+in_host() { ip netns exec "$HOST" "$@"; }
+
+mkns() {
+    ip netns add "$1"
+    mkdir -p "/etc/netns/$1"
+    # `ip netns exec` mounts this over /etc/resolv.conf: dhclient-script
+    # writes here, never to the host's resolver file.
+    : > "/etc/netns/$1/resolv.conf"
+    ip -n "$1" link set lo up
+}
+
+wait_for() { # tries command...
+    local n=$1; shift
+    for _ in $(seq "$n"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+    return 1
+}
+
+up() {
+    if ip netns list | grep -qw "$HOST"; then
+        echo "lab $LAB is already up (scripts/lab.sh down first)" >&2; exit 1
+    fi
+    for b in table_allocator_server table_allocator_client mhr; do
+        [ -x "$BIN/$b" ] || { echo "missing $BIN/$b: build first (cargo build --release)" >&2; exit 1; }
+    done
+    mkdir -p "$DIR/enter.d" "$DIR/exit.d"
+    mkns "$HOST"
+    for i in $ISPS; do
+        isp=$LAB-isp$i net=$(isp_net "$i")
+        mkns "$isp"
+        ip -n "$HOST" link add "wan$i" type veth peer name lan netns "$isp"
+        ip -n "$HOST" link set "wan$i" up
+        ip -n "$isp" link set lan up
+        ip -n "$isp" addr add "$net.1/24" dev lan
+        ip -n "$isp" addr add "$INTERNET/32" dev lo
+        dhcp=()
+        if [ "$i" != 4 ]; then
+            dhcp=(--dhcp-range="$net.100,$net.100,255.255.255.0,1h"
+                  --dhcp-option=option:router,"$net.1"
+                  --dhcp-option=option:dns-server,"$net.1"
+                  --dhcp-authoritative --dhcp-leasefile="$DIR/isp$i.leases")
+        fi
+        ip netns exec "$isp" dnsmasq -C /dev/null --user=root --group=root \
+            --pid-file="$DIR/isp$i.pid" --log-facility="$DIR/isp$i.log" \
+            --bind-interfaces --listen-address="$net.1" --listen-address="$INTERNET" \
+            --log-queries --no-resolv --no-hosts --txt-record=whoami.lab,"isp$i" "${dhcp[@]}"
+    done
+
+    cat > "$DIR/server.json" <<JSON
+{
+    "socket_path": "tas_socket",
+    "table_offset": 10000,
+    "num_tables": 64,
+    "table_timeout": 3600,
+    "db_path": "$DIR/leases.db",
+    "addr_families": { "inet": true, "inet6": true }
+}
+JSON
+    in_host "$BIN/table_allocator_server" -c "$DIR/server.json" 2>>"$DIR/server.log" &
+    echo $! > "$DIR/server.pid"
+    wait_for 50 bash -c "ip netns exec $HOST ss -xa | grep -q @tas_socket"
+
+    : > "$DIR/servers"
+    in_host dnsmasq -C /dev/null --user=root --group=root --pid-file="$DIR/resolver.pid" \
+        --log-facility="$DIR/resolver.log" --log-queries --bind-interfaces \
+        --listen-address=127.0.0.1 --no-resolv --no-hosts --servers-file="$DIR/servers"
+
+    cat > "$DIR/defaults" <<EOF
+MHR=$BIN/mhr
+export MHR_CLIENT=$BIN/table_allocator_client
+export MHR_TAS_SOCKET=tas_socket
+export MHR_SERVERS_FILE=$DIR/servers
+export MHR_DNSMASQ_PID_FILE=$DIR/resolver.pid
+export MHR_DHCLIENT_PID_DIR=$DIR
+export MHR_STANZA_DIR=$DIR/network-conf
+export MHR_CLIENT_LOG=$DIR/client.log
+EOF
+    # dhclient-script with its hook directories pointed at ours, so nothing
+    # is installed on the host.
+    sed -e "s#/etc/dhcp/dhclient-enter-hooks.d#$DIR/enter.d#" \
+        -e "s#/etc/dhcp/dhclient-exit-hooks.d#$DIR/exit.d#" \
+        -e "s#/etc/dhcp/dhclient-enter-hooks\\b#$DIR/enter-hooks#" \
+        -e "s#/etc/dhcp/dhclient-exit-hooks\\b#$DIR/exit-hooks#" \
+        /sbin/dhclient-script > "$DIR/dhclient-script"
+    chmod +x "$DIR/dhclient-script"
+    { echo "MHR_DEFAULTS=$DIR/defaults"; cat "$top/contrib/dhcp/multihomed-routing"; } \
+        > "$DIR/enter.d/multihomed-routing"
+
+    for i in 1 2 3; do
+        in_host dhclient -4 -1 -q -sf "$DIR/dhclient-script" -pf "$DIR/dhclient.wan$i.pid" \
+            -lf "$DIR/dhclient.wan$i.leases" "wan$i" 2>>"$DIR/dhclient.log"
+    done
+
+    net=$(isp_net 4)
+    cat > "$DIR/interfaces" <<EOF
+iface wan4 inet static
+    address $net.2/24
+    gateway $net.1
+    dns-nameservers $net.1
+    post-up MHR_DEFAULTS=$DIR/defaults $top/contrib/network/multihomed-routing
+EOF
+    mkdir -p "$DIR/ifstate"
+    in_host ifup --no-scripts -i "$DIR/interfaces" --state-dir "$DIR/ifstate" wan4
+    echo "lab $LAB is up"
+}
+
+status() {
+    ip netns list | grep -qw "$HOST" || { echo "lab $LAB is down"; return 1; }
+    printf '%-6s %-16s %-6s %-5s %-28s %s\n' uplink address table rules "default route (table)" "probe $INTERNET"
+    for i in $ISPS; do
+        dev=wan$i
+        addr=$(ip -n "$HOST" -4 -o addr show dev "$dev" | awk '{print $4}' | cut -d/ -f1 | head -1)
+        table=$(ip -n "$HOST" rule | grep "oif $dev lookup" | awk '{print $(NF-2)}' | head -1)
+        rules=$(ip -n "$HOST" rule | grep -c "lookup ${table:-none} proto 77" || true)
+        default=$(ip -n "$HOST" route show table "${table:-main}" default 2>/dev/null | head -1 | awk '{print $3}')
+        probe=$(in_host "$BIN/mhr" probe "$INTERNET" --device "$dev" 2>/dev/null || echo "no answer")
+        printf '%-6s %-16s %-6s %-5s %-28s %s\n' "$dev" "${addr:--}" "${table:--}" "$rules" "${default:--}" "$probe"
+    done
+    echo
+    echo "servers file:"; sed 's/^/  /' "$DIR/servers"
+}
+
+down() {
+    for ns in "$HOST" $(for i in $ISPS; do echo "$LAB-isp$i"; done); do
+        if ip netns list | grep -qw "$ns"; then
+            for pid in $(ip netns pids "$ns" 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
+        fi
+    done
+    sleep 0.3
+    for ns in "$HOST" $(for i in $ISPS; do echo "$LAB-isp$i"; done); do
+        if ip netns list | grep -qw "$ns"; then
+            for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+            ip netns del "$ns" 2>/dev/null || true
+        fi
+        rm -rf "/etc/netns/$ns"
+    done
+    rm -rf "$DIR"
+    echo "lab $LAB is down"
+}
+
+case "${1:-}" in
+up) up ;;
+status) status ;;
+down) down ;;
+*) echo "usage: $0 up|status|down" >&2; exit 2 ;;
+esac
