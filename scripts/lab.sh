@@ -82,14 +82,15 @@ up() {
     "addr_families": { "inet": true, "inet6": true }
 }
 JSON
-    in_host "$BIN/table_allocator_server" -c "$DIR/server.json" 2>>"$DIR/server.log" &
+    # Daemons must not hold the caller's stdout open.
+    in_host "$BIN/table_allocator_server" -c "$DIR/server.json" </dev/null >/dev/null 2>>"$DIR/server.log" &
     echo $! > "$DIR/server.pid"
     wait_for 50 bash -c "ip netns exec $HOST ss -xa | grep -q @tas_socket"
 
     : > "$DIR/servers"
     in_host dnsmasq -C /dev/null --user=root --group=root --pid-file="$DIR/resolver.pid" \
         --log-facility="$DIR/resolver.log" --log-queries --bind-interfaces \
-        --listen-address=127.0.0.1 --no-resolv --no-hosts --servers-file="$DIR/servers"
+        --listen-address=127.0.0.1 --no-resolv --no-hosts --servers-file="$DIR/servers" </dev/null >/dev/null
 
     cat > "$DIR/defaults" <<EOF
 MHR=$BIN/mhr
@@ -114,7 +115,7 @@ EOF
 
     for i in 1 2 3; do
         in_host dhclient -4 -1 -q -sf "$DIR/dhclient-script" -pf "$DIR/dhclient.wan$i.pid" \
-            -lf "$DIR/dhclient.wan$i.leases" "wan$i" 2>>"$DIR/dhclient.log"
+            -lf "$DIR/dhclient.wan$i.leases" "wan$i" </dev/null >/dev/null 2>>"$DIR/dhclient.log"
     done
 
     net=$(isp_net 4)
@@ -126,7 +127,7 @@ iface wan4 inet static
     post-up MHR_DEFAULTS=$DIR/defaults $top/contrib/network/multihomed-routing
 EOF
     mkdir -p "$DIR/ifstate"
-    in_host ifup --no-scripts -i "$DIR/interfaces" --state-dir "$DIR/ifstate" wan4
+    in_host ifup --no-scripts -i "$DIR/interfaces" --state-dir "$DIR/ifstate" wan4 </dev/null >/dev/null 2>>"$DIR/ifup.log"
     echo "lab $LAB is up"
 }
 
@@ -135,6 +136,9 @@ status() {
     printf '%-6s %-16s %-6s %-5s %-28s %s\n' uplink address table rules "default route (table)" "probe $INTERNET"
     for i in $ISPS; do
         dev=wan$i
+        if ! ip -n "$HOST" link show "$dev" >/dev/null 2>&1; then
+            printf '%-6s (unplugged)\n' "$dev"; continue
+        fi
         addr=$(ip -n "$HOST" -4 -o addr show dev "$dev" | awk '{print $4}' | cut -d/ -f1 | head -1)
         table=$(ip -n "$HOST" rule | grep "oif $dev lookup" | awk '{print $(NF-2)}' | head -1)
         rules=$(ip -n "$HOST" rule | grep -c "lookup ${table:-none} proto 77" || true)

@@ -1,0 +1,244 @@
+//! End to end on the namespace lab (scripts/lab.sh): real dnsmasq ISPs, real
+//! dhclient running dhclient-script with our hook, real ifup for the static
+//! uplink, the real allocator server and clients.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+static N: AtomicUsize = AtomicUsize::new(0);
+
+struct Lab {
+    name: String,
+    dir: tempfile::TempDir,
+}
+
+fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_mhr"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+impl Lab {
+    fn up() -> Lab {
+        let name = format!(
+            "l{}x{}",
+            std::process::id() % 100000,
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let lab = Lab { name, dir };
+        let out = lab.script("up");
+        assert!(
+            out.status.success(),
+            "lab up: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lab
+    }
+
+    fn script(&self, action: &str) -> std::process::Output {
+        Command::new("bash")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lab.sh"))
+            .arg(action)
+            .env("LAB", &self.name)
+            .env("BIN", bin_dir())
+            .env("LAB_DIR", self.dir.path().join("state"))
+            .output()
+            .unwrap()
+    }
+
+    fn host(&self) -> String {
+        format!("{}-host", self.name)
+    }
+
+    fn state(&self, file: &str) -> PathBuf {
+        self.dir.path().join("state").join(file)
+    }
+
+    fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.state(file)).unwrap_or_default()
+    }
+
+    fn ip(&self, args: &[&str]) -> String {
+        check(Command::new("ip").args(["-n", &self.host()]).args(args))
+    }
+
+    /// `mhr` inside the host namespace, configured like the hooks.
+    fn mhr(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.host(), env!("CARGO_BIN_EXE_mhr")])
+            .args(args)
+            .env("MHR_CLIENT", env!("CARGO_BIN_EXE_table_allocator_client"))
+            .env("MHR_SERVERS_FILE", self.state("servers"))
+            .env("MHR_DNSMASQ_PID_FILE", self.state("resolver.pid"))
+            .env("MHR_DHCLIENT_PID_DIR", self.state(""))
+            .env("MHR_STANZA_DIR", self.state("network-conf"));
+        c
+    }
+
+    fn probe(&self, args: &[&str]) -> String {
+        let out = self.mhr(&[&["probe"], args].concat()).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.script("down");
+    }
+}
+
+#[test]
+fn every_uplink_routes_by_its_own_isp_and_dns_follows() {
+    require_netns!();
+    let lab = Lab::up();
+    // A socket bound to each uplink's device is answered by that uplink's ISP
+    // (wan1 and wan2 even share one address).
+    for i in 1..=4 {
+        let dev = format!("wan{i}");
+        assert_eq!(
+            lab.probe(&["203.0.113.10", "--device", &dev]),
+            format!("isp{i}"),
+            "{dev}"
+        );
+    }
+    // Bound to the address alone.
+    assert_eq!(
+        lab.probe(&["203.0.113.10", "--source", "10.30.0.100"]),
+        "isp3"
+    );
+    assert_eq!(
+        lab.probe(&["203.0.113.10", "--source", "172.16.4.2"]),
+        "isp4"
+    );
+    // Traffic to each uplink's own subnet uses that uplink.
+    assert!(lab.ip(&["route", "get", "10.30.0.1"]).contains("dev wan3"));
+    assert!(lab.ip(&["route", "get", "172.16.4.1"]).contains("dev wan4"));
+    assert!(lab
+        .ip(&["route", "get", "192.168.8.1", "oif", "wan2"])
+        .contains("dev wan2"));
+    // Nothing left in main that could beat the rules.
+    let main = lab.ip(&["route", "show", "table", "main"]);
+    assert!(!main.contains("default"), "{main}");
+    // Unbound traffic still goes out (by the first 91000 rule).
+    assert!(lab.probe(&["203.0.113.10"]).starts_with("isp"));
+
+    // DNS: one line per uplink, interface before source, accepted by dnsmasq.
+    let servers = lab.read("servers");
+    for line in [
+        "server=192.168.8.1@wan1@192.168.8.100",
+        "server=192.168.8.1@wan2@192.168.8.100",
+        "server=10.30.0.1@wan3@10.30.0.100",
+        "server=172.16.4.1@wan4@172.16.4.2",
+    ] {
+        assert!(
+            servers.lines().any(|l| l == line),
+            "{line} missing: {servers}"
+        );
+    }
+    let resolver_log = lab.read("resolver.log");
+    for via in [
+        "192.168.8.1#53(via wan1)",
+        "192.168.8.1#53(via wan2)",
+        "10.30.0.1#53(via wan3)",
+        "172.16.4.1#53(via wan4)",
+    ] {
+        assert!(
+            resolver_log.contains(&format!("using nameserver {via}")),
+            "{via}: {resolver_log}"
+        );
+    }
+    assert!(!resolver_log.contains("interface can only be specified once"));
+    // A lookup through the local resolver reaches an ISP's server over the
+    // interface that supplied it: that ISP saw it come from its uplink's
+    // address.
+    let answer = lab.probe(&["127.0.0.1"]);
+    assert!(answer.starts_with("isp"), "{answer}");
+    let isp_log = lab.read(&format!("{answer}.log"));
+    let own_addr = match answer.as_str() {
+        "isp1" | "isp2" => "192.168.8.100",
+        "isp3" => "10.30.0.100",
+        _ => "172.16.4.2",
+    };
+    assert!(
+        isp_log.contains(&format!("query[TXT] whoami.lab from {own_addr}")),
+        "{answer} log: {isp_log}"
+    );
+
+    // Ten hooks updating DNS at once lose no line.
+    let children: Vec<_> = (0..10)
+        .map(|i| {
+            lab.mhr(&[
+                "dns",
+                &format!("ppp{i}"),
+                &format!("10.200.{i}.2"),
+                &format!("10.200.{i}.1"),
+            ])
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let servers = lab.read("servers");
+    assert_eq!(servers.lines().count(), 14, "{servers}");
+    for i in 0..10 {
+        assert!(servers.contains(&format!("server=10.200.{i}.1@ppp{i}@10.200.{i}.2")));
+    }
+}
+
+#[test]
+fn unplugging_an_uplink_removes_rules_lease_dns_and_dhclient() {
+    require_netns!();
+    let lab = Lab::up();
+    let table = lab
+        .ip(&["rule"])
+        .lines()
+        .find(|l| l.contains("oif wan3 lookup"))
+        .and_then(|l| l.split_whitespace().rev().nth(2).map(str::to_owned))
+        .expect("wan3 has a table");
+    let pid: i32 = lab.read("dhclient.wan3.pid").trim().parse().unwrap();
+    let start = Instant::now();
+    lab.ip(&["link", "del", "wan3"]);
+    // What udev's remove rule runs.
+    let out = lab.mhr(&["hotplug", "remove", "wan3"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done = wait_for(Duration::from_secs(1), || {
+        let rules_gone = !lab.ip(&["rule"]).contains(&format!("lookup {table} "));
+        let dns_gone = !lab.read("servers").contains("@wan3@");
+        let dhclient_gone = !Path::new(&format!("/proc/{pid}/cmdline")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .unwrap_or_default()
+                .contains("zombie");
+        let released = lab
+            .read("server.log")
+            .lines()
+            .any(|l| l.contains("lease released") && l.contains("ifname=wan3"));
+        rules_gone && dns_gone && dhclient_gone && released
+    });
+    assert!(
+        done,
+        "after {:?}: rules {}\nservers {}\nserver log {}",
+        start.elapsed(),
+        lab.ip(&["rule"]),
+        lab.read("servers"),
+        lab.read("server.log")
+    );
+    eprintln!("wan3 cleaned up {:?} after ip link del", start.elapsed());
+    // The other uplinks are untouched.
+    assert_eq!(lab.probe(&["203.0.113.10", "--device", "wan1"]), "isp1");
+    assert_eq!(lab.read("servers").lines().count(), 3);
+}
