@@ -65,6 +65,10 @@ up() {
                   --dhcp-option=option:router,"$net.1"
                   --dhcp-option=option:dns-server,"$net.1"
                   --dhcp-authoritative --dhcp-leasefile="$DIR/isp$i.leases")
+            # ISP3 also hands out an MTU and classless static routes
+            # (RFC 3442: these replace the router option).
+            [ "$i" = 3 ] && dhcp+=(--dhcp-option=option:mtu,1400
+                --dhcp-option=121,198.18.0.0/15,"$net.1",0.0.0.0/0,"$net.1")
         fi
         ip netns exec "$isp" dnsmasq -C /dev/null --user=root --group=root \
             --pid-file="$DIR/isp$i.pid" --log-facility="$DIR/isp$i.log" \

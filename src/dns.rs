@@ -121,8 +121,9 @@ pub fn set_interface(path: &Path, ifname: &str, lines: &[ServerLine]) -> Result<
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     {
         let mut f = File::create(&tmp).map_err(err)?;
+        // No fsync: the file lives in /run and is rewritten on every event;
+        // the rename alone keeps readers from seeing half a file.
         f.write_all(new.as_bytes()).map_err(err)?;
-        f.sync_all().map_err(err)?;
     }
     std::fs::rename(&tmp, path).map_err(err)?;
     Ok(true)

@@ -125,6 +125,23 @@ fn every_uplink_routes_by_its_own_isp_and_dns_follows() {
     assert!(lab
         .ip(&["route", "get", "192.168.8.1", "oif", "wan2"])
         .contains("dev wan2"));
+    // ISP3's classless static routes and MTU arrived.
+    let wan3_table = lab
+        .ip(&["rule"])
+        .lines()
+        .find(|l| l.contains("oif wan3 lookup"))
+        .and_then(|l| l.split_whitespace().rev().nth(2).map(str::to_owned))
+        .unwrap();
+    let routes = lab.ip(&["route", "show", "table", &wan3_table]);
+    assert!(
+        routes.contains("198.18.0.0/15 via 10.30.0.1 dev wan3"),
+        "{routes}"
+    );
+    assert!(
+        routes.contains("default via 10.30.0.1 dev wan3"),
+        "{routes}"
+    );
+    assert!(lab.ip(&["link", "show", "wan3"]).contains("mtu 1400"));
     // Nothing left in main that could beat the rules.
     let main = lab.ip(&["route", "show", "table", "main"]);
     assert!(!main.contains("default"), "{main}");

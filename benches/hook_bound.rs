@@ -1,0 +1,233 @@
+//! One dhclient BOUND event, from the hook's start to routing configured
+//! (address, table lease with the client's rules, routes, DNS), over 50
+//! fresh uplinks; the same through a copy of dhclient-script with our hook;
+//! processes spawned per event; and the time to bring up all 50 uplinks.
+//! Needs root: works in a network namespace of its own.
+//!
+//! Run: `cargo bench --bench hook_bound`
+
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const UPLINKS: usize = 50;
+
+fn ip(ns: &str, args: &[&str]) {
+    let ok = Command::new("ip")
+        .args(["-n", ns])
+        .args(args)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "ip {args:?}");
+}
+
+struct Ns(String);
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let me = std::process::id().to_string();
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.0]).output() {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                if pid != me {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            }
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.0));
+    }
+}
+
+fn last_pid() -> u64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap()
+        .split_whitespace()
+        .nth(4)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn pct(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+fn bound_env(cmd: &mut Command, i: usize, reason: &str) {
+    cmd.env("reason", reason)
+        .env("interface", format!("up{i}"))
+        .env(
+            "new_ip_address",
+            format!("10.{}.{}.2", 100 + i / 200, i % 200),
+        )
+        .env("new_subnet_mask", "255.255.255.0")
+        .env("new_routers", format!("10.{}.{}.1", 100 + i / 200, i % 200))
+        .env(
+            "new_domain_name_servers",
+            format!("10.{}.{}.1", 100 + i / 200, i % 200),
+        );
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    if !nix::unistd::geteuid().is_root() {
+        println!("hook_bound: needs root (network namespaces); skipped");
+        return;
+    }
+    let ns = Ns(format!("mhr-bench-hook-{}", std::process::id()));
+    assert!(Command::new("ip")
+        .args(["netns", "add", &ns.0])
+        .status()
+        .unwrap()
+        .success());
+    std::fs::create_dir_all(format!("/etc/netns/{}", ns.0)).unwrap();
+    std::fs::write(format!("/etc/netns/{}/resolv.conf", ns.0), "").unwrap();
+    ip(&ns.0, &["link", "set", "lo", "up"]);
+    for i in 0..2 * UPLINKS {
+        ip(
+            &ns.0,
+            &[
+                "link",
+                "add",
+                &format!("up{i}"),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &format!("pe{i}"),
+            ],
+        );
+        ip(&ns.0, &["link", "set", &format!("up{i}"), "up"]);
+        ip(&ns.0, &["link", "set", &format!("pe{i}"), "up"]);
+    }
+    let f = File::open(format!("/run/netns/{}", ns.0)).unwrap();
+    nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("s.json"),
+        format!(
+            r#"{{"socket_path":"tas_hook","num_tables":1024,"db_path":"{}"}}"#,
+            d.join("l.db").display()
+        ),
+    )
+    .unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_table_allocator_server"))
+        .arg("-c")
+        .arg(d.join("s.json"))
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mhr = env!("CARGO_BIN_EXE_mhr");
+    let configure = |cmd: &mut Command| {
+        cmd.env("MHR_CLIENT", env!("CARGO_BIN_EXE_table_allocator_client"))
+            .env("MHR_TAS_SOCKET", "tas_hook")
+            .env("MHR_SERVERS_FILE", d.join("servers"))
+            .env("MHR_DNSMASQ_PID_FILE", d.join("none.pid"))
+            .env("MHR_CLIENT_LOG", d.join("client.log"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+    };
+
+    // 1. mhr alone, one BOUND per fresh uplink.
+    let mut times = Vec::new();
+    let pids_before = last_pid();
+    let all = Instant::now();
+    for i in 0..UPLINKS {
+        let mut cmd = Command::new(mhr);
+        cmd.arg("dhclient-hook");
+        bound_env(&mut cmd, i, "BOUND");
+        configure(&mut cmd);
+        let t = Instant::now();
+        assert!(cmd.status().unwrap().success(), "BOUND up{i}");
+        times.push(t.elapsed());
+    }
+    let bring_up = all.elapsed();
+    let spawned = (last_pid() - pids_before) as f64 / UPLINKS as f64;
+    println!(
+        "BOUND through mhr ({UPLINKS} fresh uplinks): median {}, p99 {}; {spawned:.1} processes per event (mhr, table_allocator_client and its background fork)",
+        ms(pct(&mut times, 0.5)),
+        ms(pct(&mut times, 0.99)),
+    );
+    println!(
+        "{UPLINKS} uplinks brought up one after another in {}",
+        ms(bring_up)
+    );
+
+    // 2. RENEW of the same uplinks: the running clients answer.
+    let mut renew = Vec::new();
+    for i in 0..UPLINKS {
+        let mut cmd = Command::new(mhr);
+        cmd.arg("dhclient-hook");
+        bound_env(&mut cmd, i, "RENEW");
+        cmd.env(
+            "old_ip_address",
+            format!("10.{}.{}.2", 100 + i / 200, i % 200),
+        );
+        configure(&mut cmd);
+        let t = Instant::now();
+        assert!(cmd.status().unwrap().success());
+        renew.push(t.elapsed());
+    }
+    println!(
+        "RENEW through mhr: median {}, p99 {}",
+        ms(pct(&mut renew, 0.5)),
+        ms(pct(&mut renew, 0.99))
+    );
+
+    // 3. Through dhclient-script, as dhclient runs it.
+    let script = d.join("dhclient-script");
+    let enter = d.join("enter.d");
+    std::fs::create_dir_all(&enter).unwrap();
+    let text = std::fs::read_to_string("/sbin/dhclient-script")
+        .unwrap()
+        .replace(
+            "/etc/dhcp/dhclient-enter-hooks.d",
+            &enter.display().to_string(),
+        )
+        .replace(
+            "/etc/dhcp/dhclient-exit-hooks.d",
+            &d.join("exit.d").display().to_string(),
+        );
+    std::fs::write(&script, text).unwrap();
+    let defaults = d.join("defaults");
+    std::fs::write(&defaults, format!("MHR={mhr}\n")).unwrap();
+    let shim = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/dhcp/multihomed-routing"
+    ))
+    .unwrap();
+    std::fs::write(
+        enter.join("multihomed-routing"),
+        format!("MHR_DEFAULTS={}\n{shim}", defaults.display()),
+    )
+    .unwrap();
+    let mut via_script = Vec::new();
+    for i in UPLINKS..2 * UPLINKS {
+        let mut cmd = Command::new("sh");
+        cmd.arg(&script);
+        bound_env(&mut cmd, i, "BOUND");
+        configure(&mut cmd);
+        let t = Instant::now();
+        assert!(cmd.status().unwrap().success());
+        via_script.push(t.elapsed());
+    }
+    println!(
+        "BOUND through dhclient-script and the hook: median {}, p99 {}",
+        ms(pct(&mut via_script, 0.5)),
+        ms(pct(&mut via_script, 0.99))
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}

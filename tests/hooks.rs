@@ -1,0 +1,231 @@
+//! `mhr` hook entry points against a real server in a namespace, for the
+//! paths the lab does not take: NetworkManager, the main-table fallback, and
+//! dhclient's TIMEOUT.
+
+mod common;
+
+use common::*;
+
+const SOCK: &str = "tas_socket";
+
+struct Setup {
+    ns: Netns,
+    _router: Netns,
+    dir: tempfile::TempDir,
+    _server: Daemon,
+}
+
+/// A host namespace with `v0` linked to a router namespace (10.6.0.1/24 on
+/// its side) and the allocator server.
+fn setup(tag: &str, extra: &str) -> Setup {
+    let ns = Netns::new(tag);
+    let router = Netns::new(&format!("{tag}r"));
+    ns.ip(&[
+        "link",
+        "add",
+        "v0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "r0",
+        "netns",
+        &router.name,
+    ]);
+    ns.ip(&["link", "set", "v0", "up"]);
+    router.ip(&["link", "set", "r0", "up"]);
+    router.ip(&["addr", "add", "10.6.0.1/24", "dev", "r0"]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_server_config(dir.path(), SOCK, extra);
+    let server = start_server(&ns, &config, dir.path(), SOCK);
+    Setup {
+        ns,
+        _router: router,
+        dir,
+        _server: server,
+    }
+}
+
+impl Setup {
+    fn mhr(&self, sub: &str, vars: &[(&str, &str)]) -> std::process::Output {
+        let mut c = self.ns.cmd(env!("CARGO_BIN_EXE_mhr"));
+        c.arg(sub)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("MHR_CLIENT", client_bin())
+            .env("MHR_TAS_SOCKET", SOCK)
+            .env("MHR_SERVERS_FILE", self.dir.path().join("servers"))
+            .env("MHR_DNSMASQ_PID_FILE", self.dir.path().join("none.pid"))
+            .env("MHR_CLIENT_LOG", self.dir.path().join("client.log"));
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    }
+}
+
+#[test]
+fn network_manager_routes_go_to_the_table_and_main_is_kept() {
+    require_netns!();
+    let s = setup("nm", "");
+    // What NetworkManager would have configured.
+    s.ns.ip(&["addr", "add", "10.6.0.7/24", "dev", "v0"]);
+    s.ns.ip(&[
+        "route", "add", "default", "via", "10.6.0.1", "dev", "v0", "metric", "600",
+    ]);
+    let out = s.mhr(
+        "ifup-hook",
+        &[
+            ("IFACE", "v0"),
+            ("DEVICE_IFACE", "v0"),
+            ("IP4_NUM_ADDRESSES", "1"),
+            ("IP4_ADDRESS_0", "10.6.0.7/24 10.6.0.1"),
+            ("IP4_GATEWAY", "10.6.0.1"),
+            ("IP4_NUM_ROUTES", "1"),
+            ("IP4_ROUTE_0", "172.16.0.0/12 10.6.0.254 100"),
+            ("IP4_NAMESERVERS", "10.6.0.1"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = s.ns.ip(&["route", "show", "table", "10000"]);
+    assert!(table.contains("default via 10.6.0.1 dev v0"), "{table}");
+    assert!(
+        table.contains("172.16.0.0/12 via 10.6.0.254 dev v0"),
+        "{table}"
+    );
+    assert!(table.contains("10.6.0.0/24 dev v0"), "{table}");
+    let main = s.ns.ip(&["route", "show", "table", "main"]);
+    assert!(
+        main.contains("default via 10.6.0.1 dev v0 metric 600"),
+        "NetworkManager's route kept: {main}"
+    );
+    assert!(main.contains("10.6.0.0/24 dev v0"), "{main}");
+    assert_eq!(our_rules(&s.ns, false).len(), 4);
+    let servers = std::fs::read_to_string(s.dir.path().join("servers")).unwrap();
+    assert_eq!(servers, "server=10.6.0.1@v0@10.6.0.7\n");
+}
+
+#[test]
+fn no_table_falls_back_to_main_with_the_ifindex_metric() {
+    require_netns!();
+    // The only table is taken: the client prints 0 at once.
+    let s = setup("fallback", r#", "num_tables": 1"#);
+    let taker = s.ns.socket("taker", true);
+    taker
+        .send_to_addr(
+            br#"{"address":"10.99.0.1","ifname":"x0","addr_family":2,"cmd":0,"version":1}"#,
+            &abstract_addr(SOCK, true),
+        )
+        .unwrap();
+    let mut buf = [0u8; 512];
+    taker.recv(&mut buf).unwrap();
+    let out = s.mhr(
+        "dhclient-hook",
+        &[
+            ("reason", "BOUND"),
+            ("interface", "v0"),
+            ("new_ip_address", "10.6.0.7"),
+            ("new_subnet_mask", "255.255.255.0"),
+            ("new_routers", "10.6.0.1"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ifindex =
+        s.ns.ip(&["-o", "link", "show", "v0"])
+            .split(':')
+            .next()
+            .unwrap()
+            .trim()
+            .to_owned();
+    let main = s.ns.ip(&["route", "show", "table", "main"]);
+    assert!(
+        main.contains(&format!(
+            "default via 10.6.0.1 dev v0 proto 77 src 10.6.0.7 metric {ifindex}"
+        )),
+        "{main}"
+    );
+    assert!(
+        main.contains(&format!(
+            "10.6.0.0/24 dev v0 proto 77 scope link src 10.6.0.7 metric {ifindex}"
+        )),
+        "{main}"
+    );
+    assert!(our_rules(&s.ns, false).is_empty());
+    // The host still reaches the router.
+    let ping =
+        s.ns.cmd("ping")
+            .args(["-c", "1", "-W", "1", "10.6.0.1"])
+            .output()
+            .unwrap();
+    assert!(ping.status.success());
+}
+
+#[test]
+fn timeout_uses_the_recorded_lease_only_when_the_router_answers() {
+    require_netns!();
+    let s = setup("timeout", "");
+    let vars = |addr: &'static str, router: &'static str| {
+        vec![
+            ("reason", "TIMEOUT"),
+            ("interface", "v0"),
+            ("new_ip_address", addr),
+            ("new_subnet_mask", "255.255.255.0"),
+            ("new_routers", router),
+        ]
+    };
+    // A router that does not answer: exit 2 (exit_with_hooks 2), address gone.
+    let out = s.mhr("dhclient-hook", &vars("10.6.0.8", "10.6.0.77"));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!s.ns.ip(&["addr", "show", "v0"]).contains("10.6.0.8"));
+    assert!(our_rules(&s.ns, false).is_empty());
+    // A router that answers: the lease is used.
+    let out = s.mhr("dhclient-hook", &vars("10.6.0.8", "10.6.0.1"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(s
+        .ns
+        .ip(&["route", "show", "table", "10000"])
+        .contains("default via 10.6.0.1"));
+    // Bad variables change nothing.
+    let out = s.mhr(
+        "dhclient-hook",
+        &[
+            ("reason", "BOUND"),
+            ("interface", "v0"),
+            ("new_ip_address", "10.6.0.x"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("new_ip_address"));
+    let out = s.mhr(
+        "dhclient-hook",
+        &[
+            ("reason", "BOUND"),
+            ("interface", "nosuch9"),
+            ("new_ip_address", "10.6.0.9"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nosuch9"));
+    assert_eq!(
+        our_rules(&s.ns, false).len(),
+        4,
+        "only the TIMEOUT lease's rules"
+    );
+}
