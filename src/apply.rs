@@ -332,6 +332,57 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn ctx(dir: &std::path::Path) -> Context {
+        Context {
+            client_bin: "/nonexistent".into(),
+            tas_socket: "tas".into(),
+            servers_file: dir.join("servers"),
+            dnsmasq_pid_file: dir.join("dnsmasq.pid"),
+            dhclient_pid_dir: dir.to_owned(),
+            stanza_dir: dir.join("network-conf"),
+            hotplug_patterns: vec!["wwan*".into(), "usb*".into()],
+            client_log: None,
+        }
+    }
+
+    #[test]
+    fn hotplug_stanzas_and_clean_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = ctx(dir.path());
+        assert!(c.hotplug_add("wwan0").unwrap());
+        assert!(!c.hotplug_add("eth0").unwrap());
+        let stanza = std::fs::read_to_string(dir.path().join("network-conf/wwan0")).unwrap();
+        assert_eq!(stanza, "iface wwan0 inet dhcp\n");
+        assert!(!dir.path().join("network-conf/eth0").exists());
+        // A dhclient stand-in to stop, and DNS lines to drop.
+        let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+        std::fs::write(
+            dir.path().join("dhclient.wwan0.pid"),
+            sleeper.id().to_string(),
+        )
+        .unwrap();
+        c.set_dns(
+            "wwan0",
+            "10.0.0.2".parse().unwrap(),
+            &["10.0.0.1".parse().unwrap()],
+        )
+        .unwrap();
+        c.set_dns(
+            "eth0",
+            "10.1.0.2".parse().unwrap(),
+            &["10.1.0.1".parse().unwrap()],
+        )
+        .unwrap();
+        c.hotplug_remove("wwan0").unwrap();
+        assert!(!sleeper.wait().unwrap().success(), "dhclient was signalled");
+        assert!(!dir.path().join("network-conf/wwan0").exists());
+        assert!(!dir.path().join("dhclient.wwan0.pid").exists());
+        let servers = std::fs::read_to_string(dir.path().join("servers")).unwrap();
+        assert_eq!(servers, "server=10.1.0.1@eth0@10.1.0.2\n");
+        // Removing what is already gone is fine.
+        c.hotplug_remove("wwan0").unwrap();
+    }
+
     #[test]
     fn globs() {
         assert!(glob_match("wwan*", "wwan0"));
