@@ -5,9 +5,7 @@
 //!
 //! Run: `cargo bench --bench client_start`
 
-use std::fs::File;
 use std::io::Read;
-use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,57 +16,19 @@ use rtnetlink::MulticastGroup;
 
 const RUNS: usize = 100;
 
-fn ip(ns: &str, args: &[&str]) {
-    let ok = Command::new("ip")
-        .args(["-n", ns])
-        .args(args)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "ip {args:?}");
-}
-
-struct Ns(String);
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.0]).output() {
-            let me = std::process::id().to_string();
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                if pid == me {
-                    continue;
-                }
-                let _ = Command::new("kill").args(["-9", pid]).status();
-            }
-        }
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn pct(v: &mut [Duration], p: f64) -> Duration {
-    v.sort();
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1e3)
-}
+#[path = "support/mod.rs"]
+mod support;
+use support::{ip, ms, pct, Ns};
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    if !nix::unistd::geteuid().is_root() {
+    if !support::is_root() {
         println!("client_start: needs root (network namespaces); skipped");
         return;
     }
-    let ns = Ns(format!("mhr-bench-client-{}", std::process::id()));
-    assert!(Command::new("ip")
-        .args(["netns", "add", &ns.0])
-        .status()
-        .unwrap()
-        .success());
-    ip(&ns.0, &["link", "set", "lo", "up"]);
+    let ns = Ns::new(format!("mhr-bench-client-{}", std::process::id()));
     ip(
         &ns.0,
         &["link", "add", "b0", "type", "veth", "peer", "name", "b1"],
@@ -84,8 +44,7 @@ fn main() {
         );
     }
     // Enter the namespace on this (main) thread: children inherit it.
-    let f = File::open(format!("/run/netns/{}", ns.0)).unwrap();
-    nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+    ns.enter();
 
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("s.json");

@@ -6,39 +6,10 @@
 //!
 //! Run: `cargo bench --bench hook_bound`
 
-use std::fs::File;
-use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const UPLINKS: usize = 50;
-
-fn ip(ns: &str, args: &[&str]) {
-    let ok = Command::new("ip")
-        .args(["-n", ns])
-        .args(args)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "ip {args:?}");
-}
-
-struct Ns(String);
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let me = std::process::id().to_string();
-        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.0]).output() {
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                if pid != me {
-                    let _ = Command::new("kill").args(["-9", pid]).status();
-                }
-            }
-        }
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-        let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.0));
-    }
-}
 
 fn last_pid() -> u64 {
     std::fs::read_to_string("/proc/loadavg")
@@ -48,15 +19,6 @@ fn last_pid() -> u64 {
         .unwrap()
         .parse()
         .unwrap()
-}
-
-fn pct(v: &mut [Duration], p: f64) -> Duration {
-    v.sort();
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
 fn bound_env(cmd: &mut Command, i: usize, reason: &str) {
@@ -74,23 +36,19 @@ fn bound_env(cmd: &mut Command, i: usize, reason: &str) {
         );
 }
 
+#[path = "support/mod.rs"]
+mod support;
+use support::{ip, ms, pct, Ns};
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    if !nix::unistd::geteuid().is_root() {
+    if !support::is_root() {
         println!("hook_bound: needs root (network namespaces); skipped");
         return;
     }
-    let ns = Ns(format!("mhr-bench-hook-{}", std::process::id()));
-    assert!(Command::new("ip")
-        .args(["netns", "add", &ns.0])
-        .status()
-        .unwrap()
-        .success());
-    std::fs::create_dir_all(format!("/etc/netns/{}", ns.0)).unwrap();
-    std::fs::write(format!("/etc/netns/{}/resolv.conf", ns.0), "").unwrap();
-    ip(&ns.0, &["link", "set", "lo", "up"]);
+    let ns = Ns::new(format!("mhr-bench-hook-{}", std::process::id()));
     for i in 0..2 * UPLINKS {
         ip(
             &ns.0,
@@ -108,8 +66,7 @@ fn main() {
         ip(&ns.0, &["link", "set", &format!("up{i}"), "up"]);
         ip(&ns.0, &["link", "set", &format!("pe{i}"), "up"]);
     }
-    let f = File::open(format!("/run/netns/{}", ns.0)).unwrap();
-    nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+    ns.enter();
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

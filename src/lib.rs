@@ -19,4 +19,5 @@ pub mod protocol;
 pub mod routes;
 pub mod rules;
 pub mod server;
+pub mod shutdown;
 pub mod store;

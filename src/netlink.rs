@@ -481,15 +481,7 @@ pub fn rule_message(r: &RuleSpec) -> RuleMessage {
 }
 
 fn rule_spec(m: &RuleMessage, family: Family) -> Option<RuleSpec> {
-    let mut r = RuleSpec {
-        family,
-        priority: 0,
-        from: None,
-        to: None,
-        iif: None,
-        oif: None,
-        table: u32::from(m.header.table),
-    };
+    let mut r = RuleSpec::new(family, u32::from(m.header.table));
     for a in &m.attributes {
         match a {
             RuleAttribute::Table(t) => r.table = *t,

@@ -115,6 +115,21 @@ pub struct RuleSpec {
     pub table: u32,
 }
 
+impl RuleSpec {
+    /// A rule sending everything to `table`; selectors are added to it.
+    pub fn new(family: Family, table: u32) -> RuleSpec {
+        RuleSpec {
+            family,
+            priority: 0,
+            from: None,
+            to: None,
+            iif: None,
+            oif: None,
+            table,
+        }
+    }
+}
+
 impl fmt::Display for RuleSpec {
     /// As `ip rule` prints it (without the protocol).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -140,16 +155,7 @@ impl fmt::Display for RuleSpec {
 /// The rules that send an address's traffic to `table`, in the order they
 /// are installed.
 pub fn rules_for(addr: &AddressSpec, table: u32) -> Vec<RuleSpec> {
-    let family = addr.family();
-    let base = RuleSpec {
-        family,
-        priority: 0,
-        from: None,
-        to: None,
-        iif: None,
-        oif: None,
-        table,
-    };
+    let base = RuleSpec::new(addr.family(), table);
     vec![
         RuleSpec {
             priority: PRIO_FROM,

@@ -212,7 +212,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             lease_expires,
             pending,
         };
-        anyhow::Ok(keeper.run(shutdown_signal()).await)
+        anyhow::Ok(keeper.run(mhr::shutdown::signal()).await)
     })?;
     info!(reason = ?stop, "client exits");
     let _ = stop == Stop::Signal;
@@ -298,14 +298,4 @@ fn daemonize() -> anyhow::Result<()> {
         unsafe { libc::dup2(null.as_raw_fd(), fd) };
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
 }

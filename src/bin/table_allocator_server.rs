@@ -74,17 +74,7 @@ fn main() -> anyhow::Result<()> {
             families = ?config.families.iter().map(|f| f.name()).collect::<Vec<_>>(),
             "table allocator server ready"
         );
-        server::run(socket, server, shutdown_signal()).await?;
+        server::run(socket, server, mhr::shutdown::signal()).await?;
         Ok(())
     })
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
 }
