@@ -304,7 +304,7 @@ impl Keeper {
 
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Stop {
         tokio::pin!(shutdown);
-        let mut watcher = match Watcher::new() {
+        let mut watcher = match Watcher::removals_of(self.ifindex) {
             Ok(w) => Some(w),
             Err(e) => {
                 warn!("cannot watch addresses and links: {e}; polling instead");

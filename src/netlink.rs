@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::IpAddr;
+use std::os::fd::AsRawFd;
 
 use futures::channel::mpsc::UnboundedReceiver;
 use futures::{StreamExt, TryStreamExt};
@@ -17,6 +18,7 @@ use rtnetlink::packet_route::route::{
 };
 use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
+use rtnetlink::sys::AsyncSocket;
 use rtnetlink::{Handle, IpVersion, MulticastGroup};
 
 use crate::protocol::Family;
@@ -574,6 +576,21 @@ impl Watcher {
         Ok(Watcher { rx })
     }
 
+    /// Only the removals of link `index` and of its addresses: a socket
+    /// filter drops everything else in the kernel, so a host with many
+    /// per-address clients does not wake them all for every change.
+    pub fn removals_of(index: u32) -> Result<Watcher, NetlinkError> {
+        let (mut conn, _handle, rx) = rtnetlink::new_multicast_connection(&[
+            MulticastGroup::Link,
+            MulticastGroup::Ipv4Ifaddr,
+            MulticastGroup::Ipv6Ifaddr,
+        ])?;
+        let fd = conn.socket_mut().socket_mut().as_raw_fd();
+        attach_removal_filter(fd, index)?;
+        tokio::spawn(conn);
+        Ok(Watcher { rx })
+    }
+
     /// The next event; `None` when the subscription ended.
     pub async fn next(&mut self) -> Option<Event> {
         loop {
@@ -602,6 +619,55 @@ impl Watcher {
                 return event;
             }
         }
+    }
+}
+
+/// Classic BPF over the whole netlink message: accept RTM_DELADDR and
+/// RTM_DELLINK whose ifindex (offset 20 in both ifaddrmsg and ifinfomsg
+/// messages) is `index`; drop the rest. BPF loads are big-endian and netlink
+/// is host order, hence the byte swaps.
+fn removal_filter(index: u32) -> [libc::sock_filter; 7] {
+    // BPF_LD|BPF_H|BPF_ABS, BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K,
+    // BPF_RET|BPF_K (BPF_LD, BPF_W and BPF_K are 0).
+    const LD_H_ABS: u16 = 0x08 | 0x20;
+    const LD_W_ABS: u16 = 0x20;
+    const JEQ_K: u16 = 0x05 | 0x10;
+    const RET_K: u16 = 0x06;
+    let half = |v: u16| u32::from(u16::from_be_bytes(v.to_ne_bytes()));
+    let word = |v: u32| u32::from_be_bytes(v.to_ne_bytes());
+    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    [
+        op(LD_H_ABS, 0, 0, 4),
+        op(JEQ_K, 1, 0, half(libc::RTM_DELADDR)),
+        op(JEQ_K, 0, 3, half(libc::RTM_DELLINK)),
+        op(LD_W_ABS, 0, 0, 20),
+        op(JEQ_K, 0, 1, word(index)),
+        op(RET_K, 0, 0, u32::MAX),
+        op(RET_K, 0, 0, 0),
+    ]
+}
+
+fn attach_removal_filter(fd: std::os::fd::RawFd, index: u32) -> io::Result<()> {
+    let mut filter = removal_filter(index);
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_mut_ptr(),
+    };
+    // SAFETY: `prog` points at `filter`, both alive for the call; the kernel
+    // copies the program.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&prog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
