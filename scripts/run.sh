@@ -9,13 +9,13 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cargo build --release --bins
 export LAB=${LAB:-mhrdemo} BIN=$PWD/target/release
-trap 'bash scripts/lab.sh down' EXIT
-bash scripts/lab.sh down >/dev/null 2>&1 || true
-bash scripts/lab.sh up
+trap '"$BIN/mhr" lab down' EXIT
+"$BIN/mhr" lab down >/dev/null 2>&1 || true
+"$BIN/mhr" lab up
 host=$LAB-host
 say() { printf '\n== %s\n' "$*"; }
 say "status: per uplink, the address, its table, its rules, the table's default route, and which ISP answers a probe sent over it"
-bash scripts/lab.sh status
+"$BIN/mhr" lab status
 say "ip rule (host namespace of the lab)"; ip -n "$host" rule
 say "ip route show table main: empty of defaults, so nothing beats the rules"; ip -n "$host" route show table main
 for i in 1 2 3 4; do
@@ -28,5 +28,5 @@ MHR_SERVERS_FILE=/run/mhr-lab-$LAB/servers MHR_DNSMASQ_PID_FILE=/run/mhr-lab-$LA
 MHR_DHCLIENT_PID_DIR=/run/mhr-lab-$LAB MHR_STANZA_DIR=/run/mhr-lab-$LAB/network-conf \
     ip netns exec "$host" "$BIN/mhr" hotplug remove wan3
 sleep 0.3
-bash scripts/lab.sh status
+"$BIN/mhr" lab status
 say "allocator server log"; cat "/run/mhr-lab-$LAB/server.log"

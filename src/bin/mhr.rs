@@ -93,6 +93,18 @@ enum Cmd {
     IfupHook,
     /// udev hotplug: `add` writes a dynamic stanza for matching interfaces;
     /// `remove` stops dhclient and removes DNS lines and the stanza.
+    /// The namespace lab (test bed and demonstration): `up`, `status`,
+    /// `down`. Runs the lab script (MHR_LAB_SCRIPT, else scripts/lab.sh of
+    /// the source tree this binary was built in, else
+    /// /usr/share/multihomed-routing/lab.sh) with this binary's directory
+    /// as the lab's BIN.
+    Lab {
+        #[arg(value_parser = ["up", "status", "down"])]
+        action: String,
+        /// Name prefix of the lab's namespaces.
+        #[arg(long, env = "LAB", default_value = "mhrlab")]
+        name: String,
+    },
     /// Sets an interface's name servers in the dnsmasq servers file (none:
     /// removes them) and tells dnsmasq.
     Dns {
@@ -195,6 +207,7 @@ fn run(args: Args) -> anyhow::Result<u8> {
                 Ok(EXIT_NOT_HANDLED)
             }
         },
+        Cmd::Lab { action, name } => lab(&action, &name),
         Cmd::Dns {
             ifname,
             source,
@@ -233,4 +246,29 @@ fn run(args: Args) -> anyhow::Result<u8> {
             Ok(EXIT_HANDLED)
         }
     }
+}
+
+/// Hands the lab to its script: building namespaces and veth pairs and
+/// starting dnsmasq, dhclient and ifup is orchestration, kept out of the
+/// Rust code paths that configure a real host.
+fn lab(action: &str, name: &str) -> anyhow::Result<u8> {
+    let exe = std::env::current_exe().context("locating mhr")?;
+    let bin = exe.parent().context("mhr has no directory")?.to_owned();
+    let script = std::env::var_os("MHR_LAB_SCRIPT")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lab.sh")),
+            PathBuf::from("/usr/share/multihomed-routing/lab.sh"),
+        ])
+        .find(|p| p.exists())
+        .context("no lab script (set MHR_LAB_SCRIPT)")?;
+    let status = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(action)
+        .env("LAB", name)
+        .env("BIN", &bin)
+        .status()
+        .with_context(|| format!("running {}", script.display()))?;
+    Ok(status.code().unwrap_or(1) as u8)
 }
