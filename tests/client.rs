@@ -267,8 +267,9 @@ fn second_client_and_release_flag() {
     assert!(our_rules(&lab.ns, false)
         .iter()
         .all(|r| !r.contains("10001")));
-    // With no client running, the release goes to the server: exit 3.
-    let (_, code, err) = lab.run_client(&["-4", "-a", "10.10.0.2", "-i", "v0", "-r"]);
+    // With no client running, the release goes to the server: exit 3. `-r`
+    // takes no value: the `-f` after it is a flag of its own.
+    let (_, code, err) = lab.run_client(&["-4", "-a", "10.10.0.2", "-i", "v0", "-r", "-f"]);
     assert_eq!(code, 3, "{err}");
 }
 

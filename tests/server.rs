@@ -237,6 +237,48 @@ fn bad_input_gets_an_error_and_the_next_request_works() {
 }
 
 #[test]
+fn random_datagrams_never_hurt_the_server() {
+    require_netns!();
+    let lab = Lab::new("fuzz", "");
+    let c = lab.client("fuzz-client");
+    // A small xorshift: reproducible noise, JSON-ish and not.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let pieces: [&[u8]; 8] = [
+        b"{",
+        b"}",
+        b"\"cmd\":",
+        b"\"address\":\"",
+        b"10.0.0.1",
+        b"\"ifname\":",
+        b"\x00\xff",
+        b"\"version\":1,",
+    ];
+    for _ in 0..2000 {
+        let mut d = Vec::new();
+        for _ in 0..(next() % 12) {
+            if next() % 3 == 0 {
+                d.extend_from_slice(&next().to_le_bytes()[..(next() % 8) as usize]);
+            } else {
+                d.extend_from_slice(pieces[(next() % 8) as usize]);
+            }
+        }
+        let r = c.call_raw(&d);
+        assert_eq!(r["cmd"], 3, "{r} for {d:?}");
+    }
+    assert_eq!(
+        c.request("eth0", "10.0.0.1"),
+        10000,
+        "no lease was created by noise"
+    );
+}
+
+#[test]
 fn non_root_sender_is_refused() {
     require_netns!();
     let lab = Lab::new("cred", "");
