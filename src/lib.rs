@@ -6,6 +6,7 @@
 
 pub mod allocator;
 pub mod apply;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod dgram;

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use tracing::{info, warn, Level};
 
 use mhr::apply::{ApplyError, Context};
+use mhr::cli::{MhrArgs as Args, MhrCommand as Cmd};
 use mhr::hooks::{self, DhcpAction, IfupAction};
 use mhr::logging::{self, Target};
 use mhr::routes::MainPolicy;
@@ -21,118 +22,6 @@ const EXIT_ERROR: u8 = 1;
 const EXIT_ROUTER_DOWN: u8 = 2;
 /// Not ours: the shim leaves `reason` to dhclient-script.
 const EXIT_NOT_HANDLED: u8 = 3;
-
-/// Multihomed routing front end: configures addresses, per-address routing
-/// tables and per-interface DNS from the variables of dhclient, ifupdown and
-/// NetworkManager, and cleans up after hot-unplugged interfaces.
-#[derive(Parser, Debug)]
-#[command(name = "mhr", version)]
-struct Args {
-    /// table_allocator_client to run for each address.
-    #[arg(
-        long,
-        env = "MHR_CLIENT",
-        default_value = "/usr/sbin/table_allocator_client",
-        global = true
-    )]
-    client: PathBuf,
-    /// The allocator server's abstract socket name.
-    #[arg(
-        long,
-        env = "MHR_TAS_SOCKET",
-        default_value = "tas_socket",
-        global = true
-    )]
-    tas_socket: String,
-    /// The dnsmasq servers file (servers-file= in the dnsmasq snippet).
-    #[arg(long, env = "MHR_SERVERS_FILE", default_value = mhr::dns::DEFAULT_SERVERS_FILE, global = true)]
-    servers_file: PathBuf,
-    /// dnsmasq's pid file, for SIGHUP after a change.
-    #[arg(long, env = "MHR_DNSMASQ_PID_FILE", default_value = mhr::dns::DEFAULT_DNSMASQ_PID_FILE, global = true)]
-    dnsmasq_pid_file: PathBuf,
-    /// Where dhclient pid files (dhclient.IFACE.pid) live.
-    #[arg(
-        long,
-        env = "MHR_DHCLIENT_PID_DIR",
-        default_value = "/run",
-        global = true
-    )]
-    dhclient_pid_dir: PathBuf,
-    /// ifupdown source-directory for dynamic stanzas.
-    #[arg(
-        long,
-        env = "MHR_STANZA_DIR",
-        default_value = "/run/network-conf",
-        global = true
-    )]
-    stanza_dir: PathBuf,
-    /// Interfaces (comma-separated patterns, `*` wildcard) that get a dynamic stanza.
-    #[arg(
-        long,
-        env = "MHR_HOTPLUG_PATTERNS",
-        default_value = "wwan*,usb*",
-        value_delimiter = ',',
-        global = true
-    )]
-    hotplug_patterns: Vec<String>,
-    /// Log file for the table clients (default: syslog).
-    #[arg(long, env = "MHR_CLIENT_LOG", global = true)]
-    client_log: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Cmd,
-}
-
-#[derive(Subcommand, Debug)]
-enum Cmd {
-    /// dhclient enter hook: reads reason, interface, new_*, old_* from the
-    /// environment. Exit 0: handled (unset reason); 2: TIMEOUT and the router
-    /// is down; 3: not handled; 1: error.
-    DhclientHook,
-    /// ifupdown if-up.d hook (IFACE, ADDRFAM, METHOD, IF_*), and the
-    /// NetworkManager dispatcher path (DEVICE_IFACE, IP4_*).
-    IfupHook,
-    /// udev hotplug: `add` writes a dynamic stanza for matching interfaces;
-    /// `remove` stops dhclient and removes DNS lines and the stanza.
-    /// The namespace lab (test bed and demonstration): `up`, `status`,
-    /// `down`. Runs the lab script (MHR_LAB_SCRIPT, else scripts/lab.sh of
-    /// the source tree this binary was built in, else
-    /// /usr/share/multihomed-routing/lab.sh) with this binary's directory
-    /// as the lab's BIN.
-    Lab {
-        #[arg(value_parser = ["up", "status", "down"])]
-        action: String,
-        /// Name prefix of the lab's namespaces.
-        #[arg(long, env = "LAB", default_value = "mhrlab")]
-        name: String,
-    },
-    /// Sets an interface's name servers in the dnsmasq servers file (none:
-    /// removes them) and tells dnsmasq.
-    Dns {
-        ifname: String,
-        /// The interface's address the queries leave from.
-        source: std::net::IpAddr,
-        servers: Vec<std::net::IpAddr>,
-    },
-    /// Asks a DNS server for TXT records of NAME from a given source address
-    /// or device, and prints them: who answers shows which uplink carried
-    /// the query (the lab's ISPs answer whoami.lab with their names).
-    Probe {
-        server: std::net::IpAddr,
-        #[arg(default_value = "whoami.lab")]
-        name: String,
-        #[arg(long)]
-        source: Option<std::net::IpAddr>,
-        #[arg(long)]
-        device: Option<String>,
-    },
-    Hotplug {
-        #[arg(value_parser = ["add", "remove"])]
-        action: String,
-        /// Interface name (udev's $env{INTERFACE}).
-        #[arg(env = "INTERFACE")]
-        ifname: String,
-    },
-}
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -208,6 +97,14 @@ fn run(args: Args) -> anyhow::Result<u8> {
             }
         },
         Cmd::Lab { action, name } => lab(&action, &name),
+        Cmd::Man { dir } => {
+            for page in mhr::cli::write_man_pages(&dir)
+                .with_context(|| format!("writing man pages to {}", dir.display()))?
+            {
+                println!("{}", page.display());
+            }
+            Ok(EXIT_HANDLED)
+        }
         Cmd::Dns {
             ifname,
             source,

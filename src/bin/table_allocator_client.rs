@@ -2,7 +2,6 @@
 //! it, installs the address's rules and keeps them until the address goes.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -10,6 +9,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use tracing::{info, warn, Level};
 
+use mhr::cli::ClientArgs as Args;
 use mhr::client::{
     ask_running_client, install_rules, Acquired, ClientConfig, Keeper, LeaseSocket, Stop,
 };
@@ -24,58 +24,6 @@ const EXIT_NO_TABLE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 /// `-r` with no client running: the release went to the server directly.
 const EXIT_RELEASED_DIRECTLY: u8 = 3;
-
-/// Leases a routing table for an interface address from
-/// table_allocator_server, prints it (0 when none can be had), installs the
-/// address's policy rules, and moves to the background to keep the lease
-/// fresh. Rules and lease are removed when the address or the interface
-/// goes away, or on SIGTERM.
-#[derive(Parser, Debug)]
-#[command(
-    name = "table_allocator_client",
-    version,
-    after_help = "Examples:\n  rt_table=$(table_allocator_client -4 -a 10.10.0.2 -n 24 -i eth1 -d tas_socket)\n  table_allocator_client -6 -a 2001:db8::2 -n 64 -i wwan0 -d tas_socket\n  table_allocator_client -4 -a 10.10.0.2 -i eth1 -d tas_socket -r\n\nRules installed (priority, selector):\n  9000  oif IFNAME            (sockets bound to the device)\n  10000 from ADDRESS\n  20000 to NETWORK/PREFIX\n  91000 iif lo\n\nExit status: 0 table printed (or released), 1 no table (0 printed),\n2 bad arguments, 3 with -r: no client was running, released at the server."
-)]
-struct Args {
-    /// IPv4 address family.
-    #[arg(short = '4', conflicts_with = "inet6")]
-    inet: bool,
-    /// IPv6 address family.
-    #[arg(short = '6')]
-    inet6: bool,
-    /// Log to syslog.
-    #[arg(short = 's', long = "syslog")]
-    syslog: bool,
-    /// Log to this file (default: stderr, which is closed in the background).
-    #[arg(short = 'l', long = "log_path")]
-    log_path: Option<PathBuf>,
-    /// The address to lease a table for.
-    #[arg(short = 'a', long = "address")]
-    address: String,
-    /// Netmask (dotted) or prefix length; default: the address's prefix on
-    /// the interface.
-    #[arg(short = 'n', long = "netmask")]
-    netmask: Option<String>,
-    /// The interface holding the address.
-    #[arg(short = 'i', long = "ifname")]
-    ifname: String,
-    /// Optional tag stored with the lease.
-    #[arg(short = 't', long = "tag")]
-    tag: Option<String>,
-    /// Release: stop the running client for this address (or release the
-    /// lease at the server when none runs).
-    #[arg(short = 'r', long = "release")]
-    release: bool,
-    /// The server's abstract socket name (its socket_path).
-    #[arg(short = 'd', long = "destination")]
-    destination: String,
-    /// Stay in the foreground.
-    #[arg(short = 'f', long = "foreground")]
-    foreground: bool,
-    /// Use the short (unpadded) abstract names.
-    #[arg(long = "unpadded", hide = true)]
-    unpadded: bool,
-}
 
 fn main() -> ExitCode {
     let args = Args::parse();

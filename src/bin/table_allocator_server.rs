@@ -1,37 +1,16 @@
 //! `table_allocator_server -c CONFIG`: leases routing-table numbers.
 
-use std::path::PathBuf;
-
 use anyhow::Context;
 use clap::Parser;
 use tracing::{info, warn, Level};
 
-use mhr::config::{ServerConfig, DEFAULT_CONFIG_PATH};
+use mhr::cli::ServerArgs;
+use mhr::config::ServerConfig;
 use mhr::logging::{self, Target};
 use mhr::server::{self, Server};
 
-/// Leases unique routing-table numbers per address family to
-/// table_allocator_client over an abstract AF_UNIX datagram socket.
-#[derive(Parser, Debug)]
-#[command(
-    name = "table_allocator_server",
-    version,
-    after_help = "Example:\n  table_allocator_server -c /etc/table_allocator_server_config.json\n\nSee table_allocator_server_config.json(5) for the keys."
-)]
-struct Args {
-    /// Path to the JSON config (comments allowed).
-    #[arg(short = 'c', long = "config", default_value = DEFAULT_CONFIG_PATH)]
-    config: PathBuf,
-    /// Log to syslog, whatever the config says.
-    #[arg(short = 's', long = "syslog")]
-    syslog: bool,
-    /// Log debug messages too.
-    #[arg(short = 'v', long = "verbose")]
-    verbose: bool,
-}
-
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let args = ServerArgs::parse();
     let loaded = ServerConfig::load(&args.config)?;
     let config = loaded.config;
     let level = if args.verbose {

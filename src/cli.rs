@@ -1,0 +1,272 @@
+//! The command-line definitions of the three binaries, in the library so
+//! that man pages and completions are generated from them.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Leases unique routing-table numbers per address family to
+/// table_allocator_client over an abstract AF_UNIX datagram socket.
+#[derive(Parser, Debug)]
+#[command(
+    name = "table_allocator_server",
+    version,
+    after_help = "Example:\n  table_allocator_server -c /etc/table_allocator_server_config.json\n\nSee table_allocator_server_config.json(5) for the keys."
+)]
+pub struct ServerArgs {
+    /// Path to the JSON config (comments allowed).
+    #[arg(short = 'c', long = "config", default_value = crate::config::DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    /// Log to syslog, whatever the config says.
+    #[arg(short = 's', long = "syslog")]
+    pub syslog: bool,
+    /// Log debug messages too.
+    #[arg(short = 'v', long = "verbose")]
+    pub verbose: bool,
+}
+
+/// Leases a routing table for an interface address from
+/// table_allocator_server, prints it (0 when none can be had), installs the
+/// address's policy rules, and moves to the background to keep the lease
+/// fresh. Rules and lease are removed when the address or the interface
+/// goes away, or on SIGTERM.
+#[derive(Parser, Debug)]
+#[command(
+    name = "table_allocator_client",
+    version,
+    after_help = "Examples:\n  rt_table=$(table_allocator_client -4 -a 10.10.0.2 -n 24 -i eth1 -d tas_socket)\n  table_allocator_client -6 -a 2001:db8::2 -n 64 -i wwan0 -d tas_socket\n  table_allocator_client -4 -a 10.10.0.2 -i eth1 -d tas_socket -r\n\nRules installed (priority, selector):\n  9000  oif IFNAME            (sockets bound to the device)\n  10000 from ADDRESS\n  20000 to NETWORK/PREFIX\n  91000 iif lo\n\nExit status: 0 table printed (or released), 1 no table (0 printed),\n2 bad arguments, 3 with -r: no client was running, released at the server."
+)]
+pub struct ClientArgs {
+    /// IPv4 address family.
+    #[arg(short = '4', conflicts_with = "inet6")]
+    pub inet: bool,
+    /// IPv6 address family.
+    #[arg(short = '6')]
+    pub inet6: bool,
+    /// Log to syslog.
+    #[arg(short = 's', long = "syslog")]
+    pub syslog: bool,
+    /// Log to this file (default: stderr, which is closed in the background).
+    #[arg(short = 'l', long = "log_path")]
+    pub log_path: Option<PathBuf>,
+    /// The address to lease a table for.
+    #[arg(short = 'a', long = "address")]
+    pub address: String,
+    /// Netmask (dotted) or prefix length; default: the address's prefix on
+    /// the interface.
+    #[arg(short = 'n', long = "netmask")]
+    pub netmask: Option<String>,
+    /// The interface holding the address.
+    #[arg(short = 'i', long = "ifname")]
+    pub ifname: String,
+    /// Optional tag stored with the lease.
+    #[arg(short = 't', long = "tag")]
+    pub tag: Option<String>,
+    /// Release: stop the running client for this address (or release the
+    /// lease at the server when none runs).
+    #[arg(short = 'r', long = "release")]
+    pub release: bool,
+    /// The server's abstract socket name (its socket_path).
+    #[arg(short = 'd', long = "destination")]
+    pub destination: String,
+    /// Stay in the foreground.
+    #[arg(short = 'f', long = "foreground")]
+    pub foreground: bool,
+    /// Use the short (unpadded) abstract names.
+    #[arg(long = "unpadded", hide = true)]
+    pub unpadded: bool,
+}
+
+/// Multihomed routing front end: configures addresses, per-address routing
+/// tables and per-interface DNS from the variables of dhclient, ifupdown and
+/// NetworkManager, and cleans up after hot-unplugged interfaces.
+#[derive(Parser, Debug)]
+#[command(name = "mhr", version)]
+pub struct MhrArgs {
+    /// table_allocator_client to run for each address.
+    #[arg(
+        long,
+        env = "MHR_CLIENT",
+        default_value = "/usr/sbin/table_allocator_client",
+        global = true
+    )]
+    pub client: PathBuf,
+    /// The allocator server's abstract socket name.
+    #[arg(
+        long,
+        env = "MHR_TAS_SOCKET",
+        default_value = "tas_socket",
+        global = true
+    )]
+    pub tas_socket: String,
+    /// The dnsmasq servers file (servers-file= in the dnsmasq snippet).
+    #[arg(long, env = "MHR_SERVERS_FILE", default_value = crate::dns::DEFAULT_SERVERS_FILE, global = true)]
+    pub servers_file: PathBuf,
+    /// dnsmasq's pid file, for SIGHUP after a change.
+    #[arg(long, env = "MHR_DNSMASQ_PID_FILE", default_value = crate::dns::DEFAULT_DNSMASQ_PID_FILE, global = true)]
+    pub dnsmasq_pid_file: PathBuf,
+    /// Where dhclient pid files (dhclient.IFACE.pid) live.
+    #[arg(
+        long,
+        env = "MHR_DHCLIENT_PID_DIR",
+        default_value = "/run",
+        global = true
+    )]
+    pub dhclient_pid_dir: PathBuf,
+    /// ifupdown source-directory for dynamic stanzas.
+    #[arg(
+        long,
+        env = "MHR_STANZA_DIR",
+        default_value = "/run/network-conf",
+        global = true
+    )]
+    pub stanza_dir: PathBuf,
+    /// Interfaces (comma-separated patterns, `*` wildcard) that get a dynamic stanza.
+    #[arg(
+        long,
+        env = "MHR_HOTPLUG_PATTERNS",
+        default_value = "wwan*,usb*",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub hotplug_patterns: Vec<String>,
+    /// Log file for the table clients (default: syslog).
+    #[arg(long, env = "MHR_CLIENT_LOG", global = true)]
+    pub client_log: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: MhrCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MhrCommand {
+    /// dhclient enter hook: reads reason, interface, new_*, old_* from the
+    /// environment. Exit 0: handled (unset reason); 2: TIMEOUT and the router
+    /// is down; 3: not handled; 1: error.
+    DhclientHook,
+    /// ifupdown if-up.d hook (IFACE, ADDRFAM, METHOD, IF_*), and the
+    /// NetworkManager dispatcher path (DEVICE_IFACE, IP4_*).
+    IfupHook,
+    /// udev hotplug: `add` writes a dynamic stanza for matching interfaces;
+    /// `remove` stops dhclient and removes DNS lines and the stanza.
+    /// The namespace lab (test bed and demonstration): `up`, `status`,
+    /// `down`. Runs the lab script (MHR_LAB_SCRIPT, else scripts/lab.sh of
+    /// the source tree this binary was built in, else
+    /// /usr/share/multihomed-routing/lab.sh) with this binary's directory
+    /// as the lab's BIN.
+    Lab {
+        #[arg(value_parser = ["up", "status", "down"])]
+        action: String,
+        /// Name prefix of the lab's namespaces.
+        #[arg(long, env = "LAB", default_value = "mhrlab")]
+        name: String,
+    },
+    /// Writes the man pages of table_allocator_server, table_allocator_client
+    /// and mhr (generated from these definitions) into DIR.
+    Man { dir: PathBuf },
+    /// Sets an interface's name servers in the dnsmasq servers file (none:
+    /// removes them) and tells dnsmasq.
+    Dns {
+        ifname: String,
+        /// The interface's address the queries leave from.
+        source: std::net::IpAddr,
+        servers: Vec<std::net::IpAddr>,
+    },
+    /// Asks a DNS server for TXT records of NAME from a given source address
+    /// or device, and prints them: who answers shows which uplink carried
+    /// the query (the lab's ISPs answer whoami.lab with their names).
+    Probe {
+        server: std::net::IpAddr,
+        #[arg(default_value = "whoami.lab")]
+        name: String,
+        #[arg(long)]
+        source: Option<std::net::IpAddr>,
+        #[arg(long)]
+        device: Option<String>,
+    },
+    Hotplug {
+        #[arg(value_parser = ["add", "remove"])]
+        action: String,
+        /// Interface name (udev's $env{INTERFACE}).
+        #[arg(env = "INTERFACE")]
+        ifname: String,
+    },
+}
+
+/// Writes a man page for each binary (and each `mhr` subcommand) into `dir`.
+pub fn write_man_pages(dir: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir)?;
+    let mut written = Vec::new();
+    for (cmd, section) in [
+        (ServerArgs::command(), "8"),
+        (ClientArgs::command(), "8"),
+        (MhrArgs::command(), "8"),
+    ] {
+        let mut pages = vec![cmd.clone()];
+        pages.extend(cmd.get_subcommands().map(|sub| {
+            sub.clone()
+                .name(format!("{}-{}", cmd.get_name(), sub.get_name()))
+        }));
+        for page in pages {
+            let path = dir.join(format!("{}.{section}", page.get_name()));
+            let mut out = Vec::new();
+            clap_mangen::Man::new(page)
+                .section(section)
+                .render(&mut out)?;
+            std::fs::write(&path, out)?;
+            written.push(path);
+        }
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definitions_are_consistent() {
+        ServerArgs::command().debug_assert();
+        ClientArgs::command().debug_assert();
+        MhrArgs::command().debug_assert();
+    }
+
+    #[test]
+    fn man_pages_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let pages = write_man_pages(dir.path()).unwrap();
+        let names: Vec<String> = pages
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        for want in [
+            "table_allocator_server.8",
+            "table_allocator_client.8",
+            "mhr.8",
+            "mhr-dhclient-hook.8",
+        ] {
+            assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
+        }
+        let client = std::fs::read_to_string(dir.path().join("table_allocator_client.8")).unwrap();
+        assert!(client.contains("destination"));
+    }
+
+    #[test]
+    fn client_flags_take_no_value() {
+        let a = ClientArgs::try_parse_from([
+            "table_allocator_client",
+            "-4",
+            "-a",
+            "10.0.0.2",
+            "-i",
+            "eth0",
+            "-d",
+            "tas",
+            "-r",
+            "-f",
+        ])
+        .unwrap();
+        assert!(a.release && a.foreground && a.inet);
+    }
+}
