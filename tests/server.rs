@@ -413,6 +413,36 @@ fn leases_expire_at_their_deadline() {
 }
 
 #[test]
+fn log_path_gets_one_line_per_event() {
+    require_netns!();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("tas.log");
+    let lab = Lab::new(
+        "logpath",
+        &format!(r#", "log_path": "{}", "tabel_offset": 1"#, log.display()),
+    );
+    let c = lab.client("log-client");
+    assert_eq!(c.request("eth1", "10.0.0.2"), 10000);
+    c.request("eth1", "10.0.0.2");
+    c.release("eth1", "10.0.0.2");
+    c.call_raw(b"nope");
+    let text = std::fs::read_to_string(&log).unwrap();
+    for what in [
+        "lease granted",
+        "lease renewed",
+        "lease released",
+        "refused: malformed",
+        "unknown key \"tabel_offset\"",
+    ] {
+        assert!(text.contains(what), "{what} missing:\n{text}");
+    }
+    assert!(
+        text.contains("table=10000 family=inet ifname=eth1 address=10.0.0.2"),
+        "{text}"
+    );
+}
+
+#[test]
 fn a_burst_of_fifty_clients_gets_every_reply() {
     require_netns!();
     let lab = Lab::new("burst", r#", "num_tables": 100"#);
