@@ -160,6 +160,21 @@ pub enum MhrCommand {
         #[arg(long, env = "LAB", default_value = "mhrlab")]
         name: String,
     },
+    /// What we manage, as the kernel and the lease database see it. Exit 4
+    /// when something is inconsistent (a lease without rules, rules without a
+    /// lease, a missing rule, a fallback default route in main, a silent
+    /// server), so it can serve as a watchdog.
+    Status {
+        /// Machine-readable output (field names are stable).
+        #[arg(long)]
+        json: bool,
+        /// The lease database (default: db_path of the server config).
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// The server config to find db_path in.
+        #[arg(long, default_value = crate::config::DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
     /// Writes the man pages of table_allocator_server, table_allocator_client
     /// and mhr (generated from these definitions) into DIR.
     Man { dir: PathBuf },

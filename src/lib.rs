@@ -21,4 +21,5 @@ pub mod routes;
 pub mod rules;
 pub mod server;
 pub mod shutdown;
+pub mod status;
 pub mod store;

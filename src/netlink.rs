@@ -521,7 +521,7 @@ pub fn set_route_table(m: &mut RouteMessage, table: u32) {
     m.attributes.push(RouteAttribute::Table(table));
 }
 
-fn describe_route(m: &RouteMessage) -> String {
+pub fn describe_route(m: &RouteMessage) -> String {
     let dst = m
         .attributes
         .iter()

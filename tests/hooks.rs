@@ -107,6 +107,36 @@ fn network_manager_routes_go_to_the_table_and_main_is_kept() {
     assert_eq!(our_rules(&s.ns, false).len(), 4);
     let servers = std::fs::read_to_string(s.dir.path().join("servers")).unwrap();
     assert_eq!(servers, "server=10.6.0.1@v0@10.6.0.7\n");
+    // Consistent now; after the lease is released behind the client's back,
+    // the rules are stale and `mhr status` says so with exit 4.
+    let db = s.dir.path().join("leases.db");
+    let status = |s: &Setup| {
+        s.ns.cmd(env!("CARGO_BIN_EXE_mhr"))
+            .args(["status", "--db", db.to_str().unwrap(), "--tas-socket", SOCK])
+            .arg("--servers-file")
+            .arg(s.dir.path().join("servers"))
+            .output()
+            .unwrap()
+    };
+    let out = status(&s);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("10.6.0.7/24"));
+    let sock = s.ns.socket("releaser", true);
+    sock.send_to_addr(
+        br#"{"address":"10.6.0.7","ifname":"v0","addr_family":2,"cmd":1,"version":1}"#,
+        &abstract_addr(SOCK, true),
+    )
+    .unwrap();
+    let mut buf = [0u8; 512];
+    sock.recv(&mut buf).unwrap();
+    let out = status(&s);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("rules without a lease"));
 }
 
 #[test]
@@ -159,6 +189,20 @@ fn no_table_falls_back_to_main_with_the_ifindex_metric() {
         "{main}"
     );
     assert!(our_rules(&s.ns, false).is_empty());
+    // `mhr status` flags the fallback (exit 4).
+    let db = s.dir.path().join("leases.db");
+    let out =
+        s.ns.cmd(env!("CARGO_BIN_EXE_mhr"))
+            .args(["status", "--db", db.to_str().unwrap(), "--tas-socket", SOCK])
+            .output()
+            .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no-table fallback"));
     // The host still reaches the router.
     let ping =
         s.ns.cmd("ping")

@@ -190,6 +190,40 @@ fn every_uplink_routes_by_its_own_isp_and_dns_follows() {
         "{answer} log: {isp_log}"
     );
 
+    // `mhr status` sees four consistent uplinks.
+    let out = lab
+        .mhr(&[
+            "status",
+            "--json",
+            "--db",
+            lab.state("leases.db").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["server_reachable"], true);
+    let addrs = st["addresses"].as_array().unwrap();
+    assert_eq!(addrs.len(), 4, "{st}");
+    for a in addrs {
+        for key in [
+            "rule_from",
+            "rule_to",
+            "rule_iif_lo",
+            "rule_oif",
+            "default_route",
+        ] {
+            assert_eq!(a[key], true, "{key}: {a}");
+        }
+        assert!(a["lease_expires"].as_i64().is_some());
+        assert_eq!(a["dns_servers"].as_array().unwrap().len(), 1, "{a}");
+    }
+
     // Ten hooks updating DNS at once lose no line.
     let children: Vec<_> = (0..10)
         .map(|i| {

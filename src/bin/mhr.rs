@@ -22,6 +22,8 @@ const EXIT_ERROR: u8 = 1;
 const EXIT_ROUTER_DOWN: u8 = 2;
 /// Not ours: the shim leaves `reason` to dhclient-script.
 const EXIT_NOT_HANDLED: u8 = 3;
+/// `status`: something we manage is inconsistent.
+const EXIT_INCONSISTENT: u8 = 4;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -97,6 +99,41 @@ fn run(args: Args) -> anyhow::Result<u8> {
             }
         },
         Cmd::Lab { action, name } => lab(&action, &name),
+        Cmd::Status { json, db, config } => {
+            let db = db.unwrap_or_else(|| {
+                mhr::config::ServerConfig::load(&config)
+                    .map(|l| l.config.db_path)
+                    .unwrap_or_else(|_| mhr::config::DEFAULT_DB_PATH.into())
+            });
+            let leases = mhr::status::read_leases(&db);
+            let kernel = rt
+                .block_on(async {
+                    mhr::status::kernel_view(&mhr::netlink::Netlink::connect()?).await
+                })
+                .context("reading rules and routes")?;
+            let dns: Vec<_> = std::fs::read_to_string(&ctx.servers_file)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(mhr::dns::ServerLine::parse)
+                .collect();
+            let up = server_answers(&ctx.tas_socket);
+            let mut st = mhr::status::assemble(&kernel, leases.as_deref().ok(), &dns, Some(up));
+            st.lease_database = Some(db.display().to_string());
+            if let Err(e) = &leases {
+                st.problems
+                    .push(format!("lease database {} unreadable: {e}", db.display()));
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&st)?);
+            } else {
+                print!("{}", mhr::status::render(&st));
+            }
+            Ok(if st.consistent() {
+                0
+            } else {
+                EXIT_INCONSISTENT
+            })
+        }
         Cmd::Man { dir } => {
             for page in mhr::cli::write_man_pages(&dir)
                 .with_context(|| format!("writing man pages to {}", dir.display()))?
@@ -168,4 +205,25 @@ fn lab(action: &str, name: &str) -> anyhow::Result<u8> {
         .status()
         .with_context(|| format!("running {}", script.display()))?;
     Ok(status.code().unwrap_or(1) as u8)
+}
+
+/// Does the allocator server answer? An empty object is refused with an
+/// error reply and changes nothing.
+fn server_answers(name: &str) -> bool {
+    let me = format!("mhr-status-{}", std::process::id());
+    let (Ok(mine), Ok(server)) = (
+        mhr::protocol::abstract_addr(&me, true),
+        mhr::protocol::abstract_addr(name, true),
+    ) else {
+        return false;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::bind_addr(&mine) else {
+        return false;
+    };
+    let _ = sock.set_read_timeout(Some(std::time::Duration::from_secs(1)));
+    if sock.send_to_addr(b"{}", &server).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 600];
+    sock.recv(&mut buf).is_ok()
 }

@@ -1,0 +1,376 @@
+//! `mhr status`: what we manage, as the kernel and the lease database see
+//! it, with the inconsistencies a watchdog should act on. The assembly is
+//! pure; `gather` reads netlink and the database (read-only).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::dns::ServerLine;
+use crate::protocol::Family;
+use crate::rules::{PRIO_BOUND_DEVICE, PRIO_FROM, PRIO_IIF_LO, PRIO_TO};
+use crate::store::StoredLease;
+
+/// One managed address. Field names are part of the `--json` interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AddressStatus {
+    pub family: String,
+    pub table: u32,
+    pub ifname: Option<String>,
+    pub address: Option<IpAddr>,
+    pub prefix_len: Option<u8>,
+    /// Unix seconds, from the lease database.
+    pub lease_expires: Option<i64>,
+    pub rule_from: bool,
+    pub rule_to: bool,
+    pub rule_iif_lo: bool,
+    pub rule_oif: bool,
+    pub default_route: bool,
+    pub dns_servers: Vec<IpAddr>,
+    pub problems: Vec<String>,
+}
+
+impl AddressStatus {
+    fn new(family: Family, table: u32) -> AddressStatus {
+        AddressStatus {
+            family: family.name().into(),
+            table,
+            ifname: None,
+            address: None,
+            prefix_len: None,
+            lease_expires: None,
+            rule_from: false,
+            rule_to: false,
+            rule_iif_lo: false,
+            rule_oif: false,
+            default_route: false,
+            dns_servers: Vec::new(),
+            problems: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Status {
+    pub server_reachable: Option<bool>,
+    pub lease_database: Option<String>,
+    pub addresses: Vec<AddressStatus>,
+    /// Default routes of ours in main: the no-table fallback is in use.
+    pub fallback_default_routes: Vec<String>,
+    pub problems: Vec<String>,
+}
+
+impl Status {
+    pub fn consistent(&self) -> bool {
+        self.problems.is_empty() && self.addresses.iter().all(|a| a.problems.is_empty())
+    }
+}
+
+/// What the kernel holds that is ours.
+#[derive(Debug, Clone, Default)]
+pub struct KernelView {
+    pub rules: Vec<crate::rules::RuleSpec>,
+    /// (family, table) pairs whose table has a default route.
+    pub tables_with_default: Vec<(Family, u32)>,
+    pub fallback_default_routes: Vec<String>,
+}
+
+pub fn assemble(
+    kernel: &KernelView,
+    leases: Option<&[StoredLease]>,
+    dns: &[ServerLine],
+    server_reachable: Option<bool>,
+) -> Status {
+    let mut by_table: BTreeMap<(Family, u32), AddressStatus> = BTreeMap::new();
+    for r in &kernel.rules {
+        let a = by_table
+            .entry((r.family, r.table))
+            .or_insert_with(|| AddressStatus::new(r.family, r.table));
+        match r.priority {
+            PRIO_FROM => {
+                a.rule_from = true;
+                a.address = r.from.map(|(ip, _)| ip);
+            }
+            PRIO_TO => {
+                a.rule_to = true;
+                a.prefix_len = r.to.map(|(_, l)| l);
+            }
+            PRIO_IIF_LO => a.rule_iif_lo = true,
+            PRIO_BOUND_DEVICE => {
+                a.rule_oif = true;
+                a.ifname = r.oif.clone();
+            }
+            _ => {}
+        }
+    }
+    let mut problems = Vec::new();
+    if let Some(leases) = leases {
+        for l in leases {
+            let family = match l.key.address {
+                IpAddr::V4(_) => Family::Inet,
+                IpAddr::V6(_) => Family::Inet6,
+            };
+            match by_table.get_mut(&(family, l.table)) {
+                Some(a) => {
+                    a.lease_expires = Some(l.expires_wall);
+                    a.ifname.get_or_insert_with(|| l.key.ifname.to_string());
+                    a.address.get_or_insert(l.key.address);
+                }
+                None => problems.push(format!(
+                    "lease without rules: table {} for {} on {} ({}); the client holding it is gone",
+                    l.table, l.key.address, l.key.ifname, l.key.family
+                )),
+            }
+        }
+    }
+    for ((family, table), a) in by_table.iter_mut() {
+        a.default_route = kernel.tables_with_default.contains(&(*family, *table));
+        if leases.is_some() && a.lease_expires.is_none() {
+            a.problems
+                .push("rules without a lease: stale rules (mhr doctor can remove them)".into());
+        }
+        for (present, prio) in [
+            (a.rule_from, PRIO_FROM),
+            (a.rule_to, PRIO_TO),
+            (a.rule_iif_lo, PRIO_IIF_LO),
+            (a.rule_oif, PRIO_BOUND_DEVICE),
+        ] {
+            if !present {
+                a.problems
+                    .push(format!("rule at priority {prio} is missing"));
+            }
+        }
+        if let (Some(ifname), Some(addr)) = (&a.ifname, a.address) {
+            a.dns_servers = dns
+                .iter()
+                .filter(|d| &d.ifname == ifname && d.source == addr)
+                .map(|d| d.server)
+                .collect();
+        }
+    }
+    for r in &kernel.fallback_default_routes {
+        problems.push(format!(
+            "default route left in main by the no-table fallback: {r}"
+        ));
+    }
+    if server_reachable == Some(false) {
+        problems.push("the table allocator server does not answer".into());
+    }
+    Status {
+        server_reachable,
+        lease_database: None,
+        addresses: by_table.into_values().collect(),
+        fallback_default_routes: kernel.fallback_default_routes.clone(),
+        problems,
+    }
+}
+
+/// Reads the lease database without writing to it.
+pub fn read_leases(path: &Path) -> Result<Vec<StoredLease>, rusqlite::Error> {
+    let conn =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let mut stmt =
+        conn.prepare("SELECT family, ifname, address, tag, rt_table, uid, expires_at FROM leases")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, Option<String>>(3)?,
+            r.get::<_, i64>(4)?,
+            r.get::<_, i64>(5)?,
+            r.get::<_, i64>(6)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (family, ifname, address, tag, table, uid, expires_wall) = row?;
+        let Some(family) = u64::try_from(family).ok().and_then(Family::from_code) else {
+            continue;
+        };
+        let Ok(key) = crate::protocol::LeaseKey::new(family, &ifname, &address) else {
+            continue;
+        };
+        out.push(StoredLease {
+            key,
+            tag,
+            table: table as u32,
+            uid: uid as u32,
+            expires_wall,
+        });
+    }
+    Ok(out)
+}
+
+/// Reads our rules and routes from the kernel.
+pub async fn kernel_view(
+    nl: &crate::netlink::Netlink,
+) -> Result<KernelView, crate::netlink::NetlinkError> {
+    let mut view = KernelView::default();
+    for family in [Family::Inet, Family::Inet6] {
+        let rules = nl.our_rules(family).await?;
+        let mut tables: Vec<u32> = rules.iter().map(|r| r.table).collect();
+        tables.sort_unstable();
+        tables.dedup();
+        for t in tables {
+            if nl
+                .routes_in(family, t)
+                .await?
+                .iter()
+                .any(|r| r.header.destination_prefix_length == 0)
+            {
+                view.tables_with_default.push((family, t));
+            }
+        }
+        for r in nl.routes_in(family, crate::routes::MAIN_TABLE).await? {
+            if r.header.destination_prefix_length == 0
+                && u8::from(r.header.protocol) == crate::rules::RT_PROTO
+            {
+                view.fallback_default_routes
+                    .push(crate::netlink::describe_route(&r));
+            }
+        }
+        view.rules.extend(rules);
+    }
+    Ok(view)
+}
+
+/// A human table.
+pub fn render(s: &Status) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "server: {}\n",
+        match s.server_reachable {
+            Some(true) => "answering",
+            Some(false) => "NOT answering",
+            None => "not checked",
+        }
+    ));
+    out.push_str(&format!(
+        "{:<10} {:<6} {:<26} {:<6} {:<12} {:<5} {:<7} {}\n",
+        "interface", "family", "address", "table", "lease until", "rules", "default", "dns"
+    ));
+    for a in &s.addresses {
+        let rules = [a.rule_from, a.rule_to, a.rule_iif_lo, a.rule_oif]
+            .iter()
+            .filter(|x| **x)
+            .count();
+        out.push_str(&format!(
+            "{:<10} {:<6} {:<26} {:<6} {:<12} {:<5} {:<7} {}\n",
+            a.ifname.as_deref().unwrap_or("?"),
+            a.family,
+            match (a.address, a.prefix_len) {
+                (Some(ad), Some(p)) => format!("{ad}/{p}"),
+                (Some(ad), None) => ad.to_string(),
+                _ => "?".into(),
+            },
+            a.table,
+            a.lease_expires
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "-".into()),
+            format!("{rules}/4"),
+            if a.default_route { "yes" } else { "no" },
+            a.dns_servers
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+        ));
+        for p in &a.problems {
+            out.push_str(&format!("  ! {p}\n"));
+        }
+    }
+    for p in &s.problems {
+        out.push_str(&format!("! {p}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::LeaseKey;
+    use crate::rules::{rules_for, AddressSpec};
+
+    fn spec(ifname: &str, addr: &str) -> AddressSpec {
+        AddressSpec {
+            ifname: ifname.into(),
+            address: addr.parse().unwrap(),
+            prefix_len: 24,
+        }
+    }
+
+    fn lease(ifname: &str, addr: &str, table: u32) -> StoredLease {
+        StoredLease {
+            key: LeaseKey::new(Family::Inet, ifname, addr).unwrap(),
+            tag: None,
+            table,
+            uid: 0,
+            expires_wall: 1_900_000_000,
+        }
+    }
+
+    #[test]
+    fn consistent_and_inconsistent() {
+        let mut kernel = KernelView {
+            rules: rules_for(&spec("wan1", "10.1.0.2"), 10000),
+            tables_with_default: vec![(Family::Inet, 10000)],
+            fallback_default_routes: vec![],
+        };
+        let dns = [ServerLine {
+            server: "10.1.0.1".parse().unwrap(),
+            ifname: "wan1".into(),
+            source: "10.1.0.2".parse().unwrap(),
+        }];
+        let ok = assemble(
+            &kernel,
+            Some(&[lease("wan1", "10.1.0.2", 10000)]),
+            &dns,
+            Some(true),
+        );
+        assert!(ok.consistent(), "{ok:?}");
+        assert_eq!(ok.addresses[0].dns_servers.len(), 1);
+        assert_eq!(ok.addresses[0].prefix_len, Some(24));
+        // A lease whose rules are gone, and rules whose lease is gone.
+        kernel
+            .rules
+            .extend(rules_for(&spec("wan2", "10.2.0.2"), 10001));
+        let bad = assemble(
+            &kernel,
+            Some(&[
+                lease("wan1", "10.1.0.2", 10000),
+                lease("wan3", "10.3.0.2", 10002),
+            ]),
+            &[],
+            Some(true),
+        );
+        assert!(!bad.consistent());
+        assert!(bad.problems[0].contains("lease without rules"));
+        assert!(bad.addresses[1].problems[0].contains("rules without a lease"));
+        // A missing rule, the fallback in main, a silent server.
+        kernel
+            .rules
+            .retain(|r| !(r.table == 10000 && r.priority == PRIO_TO));
+        kernel
+            .fallback_default_routes
+            .push("default table 254".into());
+        let worse = assemble(&kernel, None, &[], Some(false));
+        assert!(worse.addresses[0]
+            .problems
+            .iter()
+            .any(|p| p.contains("20000")));
+        assert_eq!(worse.problems.len(), 2);
+        let json = serde_json::to_value(&worse).unwrap();
+        for key in [
+            "server_reachable",
+            "addresses",
+            "fallback_default_routes",
+            "problems",
+        ] {
+            assert!(json.get(key).is_some(), "{key}");
+        }
+        assert!(render(&worse).contains("NOT answering"));
+    }
+}
