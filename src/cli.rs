@@ -175,6 +175,17 @@ pub enum MhrCommand {
         #[arg(long, default_value = crate::config::DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
+    /// The checks of `status`, each problem with one line of advice;
+    /// `--repair` removes stale rules of ours (protocol 77) whose lease is
+    /// gone. Exit 4 while problems remain.
+    Doctor {
+        #[arg(long)]
+        repair: bool,
+        #[arg(long)]
+        db: Option<PathBuf>,
+        #[arg(long, default_value = crate::config::DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
     /// Writes the man pages of table_allocator_server, table_allocator_client
     /// and mhr (generated from these definitions) into DIR.
     Man { dir: PathBuf },

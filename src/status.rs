@@ -167,6 +167,42 @@ pub fn assemble(
     }
 }
 
+/// One line of advice for a problem `assemble` reported.
+pub fn advice(problem: &str) -> &'static str {
+    if problem.contains("rules without a lease") {
+        "remove them with `mhr doctor --repair`, or bring the interface up again so its hook leases a table"
+    } else if problem.contains("lease without rules") {
+        "bring the interface up again (ifup / dhclient -n), or let the lease expire"
+    } else if problem.contains("is missing") {
+        "stop the address's client (table_allocator_client -r ...) and bring the interface up again"
+    } else if problem.contains("fallback") {
+        "no table could be had when the interface came up: check the server, then renew the interface's lease"
+    } else if problem.contains("does not answer") {
+        "start the server: systemctl restart table-allocator-server"
+    } else if problem.contains("unreadable") {
+        "check db_path in the server config, or pass --db"
+    } else {
+        "see mhr status"
+    }
+}
+
+/// The (family, table) pairs whose rules have no lease: stale, ours to
+/// remove.
+pub fn stale_tables(st: &Status) -> Vec<(Family, u32)> {
+    st.addresses
+        .iter()
+        .filter(|a| {
+            a.problems
+                .iter()
+                .any(|p| p.contains("rules without a lease"))
+        })
+        .filter_map(|a| {
+            let f = Family::ALL.into_iter().find(|f| f.name() == a.family)?;
+            Some((f, a.table))
+        })
+        .collect()
+}
+
 /// Reads the lease database without writing to it.
 pub fn read_leases(path: &Path) -> Result<Vec<StoredLease>, rusqlite::Error> {
     let conn =

@@ -137,6 +137,33 @@ fn network_manager_routes_go_to_the_table_and_main_is_kept() {
     let out = status(&s);
     assert_eq!(out.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&out.stdout).contains("rules without a lease"));
+    // `mhr doctor` advises; with --repair it removes the stale rules.
+    let doctor = |repair: bool| {
+        let mut c = s.ns.cmd(env!("CARGO_BIN_EXE_mhr"));
+        c.args(["doctor", "--db", db.to_str().unwrap(), "--tas-socket", SOCK]);
+        if repair {
+            c.arg("--repair");
+        }
+        c.output().unwrap()
+    };
+    let out = doctor(false);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("-> remove them with `mhr doctor --repair`")
+    );
+    assert_eq!(
+        our_rules(&s.ns, false).len(),
+        4,
+        "no repair without --repair"
+    );
+    let out = doctor(true);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(our_rules(&s.ns, false).is_empty());
 }
 
 #[test]

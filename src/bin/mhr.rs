@@ -100,35 +100,58 @@ fn run(args: Args) -> anyhow::Result<u8> {
         },
         Cmd::Lab { action, name } => lab(&action, &name),
         Cmd::Status { json, db, config } => {
-            let db = db.unwrap_or_else(|| {
-                mhr::config::ServerConfig::load(&config)
-                    .map(|l| l.config.db_path)
-                    .unwrap_or_else(|_| mhr::config::DEFAULT_DB_PATH.into())
-            });
-            let leases = mhr::status::read_leases(&db);
-            let kernel = rt
-                .block_on(async {
-                    mhr::status::kernel_view(&mhr::netlink::Netlink::connect()?).await
-                })
-                .context("reading rules and routes")?;
-            let dns: Vec<_> = std::fs::read_to_string(&ctx.servers_file)
-                .unwrap_or_default()
-                .lines()
-                .filter_map(mhr::dns::ServerLine::parse)
-                .collect();
-            let up = server_answers(&ctx.tas_socket);
-            let mut st = mhr::status::assemble(&kernel, leases.as_deref().ok(), &dns, Some(up));
-            st.lease_database = Some(db.display().to_string());
-            if let Err(e) = &leases {
-                st.problems
-                    .push(format!("lease database {} unreadable: {e}", db.display()));
-            }
+            let (st, _) = gather(&rt, &ctx, db, &config)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&st)?);
             } else {
                 print!("{}", mhr::status::render(&st));
             }
             Ok(if st.consistent() {
+                0
+            } else {
+                EXIT_INCONSISTENT
+            })
+        }
+        Cmd::Doctor { repair, db, config } => {
+            let (mut st, kernel) = gather(&rt, &ctx, db.clone(), &config)?;
+            if repair {
+                let stale = mhr::status::stale_tables(&st);
+                let removed = rt.block_on(async {
+                    let nl = mhr::netlink::Netlink::connect()?;
+                    let mut n = 0;
+                    for r in kernel
+                        .rules
+                        .iter()
+                        .filter(|r| stale.contains(&(r.family, r.table)))
+                    {
+                        if nl.del_rule(r).await? {
+                            println!("removed stale rule {r}");
+                            n += 1;
+                        }
+                    }
+                    anyhow::Ok(n)
+                })?;
+                if removed > 0 {
+                    st = gather(&rt, &ctx, db, &config)?.0;
+                }
+            }
+            let problems: Vec<String> = st
+                .problems
+                .iter()
+                .cloned()
+                .chain(st.addresses.iter().flat_map(|a| {
+                    a.problems
+                        .iter()
+                        .map(move |p| format!("table {} ({}): {p}", a.table, a.family))
+                }))
+                .collect();
+            for p in &problems {
+                println!("{p}\n  -> {}", mhr::status::advice(p));
+            }
+            if problems.is_empty() {
+                println!("no problems found");
+            }
+            Ok(if problems.is_empty() {
                 0
             } else {
                 EXIT_INCONSISTENT
@@ -226,4 +249,35 @@ fn server_answers(name: &str) -> bool {
     }
     let mut buf = [0u8; 600];
     sock.recv(&mut buf).is_ok()
+}
+
+/// The status of this host: kernel view, leases, DNS lines, server probe.
+fn gather(
+    rt: &tokio::runtime::Runtime,
+    ctx: &Context,
+    db: Option<PathBuf>,
+    config: &std::path::Path,
+) -> anyhow::Result<(mhr::status::Status, mhr::status::KernelView)> {
+    let db = db.unwrap_or_else(|| {
+        mhr::config::ServerConfig::load(config)
+            .map(|l| l.config.db_path)
+            .unwrap_or_else(|_| mhr::config::DEFAULT_DB_PATH.into())
+    });
+    let leases = mhr::status::read_leases(&db);
+    let kernel = rt
+        .block_on(async { mhr::status::kernel_view(&mhr::netlink::Netlink::connect()?).await })
+        .context("reading rules and routes")?;
+    let dns: Vec<_> = std::fs::read_to_string(&ctx.servers_file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(mhr::dns::ServerLine::parse)
+        .collect();
+    let up = server_answers(&ctx.tas_socket);
+    let mut st = mhr::status::assemble(&kernel, leases.as_deref().ok(), &dns, Some(up));
+    st.lease_database = Some(db.display().to_string());
+    if let Err(e) = &leases {
+        st.problems
+            .push(format!("lease database {} unreadable: {e}", db.display()));
+    }
+    Ok((st, kernel))
 }
