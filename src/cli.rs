@@ -186,6 +186,8 @@ pub enum MhrCommand {
         #[arg(long, default_value = crate::config::DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
+    /// Writes bash, zsh and fish completions of the three binaries into DIR.
+    Completions { dir: PathBuf },
     /// Writes the man pages of table_allocator_server, table_allocator_client
     /// and mhr (generated from these definitions) into DIR.
     Man { dir: PathBuf },
@@ -246,6 +248,25 @@ pub fn write_man_pages(dir: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(written)
 }
 
+/// Writes bash, zsh and fish completions for each binary into `dir`.
+pub fn write_completions(dir: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    std::fs::create_dir_all(dir)?;
+    let mut written = Vec::new();
+    for mut cmd in [
+        ServerArgs::command(),
+        ClientArgs::command(),
+        MhrArgs::command(),
+    ] {
+        let name = cmd.get_name().to_owned();
+        for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+            written.push(clap_complete::generate_to(shell, &mut cmd, &name, dir)?);
+        }
+    }
+    Ok(written)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,6 +297,15 @@ mod tests {
         }
         let client = std::fs::read_to_string(dir.path().join("table_allocator_client.8")).unwrap();
         assert!(client.contains("destination"));
+    }
+
+    #[test]
+    fn completions_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = write_completions(dir.path()).unwrap();
+        assert_eq!(files.len(), 9);
+        let bash = std::fs::read_to_string(dir.path().join("mhr.bash")).unwrap();
+        assert!(bash.contains("dhclient-hook"));
     }
 
     #[test]

@@ -157,6 +157,14 @@ fn run(args: Args) -> anyhow::Result<u8> {
                 EXIT_INCONSISTENT
             })
         }
+        Cmd::Completions { dir } => {
+            for f in mhr::cli::write_completions(&dir)
+                .with_context(|| format!("writing completions to {}", dir.display()))?
+            {
+                println!("{}", f.display());
+            }
+            Ok(EXIT_HANDLED)
+        }
         Cmd::Man { dir } => {
             for page in mhr::cli::write_man_pages(&dir)
                 .with_context(|| format!("writing man pages to {}", dir.display()))?
