@@ -422,11 +422,10 @@ impl Keeper {
         );
         self.table = table;
         let new_rules = self.rules();
-        self.pending = install_rules(&self.nl, &new_rules)
-            .await
-            .is_empty()
-            .then(Vec::new)
-            .unwrap_or(new_rules);
+        if !install_rules(&self.nl, &new_rules).await.is_empty() {
+            // Retried by the keeper's loop.
+            self.pending = new_rules;
+        }
         match self.nl.move_routes(self.cfg.key.family, old, table).await {
             Ok(n) => info!(old, new = table, routes = n, "routes moved"),
             Err(e) => warn!("moving routes from table {old} to {table}: {e}"),

@@ -108,19 +108,16 @@ impl Netlink {
         Ok(())
     }
 
-    /// The index of interface `name`, `None` when there is no such link.
-    pub async fn link_index(&self, name: &str) -> Result<Option<u32>, NetlinkError> {
-        let mut links = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_owned())
-            .execute();
-        match links.try_next().await {
-            Ok(Some(link)) => Ok(Some(link.header.index)),
-            Ok(None) => Ok(None),
+    /// The first link a get request returns; `None` when there is none.
+    async fn one_link(
+        &self,
+        what: String,
+        req: rtnetlink::LinkGetRequest,
+    ) -> Result<Option<rtnetlink::packet_route::link::LinkMessage>, NetlinkError> {
+        match req.execute().try_next().await {
+            Ok(link) => Ok(link),
             Err(e) => {
-                let e = NetlinkError::from_rt(format!("look up interface {name}"), e);
+                let e = NetlinkError::from_rt(what, e);
                 if e.errno() == Some(ENODEV) {
                     Ok(None)
                 } else {
@@ -130,24 +127,27 @@ impl Netlink {
         }
     }
 
+    /// The index of interface `name`, `None` when there is no such link.
+    pub async fn link_index(&self, name: &str) -> Result<Option<u32>, NetlinkError> {
+        let req = self.handle.link().get().match_name(name.to_owned());
+        let link = self
+            .one_link(format!("look up interface {name}"), req)
+            .await?;
+        Ok(link.map(|l| l.header.index))
+    }
+
     /// The name of the link with this index.
     pub async fn link_name(&self, index: u32) -> Result<Option<String>, NetlinkError> {
-        let mut links = self.handle.link().get().match_index(index).execute();
-        match links.try_next().await {
-            Ok(Some(link)) => Ok(link.attributes.into_iter().find_map(|a| match a {
+        let req = self.handle.link().get().match_index(index);
+        let link = self
+            .one_link(format!("look up interface {index}"), req)
+            .await?;
+        Ok(link.and_then(|l| {
+            l.attributes.into_iter().find_map(|a| match a {
                 LinkAttribute::IfName(n) => Some(n),
                 _ => None,
-            })),
-            Ok(None) => Ok(None),
-            Err(e) => {
-                let e = NetlinkError::from_rt(format!("look up interface {index}"), e);
-                if e.errno() == Some(ENODEV) {
-                    Ok(None)
-                } else {
-                    Err(e)
-                }
-            }
-        }
+            })
+        }))
     }
 
     /// The addresses (with prefix lengths) on link `index`.
@@ -226,8 +226,22 @@ impl Netlink {
                     .iter()
                     .any(|a| matches!(a, RuleAttribute::Protocol(p) if u8::from(*p) == RT_PROTO))
             })
-            .filter_map(|m| rule_spec(m, family))
+            .map(|m| rule_spec(m, family))
             .collect())
+    }
+
+    /// Every route of `family`, in every table.
+    pub async fn routes(&self, family: Family) -> Result<Vec<RouteMessage>, NetlinkError> {
+        let mut query = RouteMessage::default();
+        query.header.address_family = netlink_family(family);
+        query.header.table = RouteHeader::RT_TABLE_UNSPEC;
+        self.handle
+            .route()
+            .get(query)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| NetlinkError::from_rt(format!("list {family} routes"), e))
     }
 
     /// The routes of `family` in routing table `table`.
@@ -236,22 +250,9 @@ impl Netlink {
         family: Family,
         table: u32,
     ) -> Result<Vec<RouteMessage>, NetlinkError> {
-        let mut query = RouteMessage::default();
-        query.header.address_family = netlink_family(family);
-        // A dump of every table; filtered below.
-        query.header.table = RouteHeader::RT_TABLE_UNSPEC;
-        let msgs: Vec<RouteMessage> = self
-            .handle
-            .route()
-            .get(query)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| NetlinkError::from_rt(format!("list routes of table {table}"), e))?;
-        Ok(msgs
-            .into_iter()
-            .filter(|m| route_table(m) == table)
-            .collect())
+        let mut routes = self.routes(family).await?;
+        routes.retain(|m| route_table(m) == table);
+        Ok(routes)
     }
 
     pub async fn add_route(&self, route: RouteMessage) -> Result<(), NetlinkError> {
@@ -482,7 +483,7 @@ pub fn rule_message(r: &RuleSpec) -> RuleMessage {
     m
 }
 
-fn rule_spec(m: &RuleMessage, family: Family) -> Option<RuleSpec> {
+fn rule_spec(m: &RuleMessage, family: Family) -> RuleSpec {
     let mut r = RuleSpec::new(family, u32::from(m.header.table));
     for a in &m.attributes {
         match a {
@@ -495,7 +496,7 @@ fn rule_spec(m: &RuleMessage, family: Family) -> Option<RuleSpec> {
             _ => {}
         }
     }
-    Some(r)
+    r
 }
 
 /// A route's table: the attribute when present (tables above 255), else the
@@ -565,28 +566,29 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    /// Subscribes; the connection runs on the current tokio runtime.
+    /// Every link and address change; the connection runs on the current
+    /// tokio runtime.
     pub fn new() -> Result<Watcher, NetlinkError> {
-        let (conn, _handle, rx) = rtnetlink::new_multicast_connection(&[
-            MulticastGroup::Link,
-            MulticastGroup::Ipv4Ifaddr,
-            MulticastGroup::Ipv6Ifaddr,
-        ])?;
-        tokio::spawn(conn);
-        Ok(Watcher { rx })
+        Self::subscribe(None)
     }
 
     /// Only the removals of link `index` and of its addresses: a socket
     /// filter drops everything else in the kernel, so a host with many
     /// per-address clients does not wake them all for every change.
     pub fn removals_of(index: u32) -> Result<Watcher, NetlinkError> {
+        Self::subscribe(Some(index))
+    }
+
+    fn subscribe(removals_of: Option<u32>) -> Result<Watcher, NetlinkError> {
         let (mut conn, _handle, rx) = rtnetlink::new_multicast_connection(&[
             MulticastGroup::Link,
             MulticastGroup::Ipv4Ifaddr,
             MulticastGroup::Ipv6Ifaddr,
         ])?;
-        let fd = conn.socket_mut().socket_mut().as_raw_fd();
-        attach_removal_filter(fd, index)?;
+        if let Some(index) = removals_of {
+            let fd = conn.socket_mut().socket_mut().as_raw_fd();
+            attach_removal_filter(fd, index)?;
+        }
         tokio::spawn(conn);
         Ok(Watcher { rx })
     }
@@ -686,7 +688,7 @@ mod tests {
         for rule in rules_for(&spec, 10000) {
             let m = rule_message(&rule);
             assert_eq!(m.header.action, RuleAction::ToTable);
-            assert_eq!(rule_spec(&m, Family::Inet).unwrap(), rule);
+            assert_eq!(rule_spec(&m, Family::Inet), rule);
         }
     }
 }

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::Path;
 
 use serde::Serialize;
 
@@ -203,43 +202,6 @@ pub fn stale_tables(st: &Status) -> Vec<(Family, u32)> {
         .collect()
 }
 
-/// Reads the lease database without writing to it.
-pub fn read_leases(path: &Path) -> Result<Vec<StoredLease>, rusqlite::Error> {
-    let conn =
-        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let mut stmt =
-        conn.prepare("SELECT family, ifname, address, tag, rt_table, uid, expires_at FROM leases")?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, Option<String>>(3)?,
-            r.get::<_, i64>(4)?,
-            r.get::<_, i64>(5)?,
-            r.get::<_, i64>(6)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (family, ifname, address, tag, table, uid, expires_wall) = row?;
-        let Some(family) = u64::try_from(family).ok().and_then(Family::from_code) else {
-            continue;
-        };
-        let Ok(key) = crate::protocol::LeaseKey::new(family, &ifname, &address) else {
-            continue;
-        };
-        out.push(StoredLease {
-            key,
-            tag,
-            table: table as u32,
-            uid: uid as u32,
-            expires_wall,
-        });
-    }
-    Ok(out)
-}
-
 /// Reads our rules and routes from the kernel.
 pub async fn kernel_view(
     nl: &crate::netlink::Netlink,
@@ -247,21 +209,15 @@ pub async fn kernel_view(
     let mut view = KernelView::default();
     for family in [Family::Inet, Family::Inet6] {
         let rules = nl.our_rules(family).await?;
-        let mut tables: Vec<u32> = rules.iter().map(|r| r.table).collect();
-        tables.sort_unstable();
-        tables.dedup();
-        for t in tables {
-            if nl
-                .routes_in(family, t)
-                .await?
-                .iter()
-                .any(|r| r.header.destination_prefix_length == 0)
-            {
-                view.tables_with_default.push((family, t));
+        // One dump of every table, not one per table.
+        for r in nl.routes(family).await? {
+            if r.header.destination_prefix_length != 0 {
+                continue;
             }
-        }
-        for r in nl.routes_in(family, crate::routes::MAIN_TABLE).await? {
-            if r.header.destination_prefix_length == 0
+            let table = crate::netlink::route_table(&r);
+            if rules.iter().any(|rule| rule.table == table) {
+                view.tables_with_default.push((family, table));
+            } else if table == crate::routes::MAIN_TABLE
                 && u8::from(r.header.protocol) == crate::rules::RT_PROTO
             {
                 view.fallback_default_routes

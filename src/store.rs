@@ -136,49 +136,7 @@ impl Store {
         self.conn
             .execute("DELETE FROM leases WHERE expires_at <= ?1", [now.wall])
             .map_err(|e| self.err(e))?;
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT family, ifname, address, tag, rt_table, uid, expires_at FROM leases
-                 ORDER BY family, rt_table",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, i64>(5)?,
-                    r.get::<_, i64>(6)?,
-                ))
-            })
-            .map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (family, ifname, address, tag, table, uid, expires_wall) =
-                row.map_err(|e| self.err(e))?;
-            let Some(family) = u64::try_from(family).ok().and_then(Family::from_code) else {
-                continue;
-            };
-            let (Ok(table), Ok(uid)) = (u32::try_from(table), u32::try_from(uid)) else {
-                continue;
-            };
-            // Rows are ours, but a hand-edited one must not stop the server.
-            let Ok(key) = LeaseKey::new(family, &ifname, &address) else {
-                continue;
-            };
-            out.push(StoredLease {
-                key,
-                tag,
-                table,
-                uid,
-                expires_wall,
-            });
-        }
-        Ok(out)
+        read_rows(&self.conn).map_err(|e| self.err(e))
     }
 
     /// Applies a batch of changes in one transaction: when this returns Ok,
@@ -231,6 +189,57 @@ impl Store {
             .query_row("SELECT COUNT(*) FROM leases", [], |r| r.get(0))
             .map_err(|e| self.err(e))
     }
+}
+
+/// Every lease row, for a process that must not write: `mhr status`.
+pub fn read_only(path: &Path) -> Result<Vec<StoredLease>, StoreError> {
+    let err = |source| StoreError {
+        path: path.to_owned(),
+        source,
+    };
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(err)?;
+    read_rows(&conn).map_err(err)
+}
+
+fn read_rows(conn: &Connection) -> rusqlite::Result<Vec<StoredLease>> {
+    let mut stmt = conn.prepare(
+        "SELECT family, ifname, address, tag, rt_table, uid, expires_at FROM leases
+         ORDER BY family, rt_table",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, Option<String>>(3)?,
+            r.get::<_, i64>(4)?,
+            r.get::<_, i64>(5)?,
+            r.get::<_, i64>(6)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (family, ifname, address, tag, table, uid, expires_wall) = row?;
+        let Some(family) = u64::try_from(family).ok().and_then(Family::from_code) else {
+            continue;
+        };
+        let (Ok(table), Ok(uid)) = (u32::try_from(table), u32::try_from(uid)) else {
+            continue;
+        };
+        // Rows are ours, but a hand-edited one must not stop the server.
+        let Ok(key) = LeaseKey::new(family, &ifname, &address) else {
+            continue;
+        };
+        out.push(StoredLease {
+            key,
+            tag,
+            table,
+            uid,
+            expires_wall,
+        });
+    }
+    Ok(out)
 }
 
 /// Copies the live leases of the original C server's `RtTables` into ours.

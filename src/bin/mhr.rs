@@ -271,7 +271,7 @@ fn gather(
             .map(|l| l.config.db_path)
             .unwrap_or_else(|_| mhr::config::DEFAULT_DB_PATH.into())
     });
-    let leases = mhr::status::read_leases(&db);
+    let leases = mhr::store::read_only(&db);
     let kernel = rt
         .block_on(async { mhr::status::kernel_view(&mhr::netlink::Netlink::connect()?).await })
         .context("reading rules and routes")?;
