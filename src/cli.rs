@@ -165,9 +165,12 @@ pub enum MhrCommand {
     /// lease, a missing rule, a fallback default route in main, a silent
     /// server), so it can serve as a watchdog.
     Status {
-        /// Machine-readable output (field names are stable).
-        #[arg(long)]
+        /// Machine-readable output (field names are stable, docs/status.md).
+        #[arg(long, conflicts_with = "prometheus")]
         json: bool,
+        /// Prometheus text format, for node_exporter's textfile collector.
+        #[arg(long)]
+        prometheus: bool,
         /// The lease database (default: db_path of the server config).
         #[arg(long)]
         db: Option<PathBuf>,
@@ -245,7 +248,50 @@ pub fn write_man_pages(dir: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
             written.push(path);
         }
     }
+    let path = dir.join("table_allocator_server_config.json.5");
+    std::fs::write(&path, config_man_page())?;
+    written.push(path);
     Ok(written)
+}
+
+/// The config file's page, from the key table the parser uses.
+pub fn config_man_page() -> String {
+    fn esc(text: &str) -> String {
+        let t = text.replace('\\', "\\e").replace('-', "\\-");
+        if t.starts_with('.') || t.starts_with('\'') {
+            format!("\\&{t}")
+        } else {
+            t
+        }
+    }
+    let mut out = format!(
+        ".TH TABLE_ALLOCATOR_SERVER_CONFIG.JSON 5 \"\" \"multihomed-routing {}\"\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    out.push_str(".SH NAME\ntable_allocator_server_config.json \\- configuration of table_allocator_server\n");
+    out.push_str(".SH DESCRIPTION\n");
+    out.push_str(&esc(
+        "table_allocator_server reads /etc/table_allocator_server_config.json, or the file given with -c. \
+         It is JSON with // and /* */ comments. Unknown keys are logged and ignored; \
+         a wrong type or an impossible value stops the server at start with a message naming the key.",
+    ));
+    out.push_str("\n.SH KEYS\n");
+    for k in crate::config::KEYS {
+        out.push_str(&format!(
+            ".TP\n.B {}\n({}, default {})\n{}\n",
+            esc(k.name),
+            esc(k.kind),
+            esc(k.default),
+            esc(k.meaning)
+        ));
+    }
+    out.push_str(".SH EXAMPLE\n.nf\n");
+    for line in include_str!("../examples/server_config.json").lines() {
+        out.push_str(&esc(line));
+        out.push('\n');
+    }
+    out.push_str(".fi\n.SH SEE ALSO\ntable_allocator_server(8), table_allocator_client(8), mhr(8)\n");
+    out
 }
 
 /// Writes bash, zsh and fish completions for each binary into `dir`.
@@ -297,6 +343,21 @@ mod tests {
         }
         let client = std::fs::read_to_string(dir.path().join("table_allocator_client.8")).unwrap();
         assert!(client.contains("destination"));
+        let config =
+            std::fs::read_to_string(dir.path().join("table_allocator_server_config.json.5"))
+                .unwrap();
+        for k in crate::config::KEYS {
+            assert!(config.contains(&format!(".B {}", k.name)), "{}", k.name);
+        }
+    }
+
+    /// docs/config.md and the parser's key table describe the same keys.
+    #[test]
+    fn config_doc_lists_every_key() {
+        let doc = include_str!("../docs/config.md");
+        for k in crate::config::KEYS {
+            assert!(doc.contains(&format!("| `{}` |", k.name)), "{} missing", k.name);
+        }
     }
 
     #[test]

@@ -12,18 +12,94 @@ pub const DEFAULT_DB_PATH: &str = "/var/lib/table-allocator/leases.db";
 /// Bounds the bitmaps' memory (128 KiB per family at this size).
 pub const MAX_NUM_TABLES: u32 = 1 << 20;
 
-const KNOWN_KEYS: &[&str] = &[
-    "socket_path",
-    "table_offset",
-    "num_tables",
-    "table_timeout",
-    "db_path",
-    "do_syslog",
-    "log_path",
-    "addr_families",
-    "allowed_uids",
-    "allowed_gids",
-    "socket_padded",
+/// One documented config key: the source of the config man page, and the
+/// list of keys the parser knows.
+pub struct KeyDoc {
+    pub name: &'static str,
+    pub kind: &'static str,
+    pub default: &'static str,
+    pub meaning: &'static str,
+}
+
+pub const KEYS: &[KeyDoc] = &[
+    KeyDoc {
+        name: "socket_path",
+        kind: "string",
+        default: "\"tas_socket\"",
+        meaning: "Abstract socket name, 1 to 107 bytes; clients pass it with -d.",
+    },
+    KeyDoc {
+        name: "table_offset",
+        kind: "integer",
+        default: "10000",
+        meaning: "First table of each pool; at least 1.",
+    },
+    KeyDoc {
+        name: "num_tables",
+        kind: "integer",
+        default: "1000",
+        meaning: "Tables per family, 1 to 1048576. The range must stay within 32 bits and must not cover the kernel's tables 253-255 (default, main, local).",
+    },
+    KeyDoc {
+        name: "table_timeout",
+        kind: "integer",
+        default: "3600",
+        meaning: "Lease time in seconds, 1 to ten years.",
+    },
+    KeyDoc {
+        name: "db_path",
+        kind: "string",
+        default: "\"/var/lib/table-allocator/leases.db\"",
+        meaning: "The sqlite lease database; its directory is created. A database of the original server (table RtTables) is adopted on first start.",
+    },
+    KeyDoc {
+        name: "do_syslog",
+        kind: "bool",
+        default: "false",
+        meaning: "Log to syslog (facility daemon).",
+    },
+    KeyDoc {
+        name: "log_path",
+        kind: "string",
+        default: "none",
+        meaning: "Log to this file (appended) instead of stderr.",
+    },
+    KeyDoc {
+        name: "addr_families",
+        kind: "object",
+        default: "{\"inet\": true, \"inet6\": true}",
+        meaning: "Which pools exist: keys inet, inet6, unspec with values true or false; at least one must be true.",
+    },
+    KeyDoc {
+        name: "allowed_uids",
+        kind: "list of integers",
+        default: "[]",
+        meaning: "Uids besides root that may request and release.",
+    },
+    KeyDoc {
+        name: "allowed_gids",
+        kind: "list of integers",
+        default: "[]",
+        meaning: "Gids whose members may request and release.",
+    },
+    KeyDoc {
+        name: "socket_padded",
+        kind: "bool",
+        default: "true",
+        meaning: "Bind the NUL-padded abstract name, as the original does; only set false if every client uses the short form.",
+    },
+    KeyDoc {
+        name: "metrics_path",
+        kind: "string",
+        default: "none",
+        meaning: "Write Prometheus text-format metrics to this file (replaced atomically), for node_exporter's textfile collector.",
+    },
+    KeyDoc {
+        name: "metrics_interval",
+        kind: "integer",
+        default: "15",
+        meaning: "Seconds between metrics writes, 1 to 3600; the file is also written at start and at shutdown.",
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +134,9 @@ pub struct ServerConfig {
     pub allowed_gids: Vec<u32>,
     /// Bind the NUL-padded abstract name, as the original does.
     pub socket_padded: bool,
+    pub metrics_path: Option<PathBuf>,
+    /// Seconds.
+    pub metrics_interval: u64,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +153,8 @@ impl Default for ServerConfig {
             allowed_uids: Vec::new(),
             allowed_gids: Vec::new(),
             socket_padded: true,
+            metrics_path: None,
+            metrics_interval: 15,
         }
     }
 }
@@ -108,7 +189,7 @@ impl ServerConfig {
         let r = Reader { path, obj: &obj };
         let mut warnings = Vec::new();
         for key in obj.keys() {
-            if !KNOWN_KEYS.contains(&key.as_str()) {
+            if !KEYS.iter().any(|k| k.name == key) {
                 warnings.push(format!(
                     "config {}: unknown key {key:?} ignored",
                     path.display()
@@ -202,7 +283,19 @@ impl ServerConfig {
             allowed_uids: r.ids("allowed_uids")?,
             allowed_gids: r.ids("allowed_gids")?,
             socket_padded: r.boolean("socket_padded")?.unwrap_or(d.socket_padded),
+            metrics_path: r.string("metrics_path")?.map(PathBuf::from),
+            metrics_interval: r.uint("metrics_interval")?.unwrap_or(d.metrics_interval),
         };
+        if !(1..=3600).contains(&config.metrics_interval) {
+            return Err(r.bad("metrics_interval", "must be 1 to 3600 seconds"));
+        }
+        if config
+            .metrics_path
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err(r.bad("metrics_path", "must not be empty"));
+        }
         if config.db_path.as_os_str().is_empty() {
             return Err(r.bad("db_path", "must not be empty"));
         }

@@ -14,6 +14,7 @@ pub mod dns;
 pub mod hooks;
 pub mod leases;
 pub mod logging;
+pub mod metrics;
 pub mod netlink;
 pub mod probe;
 pub mod protocol;

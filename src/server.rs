@@ -13,6 +13,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::ServerConfig;
 use crate::dgram::{self, Received};
+use crate::metrics::{write_atomic, Exposition};
 use crate::leases::{Access, LeaseTable, Now, Outcome, Peer, StoreOp};
 use crate::protocol::{wire_clock_secs, ErrorCode, Reply, Request, WireError, MAX_DATAGRAM};
 use crate::store::{AdoptClock, Store, StoreError};
@@ -33,6 +34,9 @@ pub struct Server {
     config: ServerConfig,
     table: LeaseTable,
     store: Store,
+    /// Error replies sent, indexed like `ErrorCode::ALL`.
+    refusals: [u64; ErrorCode::ALL.len()],
+    started_unix: i64,
 }
 
 impl Server {
@@ -44,6 +48,8 @@ impl Server {
             table: fresh_table(&config),
             config,
             store,
+            refusals: [0; ErrorCode::ALL.len()],
+            started_unix: crate::leases::unix_now(),
         };
         let restored = server.reload(now)?;
         info!(
@@ -105,6 +111,7 @@ impl Server {
                     reply
                 }
                 Err(e) => {
+                    self.count_refusal(e.code);
                     let level_warn = matches!(e.code, ErrorCode::NotPermitted);
                     if level_warn {
                         warn!(from = %dg.describe(), "refused: {e}");
@@ -119,6 +126,7 @@ impl Server {
             warn!("{e}; answering this batch with errors and reloading");
             for r in replies.iter_mut() {
                 if matches!(r, Reply::Lease { .. }) {
+                    self.refusals[refusal_index(ErrorCode::Internal)] += 1;
                     *r = Reply::Error(WireError::new(
                         ErrorCode::Internal,
                         "the lease database could not be written",
@@ -161,6 +169,76 @@ impl Server {
     pub fn next_deadline(&self) -> Option<Instant> {
         self.table.next_deadline()
     }
+
+    fn count_refusal(&mut self, code: ErrorCode) {
+        self.refusals[refusal_index(code)] += 1;
+    }
+
+    /// The server's metrics in Prometheus text format (docs/config.md).
+    pub fn metrics(&self) -> String {
+        let mut e = Exposition::default();
+        for family in &self.config.families {
+            let (used, size) = self.table.pool_usage(*family).unwrap_or((0, 0));
+            let l = [("family", family.name())];
+            e.gauge("table_allocator_leases", "Leases held now.", &l, used.into());
+            e.gauge(
+                "table_allocator_pool_size",
+                "Tables in the pool.",
+                &l,
+                size.into(),
+            );
+        }
+        let c = self.table.counters;
+        for (name, help, v) in [
+            ("grants", "New leases granted.", c.grants),
+            ("renewals", "Leases renewed.", c.renewals),
+            ("releases", "Leases released by their client.", c.releases),
+            ("expiries", "Leases reaped at their deadline.", c.expiries),
+        ] {
+            e.counter(
+                &format!("table_allocator_{name}_total"),
+                help,
+                &[],
+                v as f64,
+            );
+        }
+        for (code, n) in ErrorCode::ALL.iter().zip(self.refusals) {
+            e.counter(
+                "table_allocator_refusals_total",
+                "Requests answered with an error reply, by reason.",
+                &[("reason", code.as_str())],
+                n as f64,
+            );
+        }
+        e.gauge(
+            "table_allocator_start_time_seconds",
+            "Unix time the server started.",
+            &[],
+            self.started_unix as f64,
+        );
+        e.render()
+    }
+
+    /// Writes the metrics file when one is configured; a failure is logged
+    /// and the server goes on.
+    pub fn write_metrics(&self) {
+        if let Some(path) = &self.config.metrics_path {
+            if let Err(e) = write_atomic(path, &self.metrics()) {
+                warn!(path = %path.display(), "cannot write metrics: {e}");
+            }
+        }
+    }
+
+    fn metrics_interval(&self) -> Option<Duration> {
+        self.config
+            .metrics_path
+            .as_ref()
+            .map(|_| Duration::from_secs(self.config.metrics_interval))
+    }
+}
+
+fn refusal_index(code: ErrorCode) -> usize {
+    ErrorCode::ALL.iter().position(|c| *c == code).unwrap_or(0)
 }
 
 fn fresh_table(config: &ServerConfig) -> LeaseTable {
@@ -253,12 +331,21 @@ pub async fn run(
     let socket = Arc::new(socket);
     tokio::pin!(shutdown);
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    let mut metrics_tick = server.metrics_interval().map(|every| {
+        let mut t = tokio::time::interval(every);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
     loop {
         let deadline = server.next_deadline();
         tokio::select! {
             _ = &mut shutdown => {
                 info!("shutting down");
+                server.write_metrics();
                 return Ok(());
+            }
+            _ = tick_opt(&mut metrics_tick) => {
+                server.write_metrics();
             }
             _ = sleep_until_opt(deadline) => {
                 server.expire(Instant::now());
@@ -275,6 +362,15 @@ pub async fn run(
                 }
             }
         }
+    }
+}
+
+async fn tick_opt(tick: &mut Option<tokio::time::Interval>) {
+    match tick {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -229,6 +229,83 @@ pub async fn kernel_view(
     Ok(view)
 }
 
+/// The host-side view in Prometheus text format (docs/status.md).
+pub fn prometheus(s: &Status) -> String {
+    let mut e = crate::metrics::Exposition::default();
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    if let Some(up) = s.server_reachable {
+        e.gauge(
+            "mhr_server_up",
+            "1 when the table allocator server answers.",
+            &[],
+            flag(up),
+        );
+    }
+    e.gauge(
+        "mhr_consistent",
+        "1 when everything managed is consistent (mhr status exits 0).",
+        &[],
+        flag(s.consistent()),
+    );
+    let problems = s.problems.len() + s.addresses.iter().map(|a| a.problems.len()).sum::<usize>();
+    e.gauge("mhr_problems", "Problems mhr doctor would report.", &[], problems as f64);
+    e.gauge(
+        "mhr_fallback_default_routes",
+        "Default routes of ours left in main by the no-table fallback.",
+        &[],
+        s.fallback_default_routes.len() as f64,
+    );
+    for a in &s.addresses {
+        let table = a.table.to_string();
+        let address = a.address.map(|x| x.to_string()).unwrap_or_default();
+        let ifname = a.ifname.as_deref().unwrap_or("");
+        let l = [
+            ("interface", ifname),
+            ("family", a.family.as_str()),
+            ("address", address.as_str()),
+            ("table", table.as_str()),
+        ];
+        e.gauge("mhr_address_info", "A managed address and its table.", &l, 1.0);
+        for (present, prio) in [
+            (a.rule_oif, PRIO_BOUND_DEVICE),
+            (a.rule_from, PRIO_FROM),
+            (a.rule_to, PRIO_TO),
+            (a.rule_iif_lo, PRIO_IIF_LO),
+        ] {
+            let prio = prio.to_string();
+            let mut rl = l.to_vec();
+            rl.push(("priority", prio.as_str()));
+            e.gauge(
+                "mhr_rule_present",
+                "1 when the address's rule at this priority is in the kernel.",
+                &rl,
+                flag(present),
+            );
+        }
+        e.gauge(
+            "mhr_default_route_present",
+            "1 when the address's table has a default route.",
+            &l,
+            flag(a.default_route),
+        );
+        if let Some(t) = a.lease_expires {
+            e.gauge(
+                "mhr_lease_expiry_timestamp_seconds",
+                "Unix time the address's table lease ends unless renewed.",
+                &l,
+                t as f64,
+            );
+        }
+        e.gauge(
+            "mhr_dns_servers",
+            "Name servers in the dnsmasq servers file for the address.",
+            &l,
+            a.dns_servers.len() as f64,
+        );
+    }
+    e.render()
+}
+
 /// A human table.
 pub fn render(s: &Status) -> String {
     let mut out = String::new();
@@ -302,6 +379,30 @@ mod tests {
             uid: 0,
             expires_wall: 1_900_000_000,
         }
+    }
+
+    #[test]
+    fn prometheus_shows_rules_and_consistency() {
+        let kernel = KernelView {
+            rules: rules_for(&spec("wan1", "10.1.0.2"), 10000),
+            tables_with_default: vec![(Family::Inet, 10000)],
+            fallback_default_routes: vec![],
+        };
+        let st = assemble(&kernel, Some(&[lease("wan1", "10.1.0.2", 10000)]), &[], Some(true));
+        let text = prometheus(&st);
+        let l = r#"interface="wan1",family="inet",address="10.1.0.2",table="10000""#;
+        for want in [
+            "mhr_server_up 1\n".to_string(),
+            "mhr_consistent 1\n".into(),
+            format!("mhr_rule_present{{{l},priority=\"10000\"}} 1\n"),
+            format!("mhr_default_route_present{{{l}}} 1\n"),
+            format!("mhr_lease_expiry_timestamp_seconds{{{l}}} 1900000000\n"),
+        ] {
+            assert!(text.contains(&want), "{want} missing:\n{text}");
+        }
+        let stale = assemble(&kernel, Some(&[]), &[], Some(false));
+        let text = prometheus(&stale);
+        assert!(text.contains("mhr_consistent 0\n") && text.contains("mhr_server_up 0\n"));
     }
 
     #[test]

@@ -443,6 +443,43 @@ fn log_path_gets_one_line_per_event() {
 }
 
 #[test]
+fn metrics_file_counts_leases_and_refusals() {
+    require_netns!();
+    let dir = tempfile::tempdir().unwrap();
+    let prom = dir.path().join("tas.prom");
+    let lab = Lab::new(
+        "metrics",
+        &format!(
+            r#", "metrics_path": "{}", "metrics_interval": 1"#,
+            prom.display()
+        ),
+    );
+    let c = lab.client("metrics-client");
+    assert_eq!(c.request("eth1", "10.0.0.2"), 10000);
+    c.request("eth1", "10.0.0.2");
+    c.request("eth2", "10.0.0.3");
+    c.release("eth2", "10.0.0.3");
+    c.call_raw(b"nope");
+    c.call_raw(b"[1]");
+    let want = [
+        "table_allocator_leases{family=\"inet\"} 1\n",
+        "table_allocator_pool_size{family=\"inet\"} 32\n",
+        "table_allocator_grants_total 2\n",
+        "table_allocator_renewals_total 1\n",
+        "table_allocator_releases_total 1\n",
+        "table_allocator_refusals_total{reason=\"malformed\"} 1\n",
+        "table_allocator_refusals_total{reason=\"not_object\"} 1\n",
+        "# TYPE table_allocator_grants_total counter\n",
+    ];
+    let ok = wait_for(Duration::from_secs(5), || {
+        let text = std::fs::read_to_string(&prom).unwrap_or_default();
+        want.iter().all(|w| text.contains(w))
+    });
+    let text = std::fs::read_to_string(&prom).unwrap_or_default();
+    assert!(ok, "metrics file:\n{text}");
+}
+
+#[test]
 fn a_burst_of_fifty_clients_gets_every_reply() {
     require_netns!();
     let lab = Lab::new("burst", r#", "num_tables": 100"#);

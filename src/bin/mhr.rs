@@ -99,10 +99,17 @@ fn run(args: Args) -> anyhow::Result<u8> {
             }
         },
         Cmd::Lab { action, name } => lab(&action, &name),
-        Cmd::Status { json, db, config } => {
+        Cmd::Status {
+            json,
+            prometheus,
+            db,
+            config,
+        } => {
             let (st, _) = gather(&rt, &ctx, db, &config)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&st)?);
+            } else if prometheus {
+                print!("{}", mhr::status::prometheus(&st));
             } else {
                 print!("{}", mhr::status::render(&st));
             }
