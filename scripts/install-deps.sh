@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Debian packages the tests and the lab use. Idempotent; needs root.
 set -euo pipefail
-pkgs=(iproute2 dnsmasq-base isc-dhcp-client ifupdown iputils-ping procps)
+# binutils (strip, objdump), dpkg and init-system-helpers: the package test.
+pkgs=(iproute2 dnsmasq-base isc-dhcp-client ifupdown iputils-ping procps binutils dpkg init-system-helpers)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

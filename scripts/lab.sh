@@ -17,6 +17,11 @@
 # hook, and dnsmasq as local resolver fed by our servers file.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+# The hook shims: the source tree's, else the installed ones (package).
+dhcp_shim=$top/contrib/dhcp/multihomed-routing
+[ -e "$dhcp_shim" ] || dhcp_shim=/etc/dhcp/dhclient-enter-hooks.d/multihomed-routing
+ifup_shim=$top/contrib/network/multihomed-routing
+[ -e "$ifup_shim" ] || ifup_shim=/etc/network/if-up.d/multihomed-routing
 LAB=${LAB:-mhrlab}
 BIN=${BIN:-$top/target/release}
 DIR=${LAB_DIR:-/run/mhr-lab-$LAB}
@@ -114,7 +119,7 @@ EOF
         -e "s#/etc/dhcp/dhclient-exit-hooks\\b#$DIR/exit-hooks#" \
         /sbin/dhclient-script > "$DIR/dhclient-script"
     chmod +x "$DIR/dhclient-script"
-    { echo "MHR_DEFAULTS=$DIR/defaults"; cat "$top/contrib/dhcp/multihomed-routing"; } \
+    { echo "MHR_DEFAULTS=$DIR/defaults"; cat "$dhcp_shim"; } \
         > "$DIR/enter.d/multihomed-routing"
 
     for i in 1 2 3; do
@@ -128,7 +133,7 @@ iface wan4 inet static
     address $net.2/24
     gateway $net.1
     dns-nameservers $net.1
-    post-up MHR_DEFAULTS=$DIR/defaults $top/contrib/network/multihomed-routing
+    post-up MHR_DEFAULTS=$DIR/defaults $ifup_shim
 EOF
     mkdir -p "$DIR/ifstate"
     in_host ifup --no-scripts -i "$DIR/interfaces" --state-dir "$DIR/ifstate" wan4 </dev/null >/dev/null 2>>"$DIR/ifup.log"

@@ -3,4 +3,8 @@
 # One debug build serves both; tests run the binaries cargo built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# As root, install what the namespace and package tests run (idempotent).
+if [ "$(id -u)" -eq 0 ]; then
+    bash scripts/install-deps.sh
+fi
 cargo test -- --test-threads=2 "$@"

@@ -146,8 +146,6 @@ pub enum MhrCommand {
     /// ifupdown if-up.d hook (IFACE, ADDRFAM, METHOD, IF_*), and the
     /// NetworkManager dispatcher path (DEVICE_IFACE, IP4_*).
     IfupHook,
-    /// udev hotplug: `add` writes a dynamic stanza for matching interfaces;
-    /// `remove` stops dhclient and removes DNS lines and the stanza.
     /// The namespace lab (test bed and demonstration): `up`, `status`,
     /// `down`. Runs the lab script (MHR_LAB_SCRIPT, else scripts/lab.sh of
     /// the source tree this binary was built in, else
@@ -214,6 +212,8 @@ pub enum MhrCommand {
         #[arg(long)]
         device: Option<String>,
     },
+    /// udev hotplug: `add` writes a dynamic stanza for matching interfaces;
+    /// `remove` stops dhclient and removes DNS lines and the stanza.
     Hotplug {
         #[arg(value_parser = ["add", "remove"])]
         action: String,
@@ -290,7 +290,9 @@ pub fn config_man_page() -> String {
         out.push_str(&esc(line));
         out.push('\n');
     }
-    out.push_str(".fi\n.SH SEE ALSO\ntable_allocator_server(8), table_allocator_client(8), mhr(8)\n");
+    out.push_str(
+        ".fi\n.SH SEE ALSO\ntable_allocator_server(8), table_allocator_client(8), mhr(8)\n",
+    );
     out
 }
 
@@ -356,7 +358,11 @@ mod tests {
     fn config_doc_lists_every_key() {
         let doc = include_str!("../docs/config.md");
         for k in crate::config::KEYS {
-            assert!(doc.contains(&format!("| `{}` |", k.name)), "{} missing", k.name);
+            assert!(
+                doc.contains(&format!("| `{}` |", k.name)),
+                "{} missing",
+                k.name
+            );
         }
     }
 

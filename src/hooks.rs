@@ -227,6 +227,13 @@ pub fn ifup(env: &Env) -> Result<IfupAction, HookError> {
     if get(env, "IP4_NUM_ADDRESSES").is_some() || get(env, "DEVICE_IFACE").is_some() {
         return network_manager(env);
     }
+    // Run by hand or by something that is not ifupdown: nothing to do, and
+    // not an error (ifup would fail the interface for it).
+    if get(env, "IFACE").is_none() {
+        return Ok(IfupAction::Ignore {
+            reason: "no IFACE: not run by ifupdown".into(),
+        });
+    }
     let iface = ifname(env, "IFACE")?;
     if iface == "lo" {
         return Ok(IfupAction::Ignore {
@@ -563,6 +570,10 @@ mod tests {
         }
         assert!(matches!(
             ifup(&env(&[("IFACE", "lo")])).unwrap(),
+            IfupAction::Ignore { .. }
+        ));
+        assert!(matches!(
+            ifup(&env(&[])).unwrap(),
             IfupAction::Ignore { .. }
         ));
         assert_eq!(

@@ -13,8 +13,8 @@ use tracing::{debug, info, warn};
 
 use crate::config::ServerConfig;
 use crate::dgram::{self, Received};
-use crate::metrics::{write_atomic, Exposition};
 use crate::leases::{Access, LeaseTable, Now, Outcome, Peer, StoreOp};
+use crate::metrics::{write_atomic, Exposition};
 use crate::protocol::{wire_clock_secs, ErrorCode, Reply, Request, WireError, MAX_DATAGRAM};
 use crate::store::{AdoptClock, Store, StoreError};
 
@@ -180,7 +180,12 @@ impl Server {
         for family in &self.config.families {
             let (used, size) = self.table.pool_usage(*family).unwrap_or((0, 0));
             let l = [("family", family.name())];
-            e.gauge("table_allocator_leases", "Leases held now.", &l, used.into());
+            e.gauge(
+                "table_allocator_leases",
+                "Leases held now.",
+                &l,
+                used.into(),
+            );
             e.gauge(
                 "table_allocator_pool_size",
                 "Tables in the pool.",

@@ -12,8 +12,28 @@ use crate::protocol::Family;
 use crate::rules::{PRIO_BOUND_DEVICE, PRIO_FROM, PRIO_IIF_LO, PRIO_TO};
 use crate::store::StoredLease;
 
+/// The tracker's view of one uplink (docs/status.md).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Health {
+    pub state: String,
+    pub rtt_ms: Option<f64>,
+    pub loss_pct: f64,
+    pub last_change: i64,
+    pub probe_bytes_hour: u64,
+    pub budget_bytes_hour: Option<u64>,
+}
+
+/// Where the tracker's unbound-traffic rule points.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Unbound {
+    pub family: String,
+    pub table: u32,
+    pub ifname: String,
+    pub since: i64,
+}
+
 /// One managed address. Field names are part of the `--json` interface.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AddressStatus {
     pub family: String,
     pub table: u32,
@@ -28,6 +48,7 @@ pub struct AddressStatus {
     pub rule_oif: bool,
     pub default_route: bool,
     pub dns_servers: Vec<IpAddr>,
+    pub health: Option<Health>,
     pub problems: Vec<String>,
 }
 
@@ -46,12 +67,13 @@ impl AddressStatus {
             rule_oif: false,
             default_route: false,
             dns_servers: Vec::new(),
+            health: None,
             problems: Vec::new(),
         }
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Status {
     pub server_reachable: Option<bool>,
     pub lease_database: Option<String>,
@@ -59,6 +81,7 @@ pub struct Status {
     /// Default routes of ours in main: the no-table fallback is in use.
     pub fallback_default_routes: Vec<String>,
     pub problems: Vec<String>,
+    pub unbound: Vec<Unbound>,
 }
 
 impl Status {
@@ -163,6 +186,7 @@ pub fn assemble(
         addresses: by_table.into_values().collect(),
         fallback_default_routes: kernel.fallback_default_routes.clone(),
         problems,
+        unbound: Vec::new(),
     }
 }
 
@@ -248,7 +272,12 @@ pub fn prometheus(s: &Status) -> String {
         flag(s.consistent()),
     );
     let problems = s.problems.len() + s.addresses.iter().map(|a| a.problems.len()).sum::<usize>();
-    e.gauge("mhr_problems", "Problems mhr doctor would report.", &[], problems as f64);
+    e.gauge(
+        "mhr_problems",
+        "Problems mhr doctor would report.",
+        &[],
+        problems as f64,
+    );
     e.gauge(
         "mhr_fallback_default_routes",
         "Default routes of ours left in main by the no-table fallback.",
@@ -265,7 +294,12 @@ pub fn prometheus(s: &Status) -> String {
             ("address", address.as_str()),
             ("table", table.as_str()),
         ];
-        e.gauge("mhr_address_info", "A managed address and its table.", &l, 1.0);
+        e.gauge(
+            "mhr_address_info",
+            "A managed address and its table.",
+            &l,
+            1.0,
+        );
         for (present, prio) in [
             (a.rule_oif, PRIO_BOUND_DEVICE),
             (a.rule_from, PRIO_FROM),
@@ -388,7 +422,12 @@ mod tests {
             tables_with_default: vec![(Family::Inet, 10000)],
             fallback_default_routes: vec![],
         };
-        let st = assemble(&kernel, Some(&[lease("wan1", "10.1.0.2", 10000)]), &[], Some(true));
+        let st = assemble(
+            &kernel,
+            Some(&[lease("wan1", "10.1.0.2", 10000)]),
+            &[],
+            Some(true),
+        );
         let text = prometheus(&st);
         let l = r#"interface="wan1",family="inet",address="10.1.0.2",table="10000""#;
         for want in [

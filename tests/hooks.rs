@@ -12,7 +12,7 @@ struct Setup {
     ns: Netns,
     _router: Netns,
     dir: tempfile::TempDir,
-    _server: Daemon,
+    server: Daemon,
 }
 
 /// A host namespace with `v0` linked to a router namespace (10.6.0.1/24 on
@@ -42,7 +42,7 @@ fn setup(tag: &str, extra: &str) -> Setup {
         ns,
         _router: router,
         dir,
-        _server: server,
+        server,
     }
 }
 
@@ -164,6 +164,99 @@ fn network_manager_routes_go_to_the_table_and_main_is_kept() {
         String::from_utf8_lossy(&out.stdout)
     );
     assert!(our_rules(&s.ns, false).is_empty());
+}
+
+impl Setup {
+    fn status(&self) -> (Option<i32>, String) {
+        let out = self
+            .ns
+            .cmd(env!("CARGO_BIN_EXE_mhr"))
+            .args(["status", "--tas-socket", SOCK, "--db"])
+            .arg(self.dir.path().join("leases.db"))
+            .arg("--servers-file")
+            .arg(self.dir.path().join("servers"))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    fn raw_request(&self, cmd: u8, ifname: &str, address: &str) {
+        let sock = self.ns.socket(&format!("raw-{ifname}"), true);
+        let req = format!(
+            r#"{{"address":"{address}","ifname":"{ifname}","addr_family":2,"cmd":{cmd},"version":1}}"#
+        );
+        sock.send_to_addr(req.as_bytes(), &abstract_addr(SOCK, true))
+            .unwrap();
+        let mut buf = [0u8; 512];
+        sock.recv(&mut buf).unwrap();
+    }
+}
+
+/// Each inconsistency made by hand gives exit 4 and names itself; undoing
+/// it gives exit 0 again. The status works while the server is down.
+#[test]
+fn status_exits_4_on_each_inconsistency() {
+    require_netns!();
+    let s = setup("st", "");
+    s.ns.ip(&["addr", "add", "10.6.0.7/24", "dev", "v0"]);
+    let out = s.mhr(
+        "ifup-hook",
+        &[
+            ("IFACE", "v0"),
+            ("ADDRFAM", "inet"),
+            ("METHOD", "static"),
+            ("IF_ADDRESS", "10.6.0.7"),
+            ("IF_NETMASK", "255.255.255.0"),
+            ("IF_GATEWAY", "10.6.0.1"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, text) = s.status();
+    assert_eq!(code, Some(0), "{text}");
+
+    // A rule deleted behind our back.
+    s.ns.ip(&["rule", "del", "priority", "20000", "table", "10000"]);
+    let (code, text) = s.status();
+    assert_eq!(code, Some(4), "{text}");
+    assert!(text.contains("rule at priority 20000 is missing"), "{text}");
+    s.ns.ip(&[
+        "rule",
+        "add",
+        "priority",
+        "20000",
+        "to",
+        "10.6.0.0/24",
+        "lookup",
+        "10000",
+        "proto",
+        "77",
+    ]);
+    assert_eq!(s.status().0, Some(0));
+
+    // A lease nobody installed rules for.
+    s.raw_request(0, "v9", "10.9.9.9");
+    let (code, text) = s.status();
+    assert_eq!(code, Some(4), "{text}");
+    assert!(
+        text.contains("lease without rules: table 10001 for 10.9.9.9 on v9"),
+        "{text}"
+    );
+    s.raw_request(1, "v9", "10.9.9.9");
+    assert_eq!(s.status().0, Some(0));
+
+    // The server gone: the kernel's view and the leases are still shown.
+    s.server.signal(nix::sys::signal::Signal::SIGKILL);
+    let (code, text) = s.status();
+    assert_eq!(code, Some(4), "{text}");
+    assert!(text.contains("server: NOT answering"), "{text}");
+    assert!(text.contains("10.6.0.7/24"), "{text}");
 }
 
 #[test]

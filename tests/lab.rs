@@ -11,6 +11,22 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// The field names of one table in docs/status.md.
+fn documented_fields(heading: &str) -> Vec<String> {
+    let doc = include_str!("../docs/status.md");
+    let start = doc.find(heading).expect(heading);
+    let mut fields: Vec<String> = doc[start..]
+        .lines()
+        .skip(1)
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .filter_map(|l| l.split('`').nth(1).map(str::to_owned))
+        .collect();
+    fields.sort();
+    fields
+}
+
 static N: AtomicUsize = AtomicUsize::new(0);
 
 struct Lab {
@@ -207,6 +223,18 @@ fn every_uplink_routes_by_its_own_isp_and_dns_follows() {
         String::from_utf8_lossy(&out.stderr)
     );
     let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The fields are exactly those docs/status.md documents.
+    let keys = |v: &serde_json::Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&st), documented_fields("### Top level"), "{st}");
+    assert_eq!(
+        keys(&st["addresses"][0]),
+        documented_fields("### `addresses[]`"),
+        "{st}"
+    );
     assert_eq!(st["server_reachable"], true);
     let addrs = st["addresses"].as_array().unwrap();
     assert_eq!(addrs.len(), 4, "{st}");

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Builds the Debian package from this repository with dpkg-deb: the three
+# binaries, the hook shims at their original paths, udev rule, dnsmasq
+# snippet, server config and defaults (conffiles), systemd unit, tmpfiles
+# entry, man pages and completions generated from the CLI definitions.
+#
+#   scripts/build-deb.sh [OUT_DIR]          (default: target/debian)
+#
+# BIN_DIR=dir   package binaries already built there (default: cargo build --release)
+# DEB_COMPRESS  dpkg-deb compressor: xz (default), gzip, zstd or none
+# Prints the path of the .deb it wrote.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-target/debian}
+pkg=multihomed-routing
+bins=(table_allocator_server table_allocator_client mhr)
+
+bin_dir=${BIN_DIR:-}
+if [ -z "$bin_dir" ]; then
+    cargo build --release --locked --bins >&2
+    bin_dir=target/release
+fi
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
+arch=$(dpkg --print-architecture)
+
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+root=$stage/root
+
+for b in "${bins[@]}"; do
+    install -D -m 0755 "$bin_dir/$b" "$root/usr/sbin/$b"
+    strip --strip-unneeded "$root/usr/sbin/$b"
+done
+install -D -m 0644 contrib/dhcp/multihomed-routing "$root/etc/dhcp/dhclient-enter-hooks.d/multihomed-routing"
+install -D -m 0755 contrib/network/multihomed-routing "$root/etc/network/if-up.d/multihomed-routing"
+install -D -m 0644 contrib/udev/99-network-cleanup.rules "$root/etc/udev/rules.d/99-network-cleanup.rules"
+install -D -m 0644 contrib/dnsmasq/multihomed-routing.conf "$root/etc/dnsmasq.d/multihomed-routing.conf"
+install -D -m 0644 examples/server_config.json "$root/etc/table_allocator_server_config.json"
+install -D -m 0644 contrib/default/multihomed-routing "$root/etc/default/multihomed-routing"
+install -D -m 0644 contrib/systemd/table-allocator-server.service "$root/usr/lib/systemd/system/table-allocator-server.service"
+install -D -m 0644 contrib/tmpfiles/multihomed-routing.conf "$root/usr/lib/tmpfiles.d/multihomed-routing.conf"
+install -D -m 0755 scripts/lab.sh "$root/usr/share/multihomed-routing/lab.sh"
+
+"$root/usr/sbin/mhr" man "$stage/man" >/dev/null
+for page in "$stage"/man/*; do
+    name=$(basename "$page")
+    dir="$root/usr/share/man/man${name##*.}"
+    install -D -m 0644 "$page" "$dir/$name"
+    gzip -9n "$dir/$name"
+done
+"$root/usr/sbin/mhr" completions "$stage/comp" >/dev/null
+for b in "${bins[@]}"; do
+    install -D -m 0644 "$stage/comp/$b.bash" "$root/usr/share/bash-completion/completions/$b"
+    install -D -m 0644 "$stage/comp/_$b" "$root/usr/share/zsh/vendor-completions/_$b"
+    install -D -m 0644 "$stage/comp/$b.fish" "$root/usr/share/fish/vendor_completions.d/$b.fish"
+done
+doc=$root/usr/share/doc/$pkg
+install -D -m 0644 README.md "$doc/README.md"
+install -m 0644 docs/*.md "$doc/"
+cat >"$doc/copyright" <<COPYRIGHT
+Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: $pkg
+License: GPL-2.0-or-later
+ On Debian systems the full text is in /usr/share/common-licenses/GPL-2.
+COPYRIGHT
+
+# libc: the newest symbol version the binaries need.
+glibc=$(objdump -T "$root"/usr/sbin/* | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n1)
+mkdir -p "$root/DEBIAN"
+cat >"$root/DEBIAN/control" <<CONTROL
+Package: $pkg
+Version: $version
+Architecture: $arch
+Maintainer: multihomed-routing developers <multihomed-routing@localhost>
+Section: net
+Priority: optional
+Depends: libc6 (>= $glibc), libgcc-s1
+Recommends: isc-dhcp-client, ifupdown, dnsmasq-base | dnsmasq
+Installed-Size: $(du -sk --exclude=DEBIAN "$root" | cut -f1)
+Description: policy routing for Linux hosts with several uplinks
+ Every interface address gets its own routing table, leased from
+ table_allocator_server; table_allocator_client installs the address's
+ rules. Hooks for dhclient, ifupdown, NetworkManager and udev configure
+ each uplink, and dnsmasq gets per-interface name servers.
+CONTROL
+printf '%s\n' /etc/table_allocator_server_config.json /etc/default/multihomed-routing >"$root/DEBIAN/conffiles"
+install -m 0755 contrib/debian/postinst contrib/debian/prerm contrib/debian/postrm "$root/DEBIAN/"
+(cd "$root" && find . -path ./DEBIAN -prune -o -type f -print | sed 's|^\./||' | sort | xargs md5sum) >"$root/DEBIAN/md5sums"
+
+mkdir -p "$out"
+deb="$out/${pkg}_${version}_${arch}.deb"
+dpkg-deb --root-owner-group -Z"${DEB_COMPRESS:-xz}" --build "$root" "$deb" >/dev/null
+echo "$deb"
