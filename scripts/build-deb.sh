@@ -38,6 +38,9 @@ install -D -m 0644 contrib/dnsmasq/multihomed-routing.conf "$root/etc/dnsmasq.d/
 install -D -m 0644 examples/server_config.json "$root/etc/table_allocator_server_config.json"
 install -D -m 0644 contrib/default/multihomed-routing "$root/etc/default/multihomed-routing"
 install -D -m 0644 contrib/systemd/table-allocator-server.service "$root/usr/lib/systemd/system/table-allocator-server.service"
+install -D -m 0644 contrib/systemd/mhr-track.service "$root/usr/lib/systemd/system/mhr-track.service"
+install -D -m 0644 contrib/track/track.json "$root/etc/multihomed-routing/track.json"
+install -d -m 0755 "$root/etc/multihomed-routing/track.d"
 install -D -m 0644 contrib/tmpfiles/multihomed-routing.conf "$root/usr/lib/tmpfiles.d/multihomed-routing.conf"
 install -D -m 0755 scripts/lab.sh "$root/usr/share/multihomed-routing/lab.sh"
 
@@ -83,7 +86,8 @@ Description: policy routing for Linux hosts with several uplinks
  rules. Hooks for dhclient, ifupdown, NetworkManager and udev configure
  each uplink, and dnsmasq gets per-interface name servers.
 CONTROL
-printf '%s\n' /etc/table_allocator_server_config.json /etc/default/multihomed-routing >"$root/DEBIAN/conffiles"
+printf '%s\n' /etc/table_allocator_server_config.json /etc/default/multihomed-routing \
+    /etc/multihomed-routing/track.json >"$root/DEBIAN/conffiles"
 install -m 0755 contrib/debian/postinst contrib/debian/prerm contrib/debian/postrm "$root/DEBIAN/"
 (cd "$root" && find . -path ./DEBIAN -prune -o -type f -print | sed 's|^\./||' | sort | xargs md5sum) >"$root/DEBIAN/md5sums"
 

@@ -81,7 +81,11 @@ pub struct ClientArgs {
 /// tables and per-interface DNS from the variables of dhclient, ifupdown and
 /// NetworkManager, and cleans up after hot-unplugged interfaces.
 #[derive(Parser, Debug)]
-#[command(name = "mhr", version)]
+#[command(
+    name = "mhr",
+    version,
+    after_help = "Examples:\n  mhr status                      what is managed, exit 4 when inconsistent\n  mhr status --json | jq '.addresses[] | {ifname, table, health}'\n  mhr doctor --repair             advice per problem; remove stale rules of ours\n  mhr track -c /etc/multihomed-routing/track.json   health checks and the unbound rule\n  mhr lab up && mhr lab status && mhr lab down       the namespace lab\n  reason=BOUND interface=eth1 new_ip_address=10.0.0.2 new_subnet_mask=255.255.255.0 \\\n    new_routers=10.0.0.1 mhr dhclient-hook          what dhclient's enter hook runs\n\nFiles: /etc/default/multihomed-routing (hook settings), /etc/table_allocator_server_config.json"
+)]
 pub struct MhrArgs {
     /// table_allocator_client to run for each address.
     #[arg(
@@ -133,6 +137,14 @@ pub struct MhrArgs {
     /// Log file for the table clients (default: syslog).
     #[arg(long, env = "MHR_CLIENT_LOG", global = true)]
     pub client_log: Option<PathBuf>,
+    /// The tracker's state file, read by status and doctor.
+    #[arg(
+        long,
+        env = "MHR_TRACK_STATE",
+        default_value = crate::track::config::DEFAULT_STATE_FILE,
+        global = true
+    )]
+    pub track_state: PathBuf,
     #[command(subcommand)]
     pub command: MhrCommand,
 }
@@ -211,6 +223,20 @@ pub enum MhrCommand {
         source: Option<std::net::IpAddr>,
         #[arg(long)]
         device: Option<String>,
+    },
+    /// Health checks per uplink and the unbound-traffic rule: probes every
+    /// managed address from its address and device, grades it up, degraded
+    /// or down, and points one `iif lo` rule per family (priority 50000) at
+    /// the best usable uplink. Runs until SIGTERM, which removes that rule.
+    /// See docs/track.md.
+    Track {
+        /// The tracker config (JSON with comments); missing at the default
+        /// path means the defaults.
+        #[arg(short = 'c', long, default_value = crate::track::config::DEFAULT_TRACK_CONFIG)]
+        config: PathBuf,
+        /// Check the config and print the settings in effect, then exit.
+        #[arg(long)]
+        check: bool,
     },
     /// udev hotplug: `add` writes a dynamic stanza for matching interfaces;
     /// `remove` stops dhclient and removes DNS lines and the stanza.

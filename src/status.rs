@@ -8,29 +8,10 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::dns::ServerLine;
+pub use crate::health::{Health, Unbound};
 use crate::protocol::Family;
 use crate::rules::{PRIO_BOUND_DEVICE, PRIO_FROM, PRIO_IIF_LO, PRIO_TO};
 use crate::store::StoredLease;
-
-/// The tracker's view of one uplink (docs/status.md).
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct Health {
-    pub state: String,
-    pub rtt_ms: Option<f64>,
-    pub loss_pct: f64,
-    pub last_change: i64,
-    pub probe_bytes_hour: u64,
-    pub budget_bytes_hour: Option<u64>,
-}
-
-/// Where the tracker's unbound-traffic rule points.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Unbound {
-    pub family: String,
-    pub table: u32,
-    pub ifname: String,
-    pub since: i64,
-}
 
 /// One managed address. Field names are part of the `--json` interface.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -330,6 +311,39 @@ pub fn prometheus(s: &Status) -> String {
                 t as f64,
             );
         }
+        if let Some(h) = &a.health {
+            let up = match h.state.as_str() {
+                "up" => 1.0,
+                "degraded" => 0.5,
+                _ => 0.0,
+            };
+            e.gauge(
+                "mhr_uplink_up",
+                "Tracker: 1 up, 0.5 degraded, 0 down or unknown.",
+                &l,
+                up,
+            );
+            if let Some(rtt) = h.rtt_ms {
+                e.gauge(
+                    "mhr_uplink_rtt_seconds",
+                    "Tracker: mean probe RTT.",
+                    &l,
+                    rtt / 1000.0,
+                );
+            }
+            e.gauge(
+                "mhr_uplink_loss_ratio",
+                "Tracker: probe loss in the window.",
+                &l,
+                h.loss_pct / 100.0,
+            );
+            e.gauge(
+                "mhr_uplink_probe_bytes_hour",
+                "Tracker: probe traffic in the last hour.",
+                &l,
+                h.probe_bytes_hour as f64,
+            );
+        }
         e.gauge(
             "mhr_dns_servers",
             "Name servers in the dnsmasq servers file for the address.",
@@ -352,8 +366,16 @@ pub fn render(s: &Status) -> String {
         }
     ));
     out.push_str(&format!(
-        "{:<10} {:<6} {:<26} {:<6} {:<12} {:<5} {:<7} {}\n",
-        "interface", "family", "address", "table", "lease until", "rules", "default", "dns"
+        "{:<10} {:<6} {:<26} {:<6} {:<12} {:<5} {:<7} {:<24} {}\n",
+        "interface",
+        "family",
+        "address",
+        "table",
+        "lease until",
+        "rules",
+        "default",
+        "health (rtt, loss)",
+        "dns"
     ));
     for a in &s.addresses {
         let rules = [a.rule_from, a.rule_to, a.rule_iif_lo, a.rule_oif]
@@ -361,7 +383,7 @@ pub fn render(s: &Status) -> String {
             .filter(|x| **x)
             .count();
         out.push_str(&format!(
-            "{:<10} {:<6} {:<26} {:<6} {:<12} {:<5} {:<7} {}\n",
+            "{:<10} {:<6} {:<26} {:<6} {:<12} {:<5} {:<7} {:<24} {}\n",
             a.ifname.as_deref().unwrap_or("?"),
             a.family,
             match (a.address, a.prefix_len) {
@@ -375,6 +397,17 @@ pub fn render(s: &Status) -> String {
                 .unwrap_or_else(|| "-".into()),
             format!("{rules}/4"),
             if a.default_route { "yes" } else { "no" },
+            a.health
+                .as_ref()
+                .map(|h| format!(
+                    "{} {} {}%",
+                    h.state,
+                    h.rtt_ms
+                        .map(|r| format!("{r:.1}ms"))
+                        .unwrap_or_else(|| "-".into()),
+                    h.loss_pct
+                ))
+                .unwrap_or_else(|| "-".into()),
             a.dns_servers
                 .iter()
                 .map(|d| d.to_string())
@@ -385,10 +418,42 @@ pub fn render(s: &Status) -> String {
             out.push_str(&format!("  ! {p}\n"));
         }
     }
+    for u in &s.unbound {
+        out.push_str(&format!(
+            "unbound {} traffic: {} (table {}) since {}\n",
+            u.family, u.ifname, u.table, u.since
+        ));
+    }
     for p in &s.problems {
         out.push_str(&format!("! {p}\n"));
     }
     out
+}
+
+/// The tracker's state older than this is a tracker that stopped.
+pub const TRACK_STATE_MAX_AGE: i64 = 10;
+
+/// Adds the tracker's view: health per address and the unbound rules. A
+/// state file the tracker stopped updating is reported, not shown.
+pub fn add_health(st: &mut Status, track: Option<&crate::track::TrackState>, now_unix: i64) {
+    let Some(track) = track else {
+        return;
+    };
+    if now_unix - track.updated > TRACK_STATE_MAX_AGE {
+        st.problems.push(format!(
+            "the tracker's state is {} s old: mhr track is not running (its unbound rule may be stale)",
+            now_unix - track.updated
+        ));
+        return;
+    }
+    for a in st.addresses.iter_mut() {
+        a.health = track
+            .uplinks
+            .iter()
+            .find(|u| u.family == a.family && u.table == a.table)
+            .map(|u| u.health.clone());
+    }
+    st.unbound = track.unbound.clone();
 }
 
 #[cfg(test)]

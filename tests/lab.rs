@@ -321,3 +321,281 @@ fn unplugging_an_uplink_removes_rules_lease_dns_and_dhclient() {
     assert_eq!(lab.probe(&["203.0.113.10", "--device", "wan1"]), "isp1");
     assert_eq!(lab.read("servers").lines().count(), 3);
 }
+
+/// Echo requests an ISP namespace has received (its own counter).
+fn echoes_in(ns: &str) -> u64 {
+    let snmp = check(Command::new("ip").args(["netns", "exec", ns, "cat", "/proc/net/snmp"]));
+    let mut lines = snmp.lines().filter(|l| l.starts_with("Icmp:"));
+    let (names, values) = (lines.next().unwrap(), lines.next().unwrap());
+    let i = names
+        .split_whitespace()
+        .position(|n| n == "InEchos")
+        .unwrap();
+    values.split_whitespace().nth(i).unwrap().parse().unwrap()
+}
+
+/// The health tracker on the lab, with its defaults for timing (probes
+/// every 500 ms, 1 s timeout, down after 3 lost, up after 3 answered).
+#[test]
+fn tracker_moves_unbound_traffic_to_a_working_uplink_and_back() {
+    require_netns!();
+    let lab = Lab::up();
+    let isp = |i: u32| format!("{}-isp{i}", lab.name);
+    let cut = |i: u32| {
+        check(Command::new("ip").args([
+            "-n",
+            &isp(i),
+            "addr",
+            "del",
+            "203.0.113.10/32",
+            "dev",
+            "lo",
+        ]));
+    };
+    let restore = |i: u32| {
+        check(Command::new("ip").args([
+            "-n",
+            &isp(i),
+            "addr",
+            "add",
+            "203.0.113.10/32",
+            "dev",
+            "lo",
+        ]));
+    };
+    let table_of = |dev: &str| -> String {
+        let rules = lab.ip(&["rule"]);
+        let line = rules
+            .lines()
+            .find(|l| l.contains(&format!("oif {dev} lookup")))
+            .unwrap_or_else(|| panic!("no rule for {dev}: {rules}"));
+        line.split_whitespace().nth(6).unwrap().to_owned()
+    };
+    let unbound = || lab.ip(&["rule", "show", "priority", "50000"]);
+    let points_at =
+        |dev: &str| unbound().contains(&format!("iif lo lookup {} proto 77", table_of(dev)));
+
+    // wan2 is not tracked: it shares wan1's subnet and address, so its ISP
+    // counts any probe for wan1 that leaked through it.
+    let scripts = lab.state("track.d");
+    std::fs::create_dir_all(&scripts).unwrap();
+    let events = lab.state("events.log");
+    let hook = scripts.join("10-record");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\necho \"$MHR_EVENT $MHR_IFNAME $MHR_STATE $MHR_OLD_IFNAME\" >> {}\n",
+            events.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = lab.state("track.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{
+                interfaces: ["wan1", "wan3", "wan4"],
+                targets: [{{kind: "icmp", address: "203.0.113.10"}}],
+                preference: ["wan1", "wan3"],
+                scripts_dir: "{}",
+                state_file: "{}",
+            }}"#,
+            scripts.display(),
+            lab.state("track-state.json").display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = lab.mhr(&["track", "-c", config.to_str().unwrap()]);
+    cmd.env("RUST_LOG", "info");
+    let mut tracker = Daemon::spawn(cmd, lab.state("track.log"));
+    assert!(
+        wait_for(Duration::from_secs(5), || points_at("wan1")),
+        "unbound rule: {} log: {}",
+        unbound(),
+        tracker.log()
+    );
+    assert_eq!(
+        lab.probe(&["203.0.113.10"]),
+        "isp1",
+        "unbound traffic uses wan1"
+    );
+
+    // Probes leave only through their own uplink.
+    let before: Vec<u64> = (1..=4).map(|i| echoes_in(&isp(i))).collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let after: Vec<u64> = (1..=4).map(|i| echoes_in(&isp(i))).collect();
+    for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+        let n = a - b;
+        if i == 1 {
+            assert_eq!(
+                n, 0,
+                "isp2 got {n} echo requests: a probe left by the wrong uplink"
+            );
+        } else {
+            assert!(
+                (3..=6).contains(&n),
+                "isp{} got {n} echo requests in 2 s",
+                i + 1
+            );
+        }
+    }
+
+    // One lost probe moves nothing.
+    cut(1);
+    std::thread::sleep(Duration::from_millis(300));
+    restore(1);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(3) {
+        assert!(
+            points_at("wan1"),
+            "moved after a single lost probe: {}",
+            tracker.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A dead ISP, while the host sends unbound traffic: the rule moves to
+    // wan3 within the detection time, and unbound traffic follows.
+    let detection = Duration::from_millis(500 * 3 + 1000);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender = {
+        let stop = stop.clone();
+        let mut cmd = lab.mhr(&["probe", "203.0.113.10"]);
+        std::thread::spawn(move || {
+            let mut answers = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                let out = cmd.output().unwrap();
+                let answer = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+                let done = answer == "isp3";
+                answers.push(answer);
+                if done {
+                    break;
+                }
+            }
+            answers
+        })
+    };
+    cut(1);
+    let start = Instant::now();
+    while !points_at("wan3") && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let moved = start.elapsed();
+    wait_for(Duration::from_secs(5), || sender.is_finished());
+    stop.store(true, Ordering::SeqCst);
+    let answers = sender.join().unwrap();
+    assert!(points_at("wan3"), "{}", tracker.log());
+    assert!(
+        moved <= detection + Duration::from_secs(1),
+        "moved after {moved:?} (detection {detection:?})"
+    );
+    // Unbound traffic went to ISP1 until the cut, then nowhere, then ISP3.
+    assert!(
+        !answers.iter().any(|a| a == "isp2" || a == "isp4"),
+        "{answers:?}"
+    );
+    assert_eq!(
+        answers.last().map(String::as_str),
+        Some("isp3"),
+        "{answers:?}"
+    );
+    assert_eq!(lab.probe(&["203.0.113.10"]), "isp3");
+    // The per-address rules were not touched.
+    assert_eq!(
+        lab.ip(&["rule"]).matches("proto 77").count(),
+        17,
+        "{}",
+        lab.ip(&["rule"])
+    );
+
+    // Status shows the health and the unbound rule.
+    let out = lab
+        .mhr(&[
+            "status",
+            "--json",
+            "--db",
+            lab.state("leases.db").to_str().unwrap(),
+            "--track-state",
+        ])
+        .arg(lab.state("track-state.json"))
+        .output()
+        .unwrap();
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let health = |dev: &str| {
+        st["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["ifname"] == dev)
+            .map(|a| a["health"].clone())
+            .unwrap()
+    };
+    assert_eq!(health("wan1")["state"], "down", "{st}");
+    assert_eq!(health("wan3")["state"], "up", "{st}");
+    assert!(health("wan3")["rtt_ms"].as_f64().is_some());
+    assert!(health("wan3")["probe_bytes_hour"].as_u64().unwrap() > 0);
+    assert!(health("wan2").is_null(), "wan2 is not tracked");
+    let mut h3: Vec<String> = keys_of(&health("wan3"));
+    h3.sort();
+    assert_eq!(h3, documented_fields("### `addresses[].health`"));
+    assert_eq!(st["unbound"][0]["ifname"], "wan3", "{st}");
+    assert_eq!(out.status.code(), Some(0), "{st}");
+
+    // Back to the preferred uplink when it recovers.
+    restore(1);
+    assert!(
+        wait_for(Duration::from_secs(5), || points_at("wan1")),
+        "{}",
+        tracker.log()
+    );
+    assert_eq!(lab.probe(&["203.0.113.10"]), "isp1");
+
+    // Nothing healthy: the rule goes, the 91000 rules stay as they were.
+    let order_before: Vec<String> = lab
+        .ip(&["rule", "show", "priority", "91000"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    for i in [1, 3, 4] {
+        cut(i);
+    }
+    assert!(
+        wait_for(Duration::from_secs(5), || unbound().trim().is_empty()),
+        "{}",
+        unbound()
+    );
+    let order_after: Vec<String> = lab
+        .ip(&["rule", "show", "priority", "91000"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(order_before, order_after);
+    assert_eq!(order_after.len(), 4);
+
+    // Every change ran the operator's script.
+    let log = std::fs::read_to_string(&events).unwrap_or_default();
+    for want in [
+        "state wan1 down",
+        "state wan1 up",
+        "unbound wan3  wan1",
+        "unbound wan1  wan3",
+        "unbound   wan",
+    ] {
+        assert!(log.contains(want), "{want:?} not in events:\n{log}");
+    }
+
+    // SIGTERM: the tracker leaves the 91000 rules in charge.
+    for i in [1, 3, 4] {
+        restore(i);
+    }
+    assert!(wait_for(Duration::from_secs(5), || points_at("wan1")));
+    tracker.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(tracker.wait_exit(Duration::from_secs(5)).is_some());
+    assert!(unbound().trim().is_empty(), "{}", unbound());
+    assert!(!lab.state("track-state.json").exists());
+}
+
+fn keys_of(v: &serde_json::Value) -> Vec<String> {
+    v.as_object().unwrap().keys().cloned().collect()
+}

@@ -65,6 +65,11 @@ fn package_contents_and_maintainer_scripts() {
         "./etc/default/multihomed-routing",
         "./usr/lib/systemd/system/table-allocator-server.service",
         "./usr/lib/tmpfiles.d/multihomed-routing.conf",
+        "./usr/lib/systemd/system/mhr-track.service",
+        "./etc/multihomed-routing/track.json",
+        "./etc/multihomed-routing/track.d/",
+        "./usr/share/man/man8/mhr-track.8.gz",
+        "./usr/share/doc/multihomed-routing/track.md",
         "./usr/share/man/man8/table_allocator_server.8.gz",
         "./usr/share/man/man8/table_allocator_client.8.gz",
         "./usr/share/man/man8/mhr.8.gz",
@@ -101,7 +106,8 @@ fn package_contents_and_maintainer_scripts() {
     check(Command::new("dpkg-deb").arg("-e").arg(&deb).arg(&control));
     let conffiles = std::fs::read_to_string(control.join("conffiles")).unwrap();
     assert_eq!(
-        conffiles, "/etc/table_allocator_server_config.json\n/etc/default/multihomed-routing\n",
+        conffiles,
+        "/etc/table_allocator_server_config.json\n/etc/default/multihomed-routing\n/etc/multihomed-routing/track.json\n",
         "only configuration is a conffile: hooks must go on removal"
     );
     let fields = std::fs::read_to_string(control.join("control")).unwrap();

@@ -105,7 +105,7 @@ fn run(args: Args) -> anyhow::Result<u8> {
             db,
             config,
         } => {
-            let (st, _) = gather(&rt, &ctx, db, &config)?;
+            let (st, _) = gather(&rt, &ctx, db, &config, &args.track_state)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&st)?);
             } else if prometheus {
@@ -120,7 +120,7 @@ fn run(args: Args) -> anyhow::Result<u8> {
             })
         }
         Cmd::Doctor { repair, db, config } => {
-            let (mut st, kernel) = gather(&rt, &ctx, db.clone(), &config)?;
+            let (mut st, kernel) = gather(&rt, &ctx, db.clone(), &config, &args.track_state)?;
             if repair {
                 let stale = mhr::status::stale_tables(&st);
                 let removed = rt.block_on(async {
@@ -139,7 +139,7 @@ fn run(args: Args) -> anyhow::Result<u8> {
                     anyhow::Ok(n)
                 })?;
                 if removed > 0 {
-                    st = gather(&rt, &ctx, db, &config)?.0;
+                    st = gather(&rt, &ctx, db, &config, &args.track_state)?.0;
                 }
             }
             let problems: Vec<String> = st
@@ -207,6 +207,16 @@ fn run(args: Args) -> anyhow::Result<u8> {
             println!("{}", answer.join(" "));
             Ok(0)
         }
+        Cmd::Track { config, check } => {
+            let cfg = mhr::track::config::TrackConfig::load(&config)?;
+            if check {
+                println!("{cfg:#?}");
+                return Ok(0);
+            }
+            rt.block_on(mhr::track::run(cfg, mhr::shutdown::signal()))
+                .context("tracker")?;
+            Ok(0)
+        }
         Cmd::Hotplug { action, ifname } => {
             mhr::protocol::validate_ifname(&ifname)
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?;
@@ -272,6 +282,7 @@ fn gather(
     ctx: &Context,
     db: Option<PathBuf>,
     config: &std::path::Path,
+    track_state: &std::path::Path,
 ) -> anyhow::Result<(mhr::status::Status, mhr::status::KernelView)> {
     let db = db.unwrap_or_else(|| {
         mhr::config::ServerConfig::load(config)
@@ -290,6 +301,8 @@ fn gather(
     let up = server_answers(&ctx.tas_socket);
     let mut st = mhr::status::assemble(&kernel, leases.as_deref().ok(), &dns, Some(up));
     st.lease_database = Some(db.display().to_string());
+    let track = mhr::track::TrackState::read(track_state);
+    mhr::status::add_health(&mut st, track.as_ref(), mhr::leases::unix_now());
     if let Err(e) = &leases {
         st.problems
             .push(format!("lease database {} unreadable: {e}", db.display()));

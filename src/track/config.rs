@@ -1,0 +1,372 @@
+//! The tracker's config file (docs/track.md): JSON with comments. Unknown
+//! keys and impossible values are errors naming the key.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::health::Thresholds;
+use crate::protocol::Family;
+
+pub const DEFAULT_TRACK_CONFIG: &str = "/etc/multihomed-routing/track.json";
+pub const DEFAULT_STATE_FILE: &str = "/run/multihomed-routing/track-state.json";
+pub const DEFAULT_SCRIPTS_DIR: &str = "/etc/multihomed-routing/track.d";
+/// Between the per-address `to` rules (20000) and the come-up order of the
+/// `iif lo` rules (91000): bound sockets and on-link destinations keep
+/// their own tables; everything else unbound from this host follows the
+/// tracker's choice.
+pub const DEFAULT_UNBOUND_PRIORITY: u32 = 50000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrackConfigError {
+    #[error("cannot read tracker config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("tracker config {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// What a probe asks.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Target {
+    /// ICMP echo (ICMPv6 for IPv6 targets).
+    Icmp { address: IpAddr },
+    /// A TCP connect; a refusal (RST) counts as an answer, since it came
+    /// back over the uplink.
+    Tcp { address: IpAddr, port: u16 },
+    /// A DNS query to a server; any answer to it counts.
+    Dns {
+        address: IpAddr,
+        #[serde(default = "default_dns_name")]
+        name: String,
+    },
+}
+
+fn default_dns_name() -> String {
+    ".".into()
+}
+
+impl Target {
+    pub fn address(&self) -> IpAddr {
+        match self {
+            Target::Icmp { address }
+            | Target::Tcp { address, .. }
+            | Target::Dns { address, .. } => *address,
+        }
+    }
+
+    pub fn family(&self) -> Family {
+        crate::rules::family_of(&self.address())
+    }
+
+    /// Bytes a probe costs on the wire, both ways, IP headers included
+    /// (a DNS answer is estimated at twice its query).
+    pub fn cost(&self) -> u64 {
+        let ip = if self.family() == Family::Inet6 {
+            40
+        } else {
+            20
+        };
+        match self {
+            Target::Icmp { .. } => 2 * (ip + 8 + super::probe::ICMP_PAYLOAD as u64),
+            // SYN and SYN-ACK with options, then our RST.
+            Target::Tcp { .. } => 2 * (ip + 40) + ip + 20,
+            Target::Dns { name, .. } => {
+                let query = 12 + name.len() as u64 + 2 + 4;
+                2 * (ip + 8) + 3 * query
+            }
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Icmp { address } => format!("icmp {address}"),
+            Target::Tcp { address, port } => {
+                format!("tcp {}", std::net::SocketAddr::new(*address, *port))
+            }
+            Target::Dns { address, name } => format!("dns {address} {name}"),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    interfaces: Option<Vec<String>>,
+    targets: Option<Vec<Target>>,
+    interval_ms: Option<u64>,
+    timeout_ms: Option<u64>,
+    down_after: Option<u32>,
+    up_after: Option<u32>,
+    window: Option<usize>,
+    degraded_loss_pct: Option<f64>,
+    degraded_rtt_ms: Option<f64>,
+    preference: Option<Vec<String>>,
+    budget_bytes_hour: Option<Vec<Budget>>,
+    unbound_priority: Option<u32>,
+    scripts_dir: Option<PathBuf>,
+    script_timeout_ms: Option<u64>,
+    state_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// Interface pattern (`*` wildcard).
+    pub interfaces: String,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackConfig {
+    /// Which managed uplinks are tracked (patterns).
+    pub interfaces: Vec<String>,
+    pub targets: Vec<Target>,
+    /// Between two probes of one uplink (they rotate over the targets).
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub thresholds: Thresholds,
+    pub preference: Vec<String>,
+    pub budgets: Vec<Budget>,
+    pub unbound_priority: u32,
+    pub scripts_dir: PathBuf,
+    pub script_timeout: Duration,
+    pub state_file: PathBuf,
+}
+
+impl Default for TrackConfig {
+    fn default() -> Self {
+        let icmp = |a: &str| Target::Icmp {
+            address: a.parse().expect("literal"),
+        };
+        TrackConfig {
+            interfaces: vec!["*".into()],
+            targets: vec![
+                icmp("1.1.1.1"),
+                icmp("8.8.8.8"),
+                icmp("2606:4700:4700::1111"),
+                icmp("2001:4860:4860::8888"),
+            ],
+            interval: Duration::from_millis(500),
+            timeout: Duration::from_millis(1000),
+            thresholds: Thresholds::default(),
+            preference: Vec::new(),
+            budgets: Vec::new(),
+            unbound_priority: DEFAULT_UNBOUND_PRIORITY,
+            scripts_dir: DEFAULT_SCRIPTS_DIR.into(),
+            script_timeout: Duration::from_secs(10),
+            state_file: DEFAULT_STATE_FILE.into(),
+        }
+    }
+}
+
+impl TrackConfig {
+    /// The config at `path`; a missing file at the default path means the
+    /// defaults.
+    pub fn load(path: &Path) -> Result<TrackConfig, TrackConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text, path),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && path == Path::new(DEFAULT_TRACK_CONFIG) =>
+            {
+                Ok(TrackConfig::default())
+            }
+            Err(source) => Err(TrackConfigError::Read {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<TrackConfig, TrackConfigError> {
+        let bad = |message: String| TrackConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        let raw: Raw = json5::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let d = TrackConfig::default();
+        let ms = |key: &str, v: Option<u64>, default: Duration, max: u64| match v {
+            None => Ok(default),
+            Some(v) if (1..=max).contains(&v) => Ok(Duration::from_millis(v)),
+            Some(v) => Err(bad(format!("key \"{key}\": {v} is not 1 to {max} ms"))),
+        };
+        let interval = ms("interval_ms", raw.interval_ms, d.interval, 3_600_000)?;
+        let timeout = ms("timeout_ms", raw.timeout_ms, d.timeout, 60_000)?;
+        let script_timeout = ms(
+            "script_timeout_ms",
+            raw.script_timeout_ms,
+            d.script_timeout,
+            3_600_000,
+        )?;
+        let th = Thresholds {
+            down_after: raw.down_after.unwrap_or(d.thresholds.down_after),
+            up_after: raw.up_after.unwrap_or(d.thresholds.up_after),
+            window: raw.window.unwrap_or(d.thresholds.window),
+            degraded_loss_pct: raw
+                .degraded_loss_pct
+                .unwrap_or(d.thresholds.degraded_loss_pct),
+            degraded_rtt_ms: raw.degraded_rtt_ms.unwrap_or(d.thresholds.degraded_rtt_ms),
+        };
+        for (key, v) in [("down_after", th.down_after), ("up_after", th.up_after)] {
+            if !(1..=1000).contains(&v) {
+                return Err(bad(format!("key \"{key}\": {v} is not 1 to 1000 probes")));
+            }
+        }
+        if !(1..=10_000).contains(&th.window) {
+            return Err(bad(format!(
+                "key \"window\": {} is not 1 to 10000 probes",
+                th.window
+            )));
+        }
+        if !(0.0..=100.0).contains(&th.degraded_loss_pct) {
+            return Err(bad("key \"degraded_loss_pct\": must be 0 to 100".into()));
+        }
+        if !(th.degraded_rtt_ms > 0.0 && th.degraded_rtt_ms.is_finite()) {
+            return Err(bad("key \"degraded_rtt_ms\": must be above 0".into()));
+        }
+        let targets = raw.targets.unwrap_or(d.targets);
+        if targets.is_empty() {
+            return Err(bad("key \"targets\": at least one target is needed".into()));
+        }
+        for t in &targets {
+            let a = t.address();
+            if a.is_unspecified() || a.is_loopback() || a.is_multicast() {
+                return Err(bad(format!(
+                    "key \"targets\": {} cannot be probed over an uplink",
+                    t.describe()
+                )));
+            }
+            if let Target::Tcp { port: 0, .. } = t {
+                return Err(bad("key \"targets\": a tcp target needs a port".into()));
+            }
+        }
+        let unbound_priority = raw.unbound_priority.unwrap_or(d.unbound_priority);
+        if !(20001..=90999).contains(&unbound_priority) {
+            return Err(bad(format!(
+                "key \"unbound_priority\": {unbound_priority} must lie between the per-address rules (20000) and the iif lo rules (91000)"
+            )));
+        }
+        Ok(TrackConfig {
+            interfaces: raw.interfaces.unwrap_or(d.interfaces),
+            targets,
+            interval,
+            timeout,
+            thresholds: th,
+            preference: raw.preference.unwrap_or_default(),
+            budgets: raw.budget_bytes_hour.unwrap_or_default(),
+            unbound_priority,
+            scripts_dir: raw.scripts_dir.unwrap_or(d.scripts_dir),
+            script_timeout,
+            state_file: raw.state_file.unwrap_or(d.state_file),
+        })
+    }
+
+    pub fn tracks(&self, ifname: &str) -> bool {
+        self.interfaces
+            .iter()
+            .any(|p| crate::apply::glob_match(p, ifname))
+    }
+
+    pub fn budget_for(&self, ifname: &str) -> Option<u64> {
+        self.budgets
+            .iter()
+            .find(|b| crate::apply::glob_match(&b.interfaces, ifname))
+            .map(|b| b.bytes)
+    }
+
+    pub fn targets_for(&self, family: Family) -> Vec<Target> {
+        self.targets
+            .iter()
+            .filter(|t| t.family() == family)
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<TrackConfig, TrackConfigError> {
+        TrackConfig::parse(text, Path::new("track.json"))
+    }
+
+    #[test]
+    fn defaults_and_a_full_config() {
+        let d = parse("{}").unwrap();
+        assert_eq!(d, TrackConfig::default());
+        // 3 lost probes 500 ms apart, each given 1 s: down within 3 s.
+        assert!(d.interval * (d.thresholds.down_after - 1) + d.timeout <= Duration::from_secs(3));
+        let c = parse(
+            r#"{
+            // the lab
+            interfaces: ["wan*"],
+            targets: [
+                {kind: "icmp", address: "203.0.113.10"},
+                {kind: "tcp", address: "203.0.113.10", port: 53},
+                {kind: "dns", address: "2001:db8::53", name: "example.org"},
+            ],
+            interval_ms: 200, timeout_ms: 400, down_after: 2, up_after: 4,
+            preference: ["wan3", "wan1"],
+            budget_bytes_hour: [{interfaces: "wwan*", bytes: 100000}],
+            unbound_priority: 40000,
+        }"#,
+        )
+        .unwrap();
+        assert_eq!(c.targets_for(Family::Inet).len(), 2);
+        assert_eq!(c.targets_for(Family::Inet6).len(), 1);
+        assert!(c.tracks("wan2") && !c.tracks("eth0"));
+        assert_eq!(c.budget_for("wwan0"), Some(100000));
+        assert_eq!(c.budget_for("wan1"), None);
+        assert_eq!(c.unbound_priority, 40000);
+        assert_eq!(c.targets[0].cost(), 88);
+    }
+
+    /// The commented example shipped as /etc/multihomed-routing/track.json
+    /// states the defaults.
+    #[test]
+    fn shipped_config_is_the_defaults() {
+        let shipped = parse(include_str!("../../contrib/track/track.json")).unwrap();
+        assert_eq!(shipped, TrackConfig::default());
+    }
+
+    /// Every key of the shipped config is in the reference.
+    #[test]
+    fn reference_documents_every_key() {
+        let shipped: serde_json::Value =
+            json5::from_str(include_str!("../../contrib/track/track.json")).unwrap();
+        let doc = include_str!("../../docs/track.md");
+        for key in shipped.as_object().unwrap().keys() {
+            assert!(doc.contains(&format!("| `{key}` |")), "{key} undocumented");
+        }
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (text, key) in [
+            (r#"{"intervall_ms": 5}"#, "intervall_ms"),
+            (r#"{"interval_ms": 0}"#, "interval_ms"),
+            (r#"{"down_after": 0}"#, "down_after"),
+            (r#"{"targets": []}"#, "targets"),
+            (
+                r#"{"targets": [{"kind": "ping", "address": "1.1.1.1"}]}"#,
+                "ping",
+            ),
+            (
+                r#"{"targets": [{"kind": "icmp", "address": "127.0.0.1"}]}"#,
+                "targets",
+            ),
+            (r#"{"unbound_priority": 95000}"#, "unbound_priority"),
+            (r#"{"degraded_loss_pct": 120}"#, "degraded_loss_pct"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+    }
+}

@@ -1,0 +1,596 @@
+//! `mhr track`: health checks per uplink and the unbound-traffic rule.
+//!
+//! Uplinks are found from our own rules (9000 `oif IF` and 10000 `from
+//! ADDR`, protocol 77), so every address the hooks manage is tracked without
+//! configuration. Each is probed from its address and device; the pure
+//! state machine in `health` grades it, `health::choose` picks the table
+//! for unbound traffic, and one `iif lo` rule per family at
+//! `unbound_priority` points there. With no usable uplink the rule goes and
+//! the 91000 rules are in charge again.
+
+pub mod config;
+pub mod probe;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::health::{
+    choose, paced_interval, Candidate, Health, HourMeter, LinkHealth, LinkState, Unbound,
+};
+use crate::leases::unix_now;
+use crate::netlink::{Netlink, NetlinkError};
+use crate::protocol::Family;
+use crate::rules::{RuleSpec, PRIO_BOUND_DEVICE, PRIO_FROM};
+
+use config::{Target, TrackConfig};
+use probe::{Outcome, Probe};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrackError {
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+}
+
+/// An uplink: one managed address and its table.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct UplinkId {
+    pub family: Family,
+    pub table: u32,
+    pub ifname: String,
+    pub address: IpAddr,
+}
+
+/// The uplinks our rules describe: a table with both its `oif` (9000) and
+/// its `from` (10000) rule.
+pub fn uplinks_from_rules(rules: &[RuleSpec]) -> Vec<UplinkId> {
+    let mut by_table: BTreeMap<(Family, u32), (Option<String>, Option<IpAddr>)> = BTreeMap::new();
+    for r in rules {
+        let e = by_table.entry((r.family, r.table)).or_default();
+        match r.priority {
+            PRIO_BOUND_DEVICE => e.0 = r.oif.clone(),
+            PRIO_FROM => e.1 = r.from.map(|(a, _)| a),
+            _ => {}
+        }
+    }
+    by_table
+        .into_iter()
+        .filter_map(|((family, table), (ifname, address))| {
+            Some(UplinkId {
+                family,
+                table,
+                ifname: ifname?,
+                address: address?,
+            })
+        })
+        .collect()
+}
+
+/// The tracker's state file, read by `mhr status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrackState {
+    /// Unix seconds of the write; `mhr status` ignores an old file.
+    pub updated: i64,
+    pub uplinks: Vec<UplinkState>,
+    pub unbound: Vec<Unbound>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UplinkState {
+    pub family: String,
+    pub table: u32,
+    pub ifname: String,
+    pub address: IpAddr,
+    pub probes_sent: u64,
+    pub last_error: Option<String>,
+    pub health: Health,
+}
+
+impl TrackState {
+    pub fn read(path: &Path) -> Option<TrackState> {
+        let text = std::fs::read_to_string(path).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+}
+
+struct Uplink {
+    id: UplinkId,
+    health: LinkHealth,
+    meter: HourMeter,
+    targets: Vec<Target>,
+    interval: Duration,
+    budget: Option<u64>,
+    next_probe: Instant,
+    next_target: usize,
+    seq: u16,
+    probes_sent: u64,
+    last_error: Option<String>,
+}
+
+impl Uplink {
+    fn new(id: UplinkId, cfg: &TrackConfig, now: Instant) -> Uplink {
+        let targets = cfg.targets_for(id.family);
+        let budget = cfg.budget_for(&id.ifname);
+        let cost = targets.iter().map(Target::cost).sum::<u64>() / targets.len().max(1) as u64;
+        let interval = paced_interval(cfg.interval, cost, budget);
+        Uplink {
+            health: LinkHealth::new(unix_now()),
+            meter: HourMeter::default(),
+            targets,
+            interval,
+            budget,
+            next_probe: now,
+            next_target: 0,
+            seq: 0,
+            probes_sent: 0,
+            last_error: None,
+            id,
+        }
+    }
+
+    fn health(&self) -> Health {
+        Health {
+            state: self.health.state.name().into(),
+            rtt_ms: self.health.rtt_ms().map(|r| (r * 100.0).round() / 100.0),
+            loss_pct: (self.health.loss_pct() * 10.0).round() / 10.0,
+            last_change: self.health.last_change,
+            probe_bytes_hour: self.meter.last_hour(unix_now()),
+            budget_bytes_hour: self.budget,
+        }
+    }
+}
+
+struct Tracker {
+    cfg: TrackConfig,
+    uplinks: BTreeMap<(Family, u32), Uplink>,
+    /// The unbound rule installed per family: (table, since).
+    unbound: BTreeMap<Family, (u32, i64)>,
+    ident: u16,
+    dirty: bool,
+    /// At start, the choice waits until every uplink has been graded (or
+    /// this passes), so it does not go to whichever answered first.
+    settle_until: Instant,
+}
+
+impl Tracker {
+    fn unbound_rule(&self, family: Family, table: u32) -> RuleSpec {
+        let mut r = RuleSpec::new(family, table);
+        r.priority = self.cfg.unbound_priority;
+        r.iif = Some("lo".into());
+        r
+    }
+
+    /// Brings the uplink set in line with our rules, and learns which
+    /// unbound rules are in the kernel (ours from before a restart, or gone
+    /// because somebody deleted them).
+    async fn discover(&mut self, nl: &Netlink) -> Result<(), NetlinkError> {
+        let now = Instant::now();
+        let mut rules = nl.our_rules(Family::Inet).await?;
+        rules.extend(nl.our_rules(Family::Inet6).await?);
+        let found: Vec<UplinkId> = uplinks_from_rules(&rules)
+            .into_iter()
+            .filter(|u| self.cfg.tracks(&u.ifname))
+            .filter(|u| !self.cfg.targets_for(u.family).is_empty())
+            .collect();
+        self.uplinks.retain(|key, up| {
+            let keep = found.contains(&up.id);
+            if !keep {
+                info!(ifname = %up.id.ifname, address = %up.id.address, table = key.1, "uplink gone; no longer tracked");
+            }
+            keep
+        });
+        for id in found {
+            let key = (id.family, id.table);
+            if !self.uplinks.contains_key(&key) {
+                info!(ifname = %id.ifname, address = %id.address, table = id.table, "tracking uplink");
+                let up = Uplink::new(id, &self.cfg, now);
+                self.uplinks.insert(key, up);
+                self.dirty = true;
+            }
+        }
+        let installed: Vec<&RuleSpec> = rules
+            .iter()
+            .filter(|r| r.priority == self.cfg.unbound_priority && r.iif.as_deref() == Some("lo"))
+            .collect();
+        for family in [Family::Inet, Family::Inet6] {
+            let in_kernel: Vec<u32> = installed
+                .iter()
+                .filter(|r| r.family == family)
+                .map(|r| r.table)
+                .collect();
+            match self.unbound.get(&family) {
+                Some((t, _)) if in_kernel.contains(t) => {}
+                Some((t, _)) => {
+                    warn!(table = t, %family, "the unbound rule was removed by someone else; re-evaluating");
+                    self.unbound.remove(&family);
+                }
+                None => {}
+            }
+            // Extra rules at our priority (from a previous run): keep the
+            // first as the current choice, drop the rest.
+            for t in in_kernel {
+                let current = *self.unbound.entry(family).or_insert((t, unix_now()));
+                if current.0 != t {
+                    let _ = nl.del_rule(&self.unbound_rule(family, t)).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn due_probes(&mut self, now: Instant) -> Vec<((Family, u32), Probe)> {
+        let mut out = Vec::new();
+        for (key, up) in self.uplinks.iter_mut() {
+            if up.next_probe > now || up.targets.is_empty() {
+                continue;
+            }
+            let target = up.targets[up.next_target % up.targets.len()].clone();
+            up.next_target = up.next_target.wrapping_add(1);
+            up.seq = up.seq.wrapping_add(1);
+            up.probes_sent += 1;
+            // Keep the cadence; after a stall, start again from now.
+            up.next_probe = (up.next_probe + up.interval).max(now);
+            out.push((
+                *key,
+                Probe {
+                    target,
+                    source: up.id.address,
+                    device: up.id.ifname.clone(),
+                    timeout: self.cfg.timeout,
+                    ident: self.ident ^ (key.1 as u16),
+                    seq: up.seq,
+                },
+            ));
+        }
+        out
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.uplinks.values().map(|u| u.next_probe).min()
+    }
+
+    /// Records a probe; true when the uplink's state changed.
+    fn record(&mut self, key: (Family, u32), probe: &Probe, outcome: Outcome) -> bool {
+        let Some(up) = self.uplinks.get_mut(&key) else {
+            return false;
+        };
+        let now = unix_now();
+        up.meter.add(now, outcome.bytes);
+        if let Some(e) = &outcome.error {
+            up.last_error = Some(format!("{}: {e}", probe.target.describe()));
+        }
+        self.dirty = true;
+        let Some((old, new)) = up.health.record(outcome.rtt, &self.cfg.thresholds, now) else {
+            return false;
+        };
+        let h = up.health();
+        info!(
+            ifname = %up.id.ifname,
+            address = %up.id.address,
+            table = up.id.table,
+            rtt_ms = h.rtt_ms.unwrap_or(0.0),
+            loss_pct = h.loss_pct,
+            last_error = up.last_error.as_deref().unwrap_or(""),
+            "uplink {old} -> {new}"
+        );
+        let mut env = uplink_env(&up.id, &h);
+        env.push(("MHR_EVENT".into(), "state".into()));
+        env.push(("MHR_OLD_STATE".into(), old.name().into()));
+        self.run_scripts(env);
+        true
+    }
+
+    /// Points each family's unbound rule at the best usable uplink, or
+    /// removes it when none is usable. Make before break: the new rule is
+    /// added before the old one goes, so unbound traffic always has a way.
+    async fn reconcile(&mut self, nl: &Netlink) {
+        if Instant::now() < self.settle_until
+            && self
+                .uplinks
+                .values()
+                .any(|u| u.health.state == LinkState::Unknown)
+        {
+            return;
+        }
+        for family in [Family::Inet, Family::Inet6] {
+            let cands: Vec<Candidate> = self
+                .uplinks
+                .values()
+                .filter(|u| u.id.family == family)
+                .map(|u| Candidate {
+                    table: u.id.table,
+                    ifname: u.id.ifname.clone(),
+                    state: u.health.state,
+                    loss_pct: u.health.loss_pct(),
+                    rtt_ms: u.health.rtt_ms(),
+                })
+                .collect();
+            let current = self.unbound.get(&family).map(|x| x.0);
+            let want = choose(&cands, &self.cfg.preference, current);
+            if want == current {
+                continue;
+            }
+            if let Some(t) = want {
+                if let Err(e) = nl.add_rule(&self.unbound_rule(family, t)).await {
+                    warn!(table = t, %family, "cannot add the unbound rule: {e}");
+                    continue;
+                }
+            }
+            if let Some(old) = current {
+                if let Err(e) = nl.del_rule(&self.unbound_rule(family, old)).await {
+                    warn!(table = old, %family, "cannot remove the old unbound rule: {e}");
+                }
+            }
+            let ifname = |t: Option<u32>| {
+                t.and_then(|t| self.uplinks.get(&(family, t)))
+                    .map(|u| u.id.ifname.clone())
+                    .unwrap_or_default()
+            };
+            let (new_if, old_if) = (ifname(want), ifname(current));
+            match want {
+                Some(t) => {
+                    info!(%family, table = t, ifname = %new_if, "unbound traffic now uses {new_if} (table {t})");
+                    self.unbound.insert(family, (t, unix_now()));
+                }
+                None => {
+                    info!(%family, "no usable uplink: unbound traffic follows the iif lo rules (91000)");
+                    self.unbound.remove(&family);
+                }
+            }
+            self.dirty = true;
+            let text = |t: Option<u32>| t.map(|t| t.to_string()).unwrap_or_default();
+            self.run_scripts(vec![
+                ("MHR_EVENT".into(), "unbound".into()),
+                ("MHR_FAMILY".into(), family.name().into()),
+                ("MHR_TABLE".into(), text(want)),
+                ("MHR_IFNAME".into(), new_if),
+                ("MHR_OLD_TABLE".into(), text(current)),
+                ("MHR_OLD_IFNAME".into(), old_if),
+            ]);
+        }
+    }
+
+    fn state(&self) -> TrackState {
+        TrackState {
+            updated: unix_now(),
+            uplinks: self
+                .uplinks
+                .values()
+                .map(|u| UplinkState {
+                    family: u.id.family.name().into(),
+                    table: u.id.table,
+                    ifname: u.id.ifname.clone(),
+                    address: u.id.address,
+                    probes_sent: u.probes_sent,
+                    last_error: u.last_error.clone(),
+                    health: u.health(),
+                })
+                .collect(),
+            unbound: self
+                .unbound
+                .iter()
+                .map(|(family, (table, since))| Unbound {
+                    family: family.name().into(),
+                    table: *table,
+                    ifname: self
+                        .uplinks
+                        .get(&(*family, *table))
+                        .map(|u| u.id.ifname.clone())
+                        .unwrap_or_default(),
+                    since: *since,
+                })
+                .collect(),
+        }
+    }
+
+    fn write_state(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
+        let path = &self.cfg.state_file;
+        let text = match serde_json::to_string_pretty(&self.state()) {
+            Ok(t) => t,
+            Err(e) => return warn!("cannot encode the state: {e}"),
+        };
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        if let Err(e) = crate::metrics::write_atomic(path, &text) {
+            warn!(path = %path.display(), "cannot write the state file: {e}");
+        }
+    }
+
+    /// Runs the operator's scripts in name order (like run-parts), in the
+    /// background, each limited to `script_timeout`.
+    fn run_scripts(&self, env: Vec<(String, String)>) {
+        let dir = self.cfg.scripts_dir.clone();
+        let limit = self.cfg.script_timeout;
+        tokio::spawn(async move {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                return;
+            };
+            let mut scripts: Vec<_> = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| is_executable(p))
+                .collect();
+            scripts.sort();
+            for script in scripts {
+                let mut cmd = tokio::process::Command::new(&script);
+                cmd.envs(env.iter().map(|(k, v)| (k, v)))
+                    .stdin(std::process::Stdio::null())
+                    .kill_on_drop(true);
+                match tokio::time::timeout(limit, cmd.output()).await {
+                    Ok(Ok(out)) if out.status.success() => {}
+                    Ok(Ok(out)) => warn!(
+                        script = %script.display(),
+                        "event script failed ({}): {}",
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ),
+                    Ok(Err(e)) => warn!(script = %script.display(), "cannot run event script: {e}"),
+                    Err(_) => {
+                        warn!(script = %script.display(), "event script killed after {} ms", limit.as_millis())
+                    }
+                }
+            }
+        });
+    }
+
+    /// On the way out: unbound traffic goes back to the 91000 order, and
+    /// the state file goes so that `mhr status` does not show old health.
+    async fn shutdown(&mut self, nl: &Netlink) {
+        for (family, (table, _)) in std::mem::take(&mut self.unbound) {
+            let _ = nl.del_rule(&self.unbound_rule(family, table)).await;
+        }
+        let _ = std::fs::remove_file(&self.cfg.state_file);
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    // run-parts' rule: skip editor backups and package leftovers.
+    let plain = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    plain
+        && std::fs::metadata(path)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+}
+
+fn uplink_env(id: &UplinkId, h: &Health) -> Vec<(String, String)> {
+    vec![
+        ("MHR_IFNAME".into(), id.ifname.clone()),
+        ("MHR_FAMILY".into(), id.family.name().into()),
+        ("MHR_ADDRESS".into(), id.address.to_string()),
+        ("MHR_TABLE".into(), id.table.to_string()),
+        ("MHR_STATE".into(), h.state.clone()),
+        (
+            "MHR_RTT_MS".into(),
+            h.rtt_ms.map(|r| format!("{r:.1}")).unwrap_or_default(),
+        ),
+        ("MHR_LOSS_PCT".into(), format!("{:.1}", h.loss_pct)),
+    ]
+}
+
+/// Runs the tracker until `shutdown` completes.
+pub async fn run(cfg: TrackConfig, shutdown: impl Future<Output = ()>) -> Result<(), TrackError> {
+    let nl = Netlink::connect()?;
+    let cfg_settle = cfg.interval * cfg.thresholds.up_after + cfg.timeout;
+    let mut t = Tracker {
+        ident: (std::process::id() as u16).rotate_left(7),
+        cfg,
+        uplinks: BTreeMap::new(),
+        unbound: BTreeMap::new(),
+        dirty: true,
+        settle_until: Instant::now() + cfg_settle,
+    };
+    t.discover(&nl).await?;
+    info!(
+        uplinks = t.uplinks.len(),
+        interval_ms = t.cfg.interval.as_millis() as u64,
+        down_after = t.cfg.thresholds.down_after,
+        "tracker started"
+    );
+    tokio::pin!(shutdown);
+    let mut probes = FuturesUnordered::new();
+    let mut discover = tokio::time::interval(Duration::from_secs(1));
+    discover.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut persist = tokio::time::interval(Duration::from_secs(1));
+    persist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let next = t.next_due();
+        tokio::select! {
+            _ = &mut shutdown => {
+                info!("shutting down: unbound traffic returns to the iif lo rules");
+                t.shutdown(&nl).await;
+                return Ok(());
+            }
+            _ = discover.tick() => {
+                if let Err(e) = t.discover(&nl).await {
+                    warn!("reading rules: {e}");
+                }
+                t.reconcile(&nl).await;
+            }
+            _ = sleep_until_opt(next) => {
+                for (key, p) in t.due_probes(Instant::now()) {
+                    probes.push(async move {
+                        let outcome = probe::run(&p).await;
+                        (key, p, outcome)
+                    });
+                }
+            }
+            Some((key, p, outcome)) = probes.next(), if !probes.is_empty() => {
+                if t.record(key, &p, outcome) {
+                    t.reconcile(&nl).await;
+                    t.write_state();
+                }
+            }
+            _ = persist.tick() => t.write_state(),
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::{rules_for, AddressSpec};
+
+    #[test]
+    fn uplinks_come_from_our_rules() {
+        let spec = |ifname: &str, addr: &str| AddressSpec {
+            ifname: ifname.into(),
+            address: addr.parse().unwrap(),
+            prefix_len: 24,
+        };
+        let mut rules = rules_for(&spec("wan1", "192.168.8.100"), 10000);
+        rules.extend(rules_for(&spec("wan2", "192.168.8.100"), 10001));
+        // A table with only some of its rules is not an uplink to probe.
+        rules.extend(
+            rules_for(&spec("wan3", "10.30.0.100"), 10002)
+                .into_iter()
+                .filter(|r| r.priority != PRIO_BOUND_DEVICE),
+        );
+        let ups = uplinks_from_rules(&rules);
+        assert_eq!(ups.len(), 2);
+        assert_eq!(ups[1].ifname, "wan2");
+        assert_eq!(ups[1].address, "192.168.8.100".parse::<IpAddr>().unwrap());
+        assert_eq!(ups[1].table, 10001);
+    }
+
+    #[test]
+    fn event_scripts_follow_run_parts_names() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, mode) in [
+            ("10-notify", 0o755),
+            ("20-x.dpkg-old", 0o755),
+            ("30-off", 0o644),
+        ] {
+            let p = dir.path().join(name);
+            std::fs::write(&p, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                .unwrap();
+        }
+        assert!(is_executable(&dir.path().join("10-notify")));
+        assert!(!is_executable(&dir.path().join("20-x.dpkg-old")));
+        assert!(!is_executable(&dir.path().join("30-off")));
+    }
+}
