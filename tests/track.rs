@@ -1,0 +1,194 @@
+//! `mhr track` on IPv6 uplinks, with all three probe kinds: two ISPs in
+//! namespaces, each owning the shared IPv6 "internet" address, where an
+//! ICMPv6 echo, a TCP connect (refused: the RST counts) and a DNS query are
+//! answered.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const SOCK: &str = "tas_socket";
+const INTERNET: &str = "2001:db8:ffff::10";
+
+struct Isp {
+    ns: Netns,
+    _dns: Daemon,
+}
+
+/// Host side `v{i}` with 2001:db8:{i}::2/64, ISP side 2001:db8:{i}::1 and
+/// the internet address on lo, dnsmasq answering DNS there.
+fn isp(host: &Netns, i: u32, dir: &std::path::Path) -> Isp {
+    let ns = Netns::new(&format!("t6i{i}"));
+    let (dev, net) = (format!("v{i}"), format!("2001:db8:{i}::"));
+    host.ip(&[
+        "link", "add", &dev, "type", "veth", "peer", "name", "up0", "netns", &ns.name,
+    ]);
+    host.ip(&["link", "set", &dev, "up"]);
+    ns.ip(&["link", "set", "up0", "up"]);
+    host.ip(&[
+        "-6",
+        "addr",
+        "add",
+        &format!("{net}2/64"),
+        "dev",
+        &dev,
+        "nodad",
+    ]);
+    ns.ip(&[
+        "-6",
+        "addr",
+        "add",
+        &format!("{net}1/64"),
+        "dev",
+        "up0",
+        "nodad",
+    ]);
+    ns.ip(&["-6", "addr", "add", &format!("{INTERNET}/128"), "dev", "lo"]);
+    let mut cmd = ns.cmd("dnsmasq");
+    cmd.args([
+        "-k",
+        "-C",
+        "/dev/null",
+        "--user=root",
+        "--group=root",
+        "--no-resolv",
+        "--no-hosts",
+        "--bind-dynamic",
+        "--listen-address",
+        INTERNET,
+        &format!("--txt-record=whoami.lab,isp{i}"),
+    ])
+    .arg(format!(
+        "--pid-file={}",
+        dir.join(format!("isp{i}.pid")).display()
+    ));
+    let dns = Daemon::spawn(cmd, dir.join(format!("dnsmasq{i}.log")));
+    Isp { ns, _dns: dns }
+}
+
+#[test]
+fn ipv6_uplinks_are_tracked_with_icmp_tcp_and_dns_probes() {
+    require_netns!();
+    let dir = tempfile::tempdir().unwrap();
+    let host = Netns::new("t6h");
+    let config = write_server_config(dir.path(), SOCK, "");
+    let _server = start_server(&host, &config, dir.path(), SOCK);
+    let isps: Vec<Isp> = (1..=2).map(|i| isp(&host, i, dir.path())).collect();
+
+    // Lease a table per address (the client installs the rules), and give
+    // each table its default route, as the hooks would.
+    let mut tables = Vec::new();
+    for i in 1..=2u32 {
+        let out = check(
+            host.cmd(client_bin())
+                .args(["-6", "-a", &format!("2001:db8:{i}::2"), "-n", "64"])
+                .args(["-i", &format!("v{i}"), "-d", SOCK, "-l"])
+                .arg(dir.path().join("client.log")),
+        );
+        let table = out.trim().to_owned();
+        host.ip(&[
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            &format!("2001:db8:{i}::1"),
+            "dev",
+            &format!("v{i}"),
+            "table",
+            &table,
+        ]);
+        tables.push(table);
+    }
+    assert_eq!(our_rules(&host, true).len(), 8);
+
+    let state = dir.path().join("state.json");
+    let track = dir.path().join("track.json");
+    std::fs::write(
+        &track,
+        format!(
+            r#"{{
+                targets: [
+                    {{kind: "icmp", address: "{INTERNET}"}},
+                    {{kind: "tcp", address: "{INTERNET}", port: 9}},
+                    {{kind: "dns", address: "{INTERNET}", name: "whoami.lab"}},
+                ],
+                preference: ["v2"],
+                interval_ms: 200, timeout_ms: 500,
+                scripts_dir: "{}",
+                state_file: "{}",
+            }}"#,
+            dir.path().join("none").display(),
+            state.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = host.cmd(env!("CARGO_BIN_EXE_mhr"));
+    cmd.args(["track", "-c"]).arg(&track);
+    let mut tracker = Daemon::spawn(cmd, dir.path().join("track.log"));
+    let unbound = || host.ip(&["-6", "rule", "show", "priority", "50000"]);
+    let points_at = |t: &str| unbound().contains(&format!("iif lo lookup {t} proto 77"));
+    assert!(
+        wait_for(Duration::from_secs(5), || points_at(&tables[1])),
+        "{} {}",
+        unbound(),
+        tracker.log()
+    );
+    // No IPv4 uplink: no IPv4 rule.
+    assert!(host
+        .ip(&["rule", "show", "priority", "50000"])
+        .trim()
+        .is_empty());
+    // Unbound IPv6 traffic goes to the preferred ISP.
+    let whoami = || {
+        let out = run(host
+            .cmd(env!("CARGO_BIN_EXE_mhr"))
+            .args(["probe", INTERNET]));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(whoami(), "isp2");
+
+    // Every probe kind was answered: no error recorded yet.
+    assert!(
+        wait_for(Duration::from_secs(3), || {
+            let s: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&state).unwrap_or_default())
+                    .unwrap_or_default();
+            s["uplinks"].as_array().is_some_and(|u| {
+                u.len() == 2
+                    && u.iter().all(|x| {
+                        x["probes_sent"].as_u64() > Some(6)
+                            && x["last_error"].is_null()
+                            && x["health"]["state"] == "up"
+                    })
+            })
+        }),
+        "{}",
+        std::fs::read_to_string(&state).unwrap_or_default()
+    );
+
+    // ISP2 loses the internet: IPv6 unbound traffic moves to ISP1, and back.
+    let internet = |i: usize, verb: &str| {
+        isps[i]
+            .ns
+            .ip(&["-6", "addr", verb, &format!("{INTERNET}/128"), "dev", "lo"]);
+    };
+    internet(1, "del");
+    assert!(
+        wait_for(Duration::from_secs(4), || points_at(&tables[0])),
+        "{}",
+        tracker.log()
+    );
+    assert_eq!(whoami(), "isp1");
+    internet(1, "add");
+    assert!(
+        wait_for(Duration::from_secs(4), || points_at(&tables[1])),
+        "{}",
+        tracker.log()
+    );
+    tracker.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(tracker.wait_exit(Duration::from_secs(5)).is_some());
+    assert!(unbound().trim().is_empty());
+}
