@@ -6,6 +6,7 @@
 //! - probe traffic per uplink per hour, from the tracker's own accounting
 //!   and from the ISP side's link counters;
 //! - the tracker's CPU time and memory over a minute.
+//!
 //! Root only (network namespaces).
 
 mod support;
@@ -311,7 +312,7 @@ fn probes_of(state: &std::path::Path, table: &str) -> u64 {
     let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     v["uplinks"]
         .as_array()
-        .and_then(|u| u.iter().find(|x| x["table"].to_string() == table))
+        .and_then(|u| u.iter().find(|x| x["table"].as_u64().map(|t| t.to_string()).as_deref() == Some(table)))
         .and_then(|x| x["probes_sent"].as_u64())
         .unwrap_or(0)
 }
