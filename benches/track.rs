@@ -312,7 +312,10 @@ fn probes_of(state: &std::path::Path, table: &str) -> u64 {
     let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     v["uplinks"]
         .as_array()
-        .and_then(|u| u.iter().find(|x| x["table"].as_u64().map(|t| t.to_string()).as_deref() == Some(table)))
+        .and_then(|u| {
+            u.iter()
+                .find(|x| x["table"].as_u64().map(|t| t.to_string()).as_deref() == Some(table))
+        })
         .and_then(|x| x["probes_sent"].as_u64())
         .unwrap_or(0)
 }

@@ -39,6 +39,7 @@ install -D -m 0644 examples/server_config.json "$root/etc/table_allocator_server
 install -D -m 0644 contrib/default/multihomed-routing "$root/etc/default/multihomed-routing"
 install -D -m 0644 contrib/systemd/table-allocator-server.service "$root/usr/lib/systemd/system/table-allocator-server.service"
 install -D -m 0644 contrib/systemd/mhr-track.service "$root/usr/lib/systemd/system/mhr-track.service"
+install -D -m 0644 contrib/systemd/mhr-ra.service "$root/usr/lib/systemd/system/mhr-ra.service"
 install -D -m 0644 contrib/track/track.json "$root/etc/multihomed-routing/track.json"
 install -d -m 0755 "$root/etc/multihomed-routing/track.d"
 install -D -m 0644 contrib/tmpfiles/multihomed-routing.conf "$root/usr/lib/tmpfiles.d/multihomed-routing.conf"

@@ -15,6 +15,12 @@
 # shared "internet" address 203.0.113.10, where it answers whoami.lab TXT
 # with its own name. The host runs the allocator server, dhclient with our
 # hook, and dnsmasq as local resolver fed by our servers file.
+#
+# IPv6: ISP1 and ISP2 advertise the same /64 (2001:db8:8::/64) by RA
+# (SLAAC; wan1 also makes a temporary privacy address), ISP3 advertises
+# 2001:db8:30::/64 and hands out addresses by DHCPv6 (dhclient -6 on wan3).
+# The shared IPv6 "internet" address is 2001:db8:ffff::10. The host runs
+# `mhr ra` for the RA-made addresses and routes.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 # The hook shims: the source tree's, else the installed ones (package).
@@ -27,9 +33,11 @@ BIN=${BIN:-$top/target/release}
 DIR=${LAB_DIR:-/run/mhr-lab-$LAB}
 HOST=$LAB-host
 INTERNET=203.0.113.10
+INTERNET6=2001:db8:ffff::10
 ISPS="1 2 3 4"
 
 isp_net() { case $1 in 1|2) echo 192.168.8;; 3) echo 10.30.0;; 4) echo 172.16.4;; esac; }
+isp_net6() { case $1 in 1|2) echo 2001:db8:8;; 3) echo 2001:db8:30;; *) echo;; esac; }
 in_host() { ip netns exec "$HOST" "$@"; }
 
 mkns() {
@@ -60,10 +68,25 @@ up() {
         isp=$LAB-isp$i net=$(isp_net "$i")
         mkns "$isp"
         ip -n "$HOST" link add "wan$i" type veth peer name lan netns "$isp"
+        # wan1 also makes a temporary (privacy) address from the RA.
+        [ "$i" = 1 ] && ip netns exec "$HOST" sh -c "echo 2 > /proc/sys/net/ipv6/conf/wan1/use_tempaddr"
         ip -n "$HOST" link set "wan$i" up
         ip -n "$isp" link set lan up
         ip -n "$isp" addr add "$net.1/24" dev lan
         ip -n "$isp" addr add "$INTERNET/32" dev lo
+        net6=$(isp_net6 "$i")
+        v6=()
+        if [ -n "$net6" ]; then
+            ip -n "$isp" addr add "$net6::1/64" dev lan nodad
+            ip -n "$isp" addr add "$INTERNET6/128" dev lo
+            # RAs every 10 s (router lifetime 30 s); ISP3 also DHCPv6.
+            v6=(--enable-ra --ra-param=lan,10 --interface=lan --listen-address="$INTERNET6")
+            if [ "$i" = 3 ]; then
+                v6+=(--dhcp-range="$net6::100,$net6::1ff,slaac,64,1h")
+            else
+                v6+=(--dhcp-range="$net6::,ra-stateless,64,1h")
+            fi
+        fi
         dhcp=()
         if [ "$i" != 4 ]; then
             dhcp=(--dhcp-range="$net.100,$net.100,255.255.255.0,1h"
@@ -78,7 +101,7 @@ up() {
         ip netns exec "$isp" dnsmasq -C /dev/null --user=root --group=root \
             --pid-file="$DIR/isp$i.pid" --log-facility="$DIR/isp$i.log" \
             --bind-interfaces --listen-address="$net.1" --listen-address="$INTERNET" \
-            --log-queries --no-resolv --no-hosts --txt-record=whoami.lab,"isp$i" "${dhcp[@]}"
+            --log-queries --no-resolv --no-hosts --txt-record=whoami.lab,"isp$i" "${dhcp[@]}" "${v6[@]}"
     done
 
     cat > "$DIR/server.json" <<JSON
@@ -111,6 +134,13 @@ export MHR_DHCLIENT_PID_DIR=$DIR
 export MHR_STANZA_DIR=$DIR/network-conf
 export MHR_CLIENT_LOG=$DIR/client.log
 EOF
+    # The RA agent: tables, rules and routes for the addresses RAs make.
+    in_host env MHR_CLIENT="$BIN/table_allocator_client" MHR_TAS_SOCKET=tas_socket \
+        MHR_SERVERS_FILE="$DIR/servers" MHR_DNSMASQ_PID_FILE="$DIR/resolver.pid" \
+        MHR_CLIENT_LOG="$DIR/client.log" "$BIN/mhr" ra --interfaces 'wan*' \
+        </dev/null >/dev/null 2>>"$DIR/ra.log" &
+    echo $! > "$DIR/ra.pid"
+
     # dhclient-script with its hook directories pointed at ours, so nothing
     # is installed on the host.
     sed -e "s#/etc/dhcp/dhclient-enter-hooks.d#$DIR/enter.d#" \
@@ -127,6 +157,10 @@ EOF
             -lf "$DIR/dhclient.wan$i.leases" "wan$i" </dev/null >/dev/null 2>>"$DIR/dhclient.log"
     done
 
+    # DHCPv6 on wan3 (in the background: it waits for a link-local address).
+    in_host dhclient -6 -nw -q -sf "$DIR/dhclient-script" -pf "$DIR/dhclient6.wan3.pid" \
+        -lf "$DIR/dhclient6.wan3.leases" wan3 </dev/null >/dev/null 2>>"$DIR/dhclient.log"
+
     net=$(isp_net 4)
     cat > "$DIR/interfaces" <<EOF
 iface wan4 inet static
@@ -137,6 +171,20 @@ iface wan4 inet static
 EOF
     mkdir -p "$DIR/ifstate"
     in_host ifup --no-scripts -i "$DIR/interfaces" --state-dir "$DIR/ifstate" wan4 </dev/null >/dev/null 2>>"$DIR/ifup.log"
+    # IPv6: a table for each SLAAC address (wan1-3), the temporary address
+    # on wan1, the DHCPv6 address on wan3, and the RA default routes.
+    v6ready() {
+        local r; r=$(ip -n "$HOST" -6 rule)
+        [ "$(grep -c ' oif wan. lookup' <<<"$r")" -ge 4 ] || return 1
+        [ "$(grep -c '^10000:' <<<"$r")" -ge 5 ] || return 1
+        # Duplicate address detection done: the addresses can be bound.
+        [ -z "$(ip -n "$HOST" -6 addr show tentative)" ] || return 1
+        local t
+        for t in $(grep ' oif wan' <<<"$r" | sed 's/.* lookup \([0-9]*\).*/\1/'); do
+            ip -n "$HOST" -6 route show table "$t" default | grep -q via || return 1
+        done
+    }
+    wait_for 150 v6ready || echo "lab $LAB: IPv6 not complete (see $DIR/ra.log, $DIR/dhclient.log)" >&2
     echo "lab $LAB is up"
 }
 
@@ -154,6 +202,12 @@ status() {
         default=$(ip -n "$HOST" route show table "${table:-main}" default 2>/dev/null | head -1 | awk '{print $3}')
         probe=$(in_host "$BIN/mhr" probe "$INTERNET" --device "$dev" 2>/dev/null || echo "no answer")
         printf '%-6s %-16s %-6s %-5s %-28s %s\n' "$dev" "${addr:--}" "${table:--}" "$rules" "${default:--}" "$probe"
+    done
+    echo
+    echo "IPv6 (ip -6 rule of ours, then each table's default route):"
+    ip -n "$HOST" -6 rule | grep 'proto 77' | sed 's/^/  /'
+    ip -n "$HOST" -6 rule | grep ' oif ' | while read -r _ _ _ _ dev _ table _; do
+        printf '  %-5s table %-6s %s\n' "$dev" "$table" "$(ip -n "$HOST" -6 route show table "$table" default | head -1)"
     done
     echo
     echo "servers file:"; sed 's/^/  /' "$DIR/servers"

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use tracing::{info, warn};
 
 use crate::dns::{self, ServerLine};
-use crate::hooks::{DhcpLease, StaticUplink};
+use crate::hooks::{Dhcp6Lease, DhcpLease, StaticUplink};
 use crate::netlink::{Netlink, NetlinkError};
 use crate::routes::{uplink_routes, MainPolicy, StaticRoute, Uplink};
 
@@ -144,6 +144,56 @@ impl Context {
         Ok(table)
     }
 
+    /// dhclient -6 BOUND6/RENEW6/REBIND6/REBOOT6: the address with its
+    /// lifetimes, its table and name servers. Its routes come from the
+    /// interface's RAs, which `mhr ra` puts in every table of the interface.
+    pub async fn configure_dhcp6(&self, lease: &Dhcp6Lease) -> Result<u32, ApplyError> {
+        let nl = Netlink::connect()?;
+        let ifindex = self.ifindex(&nl, &lease.ifname).await?;
+        nl.replace_address6(
+            ifindex,
+            lease.address,
+            lease.prefix_len,
+            lease.valid,
+            lease.preferred,
+        )
+        .await?;
+        let address = IpAddr::V6(lease.address);
+        let table = self.lease_table(&lease.ifname, address, lease.prefix_len)?;
+        self.set_dns(&lease.ifname, address, &lease.dns)?;
+        Ok(table)
+    }
+
+    /// DEPREF6: keep the address, no longer preferred for new connections.
+    pub async fn deprecate6(
+        &self,
+        ifname: &str,
+        address: std::net::Ipv6Addr,
+        prefix_len: u8,
+    ) -> Result<(), ApplyError> {
+        let nl = Netlink::connect()?;
+        let ifindex = self.ifindex(&nl, ifname).await?;
+        nl.replace_address6(ifindex, address, prefix_len, u32::MAX, 0)
+            .await?;
+        Ok(())
+    }
+
+    /// EXPIRE6/RELEASE6/STOP6: the address goes; its client sees that and
+    /// removes the rules and the lease.
+    pub async fn remove6(
+        &self,
+        ifname: &str,
+        address: std::net::Ipv6Addr,
+        prefix_len: u8,
+    ) -> Result<(), ApplyError> {
+        let nl = Netlink::connect()?;
+        if let Some(ifindex) = nl.link_index(ifname).await? {
+            nl.del_address(ifindex, IpAddr::V6(address), prefix_len)
+                .await?;
+        }
+        self.remove_dns(ifname, dns::Scope::Source(IpAddr::V6(address)))
+    }
+
     /// ifupdown `inet static` (routes in main move) or NetworkManager
     /// (main is left alone).
     pub async fn configure_static(
@@ -222,14 +272,19 @@ impl Context {
                 source,
             })
             .collect();
-        if dns::set_interface(&self.servers_file, ifname, &lines)? {
+        let scope = match source {
+            IpAddr::V4(_) => dns::Scope::Family(crate::protocol::Family::Inet),
+            IpAddr::V6(_) => dns::Scope::Source(source),
+        };
+        if dns::set_interface(&self.servers_file, ifname, scope, &lines)? {
             self.reload_dnsmasq();
         }
         Ok(())
     }
 
-    pub fn remove_dns(&self, ifname: &str) -> Result<(), ApplyError> {
-        if dns::set_interface(&self.servers_file, ifname, &[])? {
+    /// Drops `ifname`'s name servers in `scope`.
+    pub fn remove_dns(&self, ifname: &str, scope: dns::Scope) -> Result<(), ApplyError> {
+        if dns::set_interface(&self.servers_file, ifname, scope, &[])? {
             self.reload_dnsmasq();
         }
         Ok(())
@@ -249,23 +304,31 @@ impl Context {
     /// dynamic stanza. Carries on past failures and reports the first.
     pub fn hotplug_remove(&self, ifname: &str) -> Result<(), ApplyError> {
         let mut first: Option<ApplyError> = None;
-        let pid_file = self.dhclient_pid_dir.join(format!("dhclient.{ifname}.pid"));
-        match std::fs::read_to_string(&pid_file) {
-            Ok(text) => match text.trim().parse::<i32>() {
-                Ok(pid) => {
-                    let r = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGTERM,
-                    );
-                    info!(ifname, pid, ok = r.is_ok(), "stopped dhclient");
-                    let _ = std::fs::remove_file(&pid_file);
+        // ifupdown's names for the IPv4 and the IPv6 dhclient.
+        for name in [
+            format!("dhclient.{ifname}.pid"),
+            format!("dhclient6.{ifname}.pid"),
+        ] {
+            let pid_file = self.dhclient_pid_dir.join(name);
+            match std::fs::read_to_string(&pid_file) {
+                Ok(text) => match text.trim().parse::<i32>() {
+                    Ok(pid) => {
+                        let r = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGTERM,
+                        );
+                        info!(ifname, pid, ok = r.is_ok(), "stopped dhclient");
+                        let _ = std::fs::remove_file(&pid_file);
+                    }
+                    Err(_) => warn!(file = %pid_file.display(), "not a pid"),
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    first.get_or_insert(e.into());
                 }
-                Err(_) => warn!(file = %pid_file.display(), "not a pid"),
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => first = Some(e.into()),
+            }
         }
-        if let Err(e) = self.remove_dns(ifname) {
+        if let Err(e) = self.remove_dns(ifname, dns::Scope::Interface) {
             first.get_or_insert(e);
         }
         match std::fs::remove_file(self.stanza_dir.join(ifname)) {

@@ -238,6 +238,21 @@ pub enum MhrCommand {
         #[arg(long)]
         check: bool,
     },
+    /// IPv6 uplinks from router advertisements: leases a table for each
+    /// address the kernel makes from an RA, routes temporary (privacy)
+    /// addresses by their interface's table, moves the RA's default and
+    /// prefix routes from main into the tables with their lifetimes, and
+    /// writes RDNSS servers for dnsmasq. Runs until SIGTERM.
+    Ra {
+        /// Interfaces to manage (comma-separated patterns, `*` wildcard).
+        #[arg(
+            long,
+            env = "MHR_RA_INTERFACES",
+            default_value = "*",
+            value_delimiter = ','
+        )]
+        interfaces: Vec<String>,
+    },
     /// udev hotplug: `add` writes a dynamic stanza for matching interfaces;
     /// `remove` stops dhclient and removes DNS lines and the stanza.
     Hotplug {

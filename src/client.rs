@@ -478,6 +478,20 @@ impl Keeper {
         if !failed.is_empty() {
             warn!("{} rules could not be removed", failed.len());
         }
+        // The table goes back to the pool: leave it empty for whoever gets
+        // it next (routes via the gone address's gateway would be stale).
+        if self.table != 0 {
+            match self.nl.routes_in(self.cfg.key.family, self.table).await {
+                Ok(routes) => {
+                    for r in routes {
+                        if let Err(e) = self.nl.del_route(r).await {
+                            warn!("{e}");
+                        }
+                    }
+                }
+                Err(e) => warn!("{e}"),
+            }
+        }
         match self
             .sock
             .call(&self.cfg, Action::Release, Duration::from_secs(1))

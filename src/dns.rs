@@ -45,8 +45,30 @@ impl ServerLine {
     }
 }
 
-/// The file's new text after replacing `ifname`'s lines with `lines`.
-pub fn replace_interface(text: &str, ifname: &str, lines: &[ServerLine]) -> String {
+/// Which of an interface's lines an update replaces: all of them (the
+/// interface went away), one family's (the DHCPv4 and static hooks: a new
+/// address replaces the old one's lines), or one source address's (IPv6,
+/// where RA and DHCPv6 each bring servers for their own address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Interface,
+    Family(crate::protocol::Family),
+    Source(IpAddr),
+}
+
+impl Scope {
+    fn covers(&self, l: &ServerLine) -> bool {
+        match self {
+            Scope::Interface => true,
+            Scope::Family(f) => crate::rules::family_of(&l.source) == *f,
+            Scope::Source(s) => l.source == *s,
+        }
+    }
+}
+
+/// The file's new text after replacing `ifname`'s lines in `scope` with
+/// `lines`.
+pub fn replace_interface(text: &str, ifname: &str, scope: Scope, lines: &[ServerLine]) -> String {
     let mut wanted: Vec<&ServerLine> = Vec::new();
     for l in lines {
         if !wanted.contains(&l) {
@@ -56,7 +78,7 @@ pub fn replace_interface(text: &str, ifname: &str, lines: &[ServerLine]) -> Stri
     let current: Vec<ServerLine> = text
         .lines()
         .filter_map(ServerLine::parse)
-        .filter(|s| s.ifname == ifname)
+        .filter(|s| s.ifname == ifname && scope.covers(s))
         .collect();
     if current.iter().eq(wanted.iter().copied()) {
         // Unchanged: keep the file as it is, lines in place.
@@ -65,7 +87,7 @@ pub fn replace_interface(text: &str, ifname: &str, lines: &[ServerLine]) -> Stri
     let mut out: Vec<String> = text
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .filter(|l| ServerLine::parse(l).is_none_or(|s| s.ifname != ifname))
+        .filter(|l| ServerLine::parse(l).is_none_or(|s| s.ifname != ifname || !scope.covers(&s)))
         .map(str::to_owned)
         .collect();
     for l in lines {
@@ -91,7 +113,12 @@ pub struct DnsError {
 
 /// Sets `ifname`'s lines in the servers file (empty `lines` removes them).
 /// Returns whether the file changed.
-pub fn set_interface(path: &Path, ifname: &str, lines: &[ServerLine]) -> Result<bool, DnsError> {
+pub fn set_interface(
+    path: &Path,
+    ifname: &str,
+    scope: Scope,
+    lines: &[ServerLine],
+) -> Result<bool, DnsError> {
     let err = |source| DnsError {
         path: path.to_owned(),
         source,
@@ -114,7 +141,7 @@ pub fn set_interface(path: &Path, ifname: &str, lines: &[ServerLine]) -> Result<
         Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(err(e)),
     };
-    let new = replace_interface(&old, ifname, lines);
+    let new = replace_interface(&old, ifname, scope, lines);
     if new == old {
         return Ok(false);
     }
@@ -185,13 +212,18 @@ mod tests {
     #[test]
     fn replaces_only_that_interface() {
         let text = "server=1.1.1.1@eth0@10.0.0.2\nserver=9.9.9.9@eth1@10.1.0.2\n# mine\n";
-        let new = replace_interface(text, "eth0", &[line("8.8.8.8", "eth0", "10.0.0.3")]);
+        let new = replace_interface(
+            text,
+            "eth0",
+            Scope::Interface,
+            &[line("8.8.8.8", "eth0", "10.0.0.3")],
+        );
         assert_eq!(
             new,
             "server=9.9.9.9@eth1@10.1.0.2\n# mine\nserver=8.8.8.8@eth0@10.0.0.3\n"
         );
         assert_eq!(
-            replace_interface(&new, "eth0", &[]),
+            replace_interface(&new, "eth0", Scope::Interface, &[]),
             "server=9.9.9.9@eth1@10.1.0.2\n# mine\n"
         );
         // No duplicates.
@@ -200,9 +232,33 @@ mod tests {
             line("8.8.8.8", "eth0", "10.0.0.3"),
         ];
         assert_eq!(
-            replace_interface("", "eth0", &twice),
+            replace_interface("", "eth0", Scope::Interface, &twice),
             "server=8.8.8.8@eth0@10.0.0.3\n"
         );
+    }
+
+    #[test]
+    fn scopes_keep_the_other_lines() {
+        let text = "server=10.0.0.1@eth0@10.0.0.2\nserver=fe80::1@eth0@2001:db8::2\nserver=2001:db8::53@eth0@2001:db8::99\n";
+        let v6 = line("2001:db8::1", "eth0", "2001:db8::2");
+        let new = replace_interface(
+            text,
+            "eth0",
+            Scope::Source(v6.source),
+            std::slice::from_ref(&v6),
+        );
+        assert_eq!(
+            new,
+            "server=10.0.0.1@eth0@10.0.0.2\nserver=2001:db8::53@eth0@2001:db8::99\nserver=2001:db8::1@eth0@2001:db8::2\n"
+        );
+        let v4_gone = replace_interface(
+            &new,
+            "eth0",
+            Scope::Family(crate::protocol::Family::Inet),
+            &[],
+        );
+        assert_eq!(v4_gone.lines().count(), 2);
+        assert_eq!(replace_interface(&new, "eth0", Scope::Interface, &[]), "");
     }
 
     #[test]
@@ -218,7 +274,7 @@ mod tests {
                         &format!("eth{i}"),
                         &format!("10.0.{i}.2"),
                     );
-                    set_interface(&path, &format!("eth{i}"), &[l]).unwrap()
+                    set_interface(&path, &format!("eth{i}"), Scope::Interface, &[l]).unwrap()
                 })
             })
             .collect();
@@ -227,8 +283,14 @@ mod tests {
         }
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 10, "{text}");
-        assert!(!set_interface(&path, "eth3", &[line("10.9.0.3", "eth3", "10.0.3.2")]).unwrap());
-        assert!(set_interface(&path, "eth3", &[]).unwrap());
+        assert!(!set_interface(
+            &path,
+            "eth3",
+            Scope::Interface,
+            &[line("10.9.0.3", "eth3", "10.0.3.2")]
+        )
+        .unwrap());
+        assert!(set_interface(&path, "eth3", Scope::Interface, &[]).unwrap());
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 9);
     }
 

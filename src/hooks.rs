@@ -2,7 +2,7 @@
 //! hooks, turned into what to do. Pure: an environment in, an action out.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::protocol::{validate_ifname, Family};
 use crate::routes::StaticRoute;
@@ -97,8 +97,100 @@ pub enum DhcpAction {
     /// EXPIRE, FAIL, RELEASE, STOP: drop the interface's DNS servers; the
     /// rest is dhclient-script's (and the table client follows the address).
     RemoveDns { ifname: String },
+    /// BOUND6, RENEW6, REBIND6, REBOOT6: the DHCPv6 address with its
+    /// lifetimes, its table and its name servers (routes come from RAs).
+    Configure6 { lease: Dhcp6Lease },
+    /// DEPREF6: the address is no longer preferred.
+    Deprecate6 {
+        ifname: String,
+        address: Ipv6Addr,
+        prefix_len: u8,
+    },
+    /// EXPIRE6, RELEASE6, STOP6: the address goes (its client follows it)
+    /// and so do its name servers.
+    Remove6 {
+        ifname: String,
+        address: Ipv6Addr,
+        prefix_len: u8,
+    },
     /// Anything else: not ours.
     Ignore { reason: String },
+}
+
+/// A DHCPv6 (IA_NA) lease as dhclient -6 describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dhcp6Lease {
+    pub ifname: String,
+    pub address: Ipv6Addr,
+    /// dhclient's default is 128: the on-link prefix comes from RAs.
+    pub prefix_len: u8,
+    pub valid: u32,
+    pub preferred: u32,
+    pub dns: Vec<IpAddr>,
+}
+
+fn ipv6(env: &Env, var: &str) -> Result<Option<Ipv6Addr>, HookError> {
+    get(env, var)
+        .map(|v| {
+            v.parse()
+                .map_err(|_| err(var, format!("{v:?} is not an IPv6 address")))
+        })
+        .transpose()
+}
+
+fn prefix6(env: &Env, var: &str) -> Result<u8, HookError> {
+    match number(env, var)? {
+        None => Ok(128),
+        Some(p) if p <= 128 => Ok(p as u8),
+        Some(p) => Err(err(var, format!("prefix length {p} is over 128"))),
+    }
+}
+
+/// The DHCPv6 reasons of dhclient-script.
+fn dhclient6(env: &Env, reason: &str) -> Result<DhcpAction, HookError> {
+    let ifname = ifname(env, "interface")?;
+    let ignore = |why: &str| {
+        Ok(DhcpAction::Ignore {
+            reason: format!("{reason}: {why}"),
+        })
+    };
+    match reason {
+        "BOUND6" | "RENEW6" | "REBIND6" | "REBOOT6" => {
+            let Some(address) = ipv6(env, "new_ip6_address")? else {
+                // Information-only (stateless DHCPv6): no address to
+                // source the name servers from; RDNSS covers it.
+                return ignore("no new_ip6_address");
+            };
+            let valid = number(env, "new_max_life")?.unwrap_or(u32::MAX);
+            let preferred = number(env, "new_preferred_life")?.unwrap_or(valid);
+            Ok(DhcpAction::Configure6 {
+                lease: Dhcp6Lease {
+                    ifname,
+                    address,
+                    prefix_len: prefix6(env, "new_ip6_prefixlen")?,
+                    valid,
+                    preferred: preferred.min(valid),
+                    dns: addresses(env, "new_dhcp6_name_servers")?,
+                },
+            })
+        }
+        "DEPREF6" => match ipv6(env, "cur_ip6_address")? {
+            Some(address) => Ok(DhcpAction::Deprecate6 {
+                ifname,
+                address,
+                prefix_len: prefix6(env, "cur_ip6_prefixlen")?,
+            }),
+            None => ignore("no cur_ip6_address"),
+        },
+        _ => match ipv6(env, "old_ip6_address")? {
+            Some(address) => Ok(DhcpAction::Remove6 {
+                ifname,
+                address,
+                prefix_len: prefix6(env, "old_ip6_prefixlen")?,
+            }),
+            None => ignore("no old_ip6_address"),
+        },
+    }
 }
 
 /// Reads dhclient-script's variables (`reason`, `interface`, `new_*`,
@@ -112,6 +204,8 @@ pub fn dhclient(env: &Env) -> Result<DhcpAction, HookError> {
                 ifname: ifname(env, "interface")?,
             })
         }
+        "BOUND6" | "RENEW6" | "REBIND6" | "REBOOT6" | "DEPREF6" | "EXPIRE6" | "RELEASE6"
+        | "STOP6" => return dhclient6(env, &reason),
         _ => return Ok(DhcpAction::Ignore { reason }),
     }
     let ifname = ifname(env, "interface")?;
@@ -361,6 +455,77 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn dhcpv6_reasons() {
+        let base = [
+            ("interface", "wan3"),
+            ("new_ip6_address", "2001:db8:30::1a2"),
+            ("new_ip6_prefixlen", "128"),
+            ("new_max_life", "3600"),
+            ("new_preferred_life", "1800"),
+            ("new_dhcp6_name_servers", "2001:db8:30::1 fe80::1"),
+        ];
+        for reason in ["BOUND6", "RENEW6", "REBIND6", "REBOOT6"] {
+            let mut e = env(&base);
+            e.insert("reason".into(), reason.into());
+            let DhcpAction::Configure6 { lease } = dhclient(&e).unwrap() else {
+                panic!("{reason}");
+            };
+            assert_eq!(
+                lease.address,
+                "2001:db8:30::1a2".parse::<Ipv6Addr>().unwrap()
+            );
+            assert_eq!(
+                (lease.prefix_len, lease.valid, lease.preferred),
+                (128, 3600, 1800)
+            );
+            assert_eq!(lease.dns.len(), 2);
+        }
+        let e = env(&[
+            ("reason", "DEPREF6"),
+            ("interface", "wan3"),
+            ("cur_ip6_address", "2001:db8:30::1a2"),
+            ("cur_ip6_prefixlen", "128"),
+        ]);
+        assert!(matches!(
+            dhclient(&e).unwrap(),
+            DhcpAction::Deprecate6 {
+                prefix_len: 128,
+                ..
+            }
+        ));
+        for reason in ["EXPIRE6", "RELEASE6", "STOP6"] {
+            let e = env(&[
+                ("reason", reason),
+                ("interface", "wan3"),
+                ("old_ip6_address", "2001:db8:30::1a2"),
+            ]);
+            assert!(
+                matches!(
+                    dhclient(&e).unwrap(),
+                    DhcpAction::Remove6 {
+                        prefix_len: 128,
+                        ..
+                    }
+                ),
+                "{reason}"
+            );
+        }
+        // Information-only: nothing to source DNS from; PREINIT6 not ours.
+        let e = env(&[("reason", "BOUND6"), ("interface", "wan3")]);
+        assert!(matches!(dhclient(&e).unwrap(), DhcpAction::Ignore { .. }));
+        let e = env(&[("reason", "PREINIT6"), ("interface", "wan3")]);
+        assert!(matches!(dhclient(&e).unwrap(), DhcpAction::Ignore { .. }));
+        // Bad values name the variable.
+        let mut e = env(&base);
+        e.insert("reason".into(), "BOUND6".into());
+        e.insert("new_ip6_prefixlen".into(), "129".into());
+        assert_eq!(dhclient(&e).unwrap_err().var, "new_ip6_prefixlen");
+        e.insert("new_ip6_prefixlen".into(), "64".into());
+        e.insert("new_ip6_address".into(), "10.0.0.1".into());
+        assert_eq!(dhclient(&e).unwrap_err().var, "new_ip6_address");
     }
 
     #[test]

@@ -8,7 +8,8 @@ use std::os::fd::AsRawFd;
 use futures::channel::mpsc::UnboundedReceiver;
 use futures::{StreamExt, TryStreamExt};
 use rtnetlink::packet_core::{
-    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST,
+    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE,
+    NLM_F_REQUEST,
 };
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::LinkAttribute;
@@ -336,6 +337,62 @@ impl Netlink {
         }
     }
 
+    /// Adds or updates an IPv6 address with lifetimes in seconds (DHCPv6:
+    /// `ip -6 addr replace ... valid_lft V preferred_lft P`).
+    pub async fn replace_address6(
+        &self,
+        index: u32,
+        address: std::net::Ipv6Addr,
+        prefix_len: u8,
+        valid: u32,
+        preferred: u32,
+    ) -> Result<(), NetlinkError> {
+        use rtnetlink::packet_route::address::CacheInfo;
+        let mut msg = AddressMessage::default();
+        msg.header.family = AddressFamily::Inet6;
+        msg.header.index = index;
+        msg.header.prefix_len = prefix_len;
+        msg.attributes
+            .push(AddressAttribute::Address(IpAddr::V6(address)));
+        let mut ci = CacheInfo::default();
+        ci.ifa_valid = valid;
+        ci.ifa_preferred = preferred.min(valid);
+        msg.attributes.push(AddressAttribute::CacheInfo(ci));
+        self.request(
+            &format!("set address {address}/{prefix_len} on interface {index}"),
+            RouteNetlinkMessage::NewAddress(msg),
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+        )
+        .await
+    }
+
+    /// Every IPv6 address with its flags and origin.
+    pub async fn addresses6(&self) -> Result<Vec<Addr6>, NetlinkError> {
+        let mut query = AddressMessage::default();
+        query.header.family = AddressFamily::Inet6;
+        let msgs: Vec<AddressMessage> =
+            self.handle
+                .address()
+                .get()
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|e| NetlinkError::from_rt("list IPv6 addresses", e))?;
+        Ok(msgs.iter().filter_map(Addr6::from_message).collect())
+    }
+
+    /// Adds a route or replaces the one with the same key (a refreshed
+    /// lifetime).
+    pub async fn replace_route(&self, route: RouteMessage) -> Result<(), NetlinkError> {
+        let what = format!("replace route {}", describe_route(&route));
+        self.request(
+            &what,
+            RouteNetlinkMessage::NewRoute(route),
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+        )
+        .await
+    }
+
     /// Deletes an address; absent counts as deleted.
     pub async fn del_address(
         &self,
@@ -527,6 +584,8 @@ pub fn describe_route(m: &RouteMessage) -> String {
         .attributes
         .iter()
         .find_map(|a| match a {
+            RouteAttribute::Destination(RouteAddress::Inet(a)) => Some(a.to_string()),
+            RouteAttribute::Destination(RouteAddress::Inet6(a)) => Some(a.to_string()),
             RouteAttribute::Destination(d) => Some(format!("{d:?}")),
             _ => None,
         })
@@ -614,6 +673,115 @@ impl Watcher {
                     Some(Event::LinkRemoved {
                         index: l.header.index,
                     })
+                }
+                _ => None,
+            };
+            if event.is_some() {
+                return event;
+            }
+        }
+    }
+}
+
+/// An IPv6 address as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addr6 {
+    pub index: u32,
+    pub address: std::net::Ipv6Addr,
+    pub prefix_len: u8,
+    /// IFA_F_* flags.
+    pub flags: u32,
+    /// IFA_PROTO: 2 for an address made from a router advertisement.
+    pub proto: Option<u8>,
+}
+
+pub const IFA_F_TEMPORARY: u32 = 0x01;
+pub const IFA_F_DADFAILED: u32 = 0x08;
+pub const IFA_F_TENTATIVE: u32 = 0x40;
+pub const IFAPROT_KERNEL_RA: u8 = 2;
+
+impl Addr6 {
+    pub fn from_message(m: &AddressMessage) -> Option<Addr6> {
+        let IpAddr::V6(address) = address_of(m)? else {
+            return None;
+        };
+        let flags = m
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                AddressAttribute::Flags(f) => Some(f.bits()),
+                _ => None,
+            })
+            .unwrap_or(u32::from(m.header.flags.bits()));
+        let proto = m.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Protocol(p) => Some(u8::from(*p)),
+            _ => None,
+        });
+        Some(Addr6 {
+            index: m.header.index,
+            address,
+            prefix_len: m.header.prefix_len,
+            flags,
+            proto,
+        })
+    }
+
+    /// A global address that can be a source: not link-local, not being or
+    /// failed duplicate address detection.
+    pub fn usable_global(&self) -> bool {
+        !self.address.is_unicast_link_local()
+            && !self.address.is_loopback()
+            && self.flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED) == 0
+    }
+
+    pub fn temporary(&self) -> bool {
+        self.flags & IFA_F_TEMPORARY != 0
+    }
+}
+
+/// IPv6 address and route changes and link removals, for the RA agent.
+pub struct Watcher6 {
+    rx: UnboundedReceiver<(
+        NetlinkMessage<RouteNetlinkMessage>,
+        rtnetlink::sys::SocketAddr,
+    )>,
+}
+
+pub enum Event6 {
+    NewAddress(Addr6),
+    DelAddress(Addr6),
+    NewRoute(RouteMessage),
+    LinkRemoved(u32),
+    Overrun,
+}
+
+impl Watcher6 {
+    pub fn new() -> Result<Watcher6, NetlinkError> {
+        let (conn, _handle, rx) = rtnetlink::new_multicast_connection(&[
+            MulticastGroup::Link,
+            MulticastGroup::Ipv6Ifaddr,
+            MulticastGroup::Ipv6Route,
+        ])?;
+        tokio::spawn(conn);
+        Ok(Watcher6 { rx })
+    }
+
+    pub async fn next(&mut self) -> Option<Event6> {
+        loop {
+            let (msg, _) = self.rx.next().await?;
+            let event = match msg.payload {
+                NetlinkPayload::Overrun(_) => Some(Event6::Overrun),
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(a)) => {
+                    Addr6::from_message(&a).map(Event6::NewAddress)
+                }
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelAddress(a)) => {
+                    Addr6::from_message(&a).map(Event6::DelAddress)
+                }
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => {
+                    Some(Event6::NewRoute(r))
+                }
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => {
+                    Some(Event6::LinkRemoved(l.header.index))
                 }
                 _ => None,
             };

@@ -119,7 +119,9 @@ pub fn assemble(
                 Some(a) => {
                     a.lease_expires = Some(l.expires_wall);
                     a.ifname.get_or_insert_with(|| l.key.ifname.to_string());
-                    a.address.get_or_insert(l.key.address);
+                    // A table can have several `from` rules (privacy
+                    // addresses); the lease names the address it is for.
+                    a.address = Some(l.key.address);
                 }
                 None => problems.push(format!(
                     "lease without rules: table {} for {} on {} ({}); the client holding it is gone",

@@ -165,6 +165,16 @@ fn address_deletion_removes_rules_and_releases() {
         "10000\n"
     );
     assert_eq!(our_rules(&lab.ns, false).len(), 4);
+    // A route that outlives its address (another interface's gateway).
+    lab.ns.ip(&[
+        "route",
+        "add",
+        "198.51.100.0/24",
+        "dev",
+        "v0",
+        "table",
+        "10000",
+    ]);
     lab.ns.ip(&["addr", "del", "10.10.0.2/24", "dev", "v0"]);
     lab.ns.ip(&["addr", "del", "2001:db8:1::2/64", "dev", "v0"]);
     let took = gone_within(&lab.ns, Duration::from_millis(200));
@@ -174,6 +184,12 @@ fn address_deletion_removes_rules_and_releases() {
         our_rules(&lab.ns, false)
     );
     eprintln!("rules gone {:?} after ip addr del", took.unwrap());
+    // The table goes back empty, so its next holder inherits nothing.
+    assert!(wait_for(Duration::from_secs(1), || lab
+        .ns
+        .ip(&["route", "show", "table", "10000"])
+        .trim()
+        .is_empty()));
     // The lease was released: the next address gets the lowest table again.
     lab.ns.ip(&["addr", "add", "10.10.0.3/24", "dev", "v0"]);
     let (out, _, err) = lab.run_client(&["-4", "-a", "10.10.0.3", "-n", "24", "-i", "v0"]);

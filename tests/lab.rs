@@ -237,7 +237,8 @@ fn every_uplink_routes_by_its_own_isp_and_dns_follows() {
     );
     assert_eq!(st["server_reachable"], true);
     let addrs = st["addresses"].as_array().unwrap();
-    assert_eq!(addrs.len(), 4, "{st}");
+    // Four IPv4 uplinks; IPv6: SLAAC on wan1-3 and DHCPv6 on wan3.
+    assert_eq!(addrs.len(), 8, "{st}");
     for a in addrs {
         for key in [
             "rule_from",
@@ -269,7 +270,8 @@ fn every_uplink_routes_by_its_own_isp_and_dns_follows() {
         assert!(c.wait().unwrap().success());
     }
     let servers = lab.read("servers");
-    assert_eq!(servers.lines().count(), 14, "{servers}");
+    // 4 IPv4 uplinks, 4 IPv6 addresses with servers, 10 ppp.
+    assert_eq!(servers.lines().count(), 18, "{servers}");
     for i in 0..10 {
         assert!(servers.contains(&format!("server=10.200.{i}.1@ppp{i}@10.200.{i}.2")));
     }
@@ -286,6 +288,7 @@ fn unplugging_an_uplink_removes_rules_lease_dns_and_dhclient() {
         .and_then(|l| l.split_whitespace().rev().nth(2).map(str::to_owned))
         .expect("wan3 has a table");
     let pid: i32 = lab.read("dhclient.wan3.pid").trim().parse().unwrap();
+    let pid6: i32 = lab.read("dhclient6.wan3.pid").trim().parse().unwrap();
     let start = Instant::now();
     lab.ip(&["link", "del", "wan3"]);
     // What udev's remove rule runs.
@@ -298,15 +301,19 @@ fn unplugging_an_uplink_removes_rules_lease_dns_and_dhclient() {
     let done = wait_for(Duration::from_secs(1), || {
         let rules_gone = !lab.ip(&["rule"]).contains(&format!("lookup {table} "));
         let dns_gone = !lab.read("servers").contains("@wan3@");
-        let dhclient_gone = !Path::new(&format!("/proc/{pid}/cmdline")).exists()
-            || std::fs::read_to_string(format!("/proc/{pid}/status"))
-                .unwrap_or_default()
-                .contains("zombie");
+        let gone = |pid: i32| {
+            !Path::new(&format!("/proc/{pid}/cmdline")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .unwrap_or_default()
+                    .contains("zombie")
+        };
+        let dhclient_gone = gone(pid) && gone(pid6);
+        let v6_rules_gone = !lab.ip(&["-6", "rule"]).contains("wan3");
         let released = lab
             .read("server.log")
             .lines()
             .any(|l| l.contains("lease released") && l.contains("ifname=wan3"));
-        rules_gone && dns_gone && dhclient_gone && released
+        rules_gone && v6_rules_gone && dns_gone && dhclient_gone && released
     });
     assert!(
         done,
@@ -319,7 +326,13 @@ fn unplugging_an_uplink_removes_rules_lease_dns_and_dhclient() {
     eprintln!("wan3 cleaned up {:?} after ip link del", start.elapsed());
     // The other uplinks are untouched.
     assert_eq!(lab.probe(&["203.0.113.10", "--device", "wan1"]), "isp1");
-    assert_eq!(lab.read("servers").lines().count(), 3);
+    // wan1, wan2 and wan4 over IPv4, wan1 and wan2 over IPv6.
+    assert_eq!(
+        lab.read("servers").lines().count(),
+        5,
+        "{}",
+        lab.read("servers")
+    );
 }
 
 /// Echo requests an ISP namespace has received (its own counter).
@@ -598,4 +611,217 @@ fn tracker_moves_unbound_traffic_to_a_working_uplink_and_back() {
 
 fn keys_of(v: &serde_json::Value) -> Vec<String> {
     v.as_object().unwrap().keys().cloned().collect()
+}
+
+/// Sends a hand-made router advertisement from `dev` in namespace `ns`
+/// (source: that interface's link-local address, as the ISP's own RAs).
+fn send_ra(ns: &str, dev: &str, ra: &mhr::ra::RouterAdvert) {
+    use nix::sys::socket::{
+        self, sockopt, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn6,
+    };
+    use std::os::fd::{AsFd, AsRawFd};
+    let index: u32 = check(Command::new("ip").args([
+        "netns",
+        "exec",
+        ns,
+        "cat",
+        &format!("/sys/class/net/{dev}/ifindex"),
+    ]))
+    .trim()
+    .parse()
+    .unwrap();
+    let path = format!("/run/netns/{ns}");
+    let msg = mhr::ra::build(ra);
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&path).unwrap();
+        nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let fd = socket::socket(
+            AddressFamily::Inet6,
+            SockType::Raw,
+            SockFlag::empty(),
+            SockProtocol::IcmpV6,
+        )
+        .unwrap();
+        socket::setsockopt(&fd, sockopt::Ipv6MulticastHops, &255).unwrap();
+        let to = SockaddrIn6::from(std::net::SocketAddrV6::new(
+            "ff02::1".parse().unwrap(),
+            0,
+            0,
+            index,
+        ));
+        socket::sendto(fd.as_raw_fd(), &msg, &to, MsgFlags::empty()).unwrap();
+    })
+    .join()
+    .unwrap();
+}
+
+/// IPv6 on the lab: SLAAC on wan1-3 (wan1 with a privacy address, wan1 and
+/// wan2 on the same /64), DHCPv6 on wan3, all handled by `mhr ra` and the
+/// dhclient hook.
+#[test]
+fn ipv6_uplinks_from_router_advertisements_and_dhcpv6() {
+    require_netns!();
+    let lab = Lab::up();
+    let rules6 = || lab.ip(&["-6", "rule"]);
+    // (device, address, temporary) of every global IPv6 address.
+    let addrs: Vec<(String, String, bool)> = lab
+        .ip(&["-6", "-o", "addr", "show", "scope", "global"])
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let addr = f[3].split('/').next().unwrap().to_owned();
+            (f[1].to_owned(), addr, l.contains("temporary"))
+        })
+        .collect();
+    let on = |dev: &str| addrs.iter().filter(|a| a.0 == dev).count();
+    assert_eq!(
+        (on("wan1"), on("wan2"), on("wan3"), on("wan4")),
+        (2, 1, 2, 0),
+        "{addrs:?}"
+    );
+    assert!(
+        addrs.iter().any(|a| a.0 == "wan1" && a.2),
+        "a privacy address on wan1"
+    );
+    assert!(
+        addrs
+            .iter()
+            .any(|a| a.0 == "wan3" && a.1.starts_with("2001:db8:30::1")),
+        "a DHCPv6 address on wan3"
+    );
+
+    // From each address (bound to its device, or to the address alone when
+    // it is unique), ISP N answers for wanN; wan1 and wan2 share the /64.
+    for (dev, addr, _) in &addrs {
+        let isp = dev.replace("wan", "isp");
+        assert_eq!(
+            lab.probe(&["2001:db8:ffff::10", "--source", addr, "--device", dev]),
+            isp,
+            "{dev} {addr}"
+        );
+        assert_eq!(
+            lab.probe(&["2001:db8:ffff::10", "--source", addr]),
+            isp,
+            "{addr} alone"
+        );
+    }
+
+    // Rules: every address has its table; the privacy address points at
+    // its interface's table; priorities as for IPv4.
+    let r = rules6();
+    let table_of = |addr: &str| -> String {
+        let line = r
+            .lines()
+            .find(|l| l.starts_with("10000:") && l.contains(&format!("from {addr} lookup")))
+            .unwrap_or_else(|| panic!("no from rule for {addr}:\n{r}"));
+        line.split_whitespace().nth(4).unwrap().to_owned()
+    };
+    for (dev, addr, temporary) in &addrs {
+        let t = table_of(addr);
+        for want in [
+            format!("9000:\tfrom all oif {dev} lookup {t} proto 77"),
+            format!("91000:\tfrom all iif lo lookup {t} proto 77"),
+        ] {
+            assert!(r.contains(&want), "{want} missing:\n{r}");
+        }
+        assert!(
+            r.lines().any(|l| l.starts_with("20000:\tfrom all to ")
+                && l.ends_with(&format!("lookup {t} proto 77"))),
+            "no 20000 rule for table {t}:\n{r}"
+        );
+        if *temporary {
+            let stable = addrs.iter().find(|a| a.0 == *dev && !a.2).unwrap();
+            assert_eq!(t, table_of(&stable.1), "privacy address uses wan1's table");
+        }
+        // The RA's default route is in the table.
+        let routes = lab.ip(&["-6", "route", "show", "table", &t]);
+        assert!(
+            routes.contains("default via fe80::") && routes.contains(&format!("dev {dev}")),
+            "{t}: {routes}"
+        );
+    }
+    assert!(
+        r.contains("20000:\tfrom all to 2001:db8:8::/64 lookup"),
+        "{r}"
+    );
+    // Nothing of the uplinks' in main.
+    let main = lab.ip(&["-6", "route", "show", "table", "main"]);
+    assert!(
+        !main.contains("default")
+            && !main.contains("proto ra")
+            && !main.contains("2001:db8:8::/64"),
+        "{main}"
+    );
+    // RDNSS (link-local, with the interface) and DHCPv6 name servers.
+    let servers = lab.read("servers");
+    for dev in ["wan1", "wan2", "wan3"] {
+        assert!(servers.lines().any(|l| l.starts_with("server=fe80::") && l.contains(&format!("@{dev}@2001:db8:"))), "{dev}: {servers}");
+    }
+    assert!(
+        servers.contains("@wan3@2001:db8:30::1"),
+        "DHCPv6 servers: {servers}"
+    );
+
+    // The privacy address goes: its rule goes.
+    let tmp = addrs.iter().find(|a| a.2).unwrap().1.clone();
+    lab.ip(&["-6", "addr", "del", &format!("{tmp}/64"), "dev", "wan1"]);
+    assert!(
+        wait_for(Duration::from_secs(3), || !rules6()
+            .contains(&format!("from {tmp} "))),
+        "{}",
+        rules6()
+    );
+
+    // ISP2 says it is no longer a default router (lifetime 0): the default
+    // route leaves wan2's table, wan1's (same /64) keeps its own.
+    let t2 = table_of(&addrs.iter().find(|a| a.0 == "wan2").unwrap().1);
+    let t1 = table_of(&addrs.iter().find(|a| a.0 == "wan1" && !a.2).unwrap().1);
+    let prefix = |valid: u32| mhr::ra::PrefixInfo {
+        prefix: "2001:db8:8::".parse().unwrap(),
+        len: 64,
+        on_link: true,
+        autonomous: true,
+        valid,
+        preferred: valid.min(1800),
+    };
+    send_ra(
+        &format!("{}-isp2", lab.name),
+        "lan",
+        &mhr::ra::RouterAdvert {
+            router_lifetime: 0,
+            prefixes: vec![prefix(3600)],
+            ..Default::default()
+        },
+    );
+    assert!(
+        wait_for(Duration::from_secs(3), || !lab
+            .ip(&["-6", "route", "show", "table", &t2])
+            .contains("default")),
+        "{}",
+        lab.ip(&["-6", "route", "show", "table", &t2])
+    );
+    assert!(lab
+        .ip(&["-6", "route", "show", "table", &t1])
+        .contains("default via fe80::"));
+    // ISP1 withdraws the prefix (valid lifetime 0): its on-link route leaves
+    // wan1's table; wan2's table keeps its own.
+    send_ra(
+        &format!("{}-isp1", lab.name),
+        "lan",
+        &mhr::ra::RouterAdvert {
+            router_lifetime: 1800,
+            prefixes: vec![prefix(0)],
+            ..Default::default()
+        },
+    );
+    assert!(
+        wait_for(Duration::from_secs(3), || !lab
+            .ip(&["-6", "route", "show", "table", &t1])
+            .contains("2001:db8:8::/64")),
+        "{}",
+        lab.ip(&["-6", "route", "show", "table", &t1])
+    );
+    assert!(lab
+        .ip(&["-6", "route", "show", "table", &t2])
+        .contains("2001:db8:8::/64"));
 }

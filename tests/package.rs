@@ -66,6 +66,8 @@ fn package_contents_and_maintainer_scripts() {
         "./usr/lib/systemd/system/table-allocator-server.service",
         "./usr/lib/tmpfiles.d/multihomed-routing.conf",
         "./usr/lib/systemd/system/mhr-track.service",
+        "./usr/lib/systemd/system/mhr-ra.service",
+        "./usr/share/man/man8/mhr-ra.8.gz",
         "./etc/multihomed-routing/track.json",
         "./etc/multihomed-routing/track.d/",
         "./usr/share/man/man8/mhr-track.8.gz",

@@ -71,9 +71,38 @@ fn run(args: Args) -> anyhow::Result<u8> {
                 Err(e) => Err(e).with_context(|| format!("configuring {}", lease.ifname)),
             },
             DhcpAction::RemoveDns { ifname } => {
-                ctx.remove_dns(&ifname)?;
+                ctx.remove_dns(
+                    &ifname,
+                    mhr::dns::Scope::Family(mhr::protocol::Family::Inet),
+                )?;
                 // dhclient-script still deconfigures the interface.
                 Ok(EXIT_NOT_HANDLED)
+            }
+            DhcpAction::Configure6 { lease } => {
+                let table = rt.block_on(ctx.configure_dhcp6(&lease)).with_context(|| {
+                    format!("configuring {} on {}", lease.address, lease.ifname)
+                })?;
+                info!(ifname = %lease.ifname, address = %lease.address, table, "configured (DHCPv6)");
+                Ok(EXIT_HANDLED)
+            }
+            DhcpAction::Deprecate6 {
+                ifname,
+                address,
+                prefix_len,
+            } => {
+                rt.block_on(ctx.deprecate6(&ifname, address, prefix_len))
+                    .with_context(|| format!("deprecating {address} on {ifname}"))?;
+                Ok(EXIT_HANDLED)
+            }
+            DhcpAction::Remove6 {
+                ifname,
+                address,
+                prefix_len,
+            } => {
+                rt.block_on(ctx.remove6(&ifname, address, prefix_len))
+                    .with_context(|| format!("removing {address} from {ifname}"))?;
+                info!(%ifname, %address, "DHCPv6 address removed");
+                Ok(EXIT_HANDLED)
             }
             DhcpAction::Ignore { reason } => {
                 info!(reason, "not handled");
@@ -205,6 +234,11 @@ fn run(args: Args) -> anyhow::Result<u8> {
             )
             .with_context(|| format!("asking {server} for {name}"))?;
             println!("{}", answer.join(" "));
+            Ok(0)
+        }
+        Cmd::Ra { interfaces } => {
+            rt.block_on(mhr::slaac::run(ctx, interfaces, mhr::shutdown::signal()))
+                .context("RA agent")?;
             Ok(0)
         }
         Cmd::Track { config, check } => {
