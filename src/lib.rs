@@ -27,4 +27,5 @@ pub mod shutdown;
 pub mod slaac;
 pub mod status;
 pub mod store;
+pub mod timer;
 pub mod track;

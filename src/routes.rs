@@ -43,7 +43,9 @@ impl RouteSpec {
         family_of(&self.dest)
     }
 
-    fn base(dest: IpAddr, prefix_len: u8, ifindex: u32, table: u32) -> RouteSpec {
+    /// A route of ours to `dest/prefix_len` on `ifindex` in `table`;
+    /// gateway and options are added to it.
+    pub fn base(dest: IpAddr, prefix_len: u8, ifindex: u32, table: u32) -> RouteSpec {
         RouteSpec {
             dest,
             prefix_len,

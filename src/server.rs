@@ -336,11 +336,7 @@ pub async fn run(
     let socket = Arc::new(socket);
     tokio::pin!(shutdown);
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
-    let mut metrics_tick = server.metrics_interval().map(|every| {
-        let mut t = tokio::time::interval(every);
-        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        t
-    });
+    let mut metrics_tick = server.metrics_interval().map(crate::timer::ticker);
     loop {
         let deadline = server.next_deadline();
         tokio::select! {
@@ -352,7 +348,7 @@ pub async fn run(
             _ = tick_opt(&mut metrics_tick) => {
                 server.write_metrics();
             }
-            _ = sleep_until_opt(deadline) => {
+            _ = crate::timer::sleep_until_opt(deadline) => {
                 server.expire(Instant::now());
             }
             ready = socket.readable() => {
@@ -375,13 +371,6 @@ async fn tick_opt(tick: &mut Option<tokio::time::Interval>) {
         Some(t) => {
             t.tick().await;
         }
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
 }

@@ -252,18 +252,9 @@ impl Agent {
     }
 
     fn route(index: u32, table: u32, r: &RaRoute) -> RouteSpec {
-        RouteSpec {
-            dest: IpAddr::V6(r.dest),
-            prefix_len: r.len,
-            gateway: r.via.map(IpAddr::V6),
-            ifindex: index,
-            src: None,
-            table,
-            metric: None,
-            link_scope: false,
-            onlink: false,
-            origin: Origin::Ours,
-        }
+        let mut spec = RouteSpec::base(IpAddr::V6(r.dest), r.len, index, table);
+        spec.gateway = r.via.map(IpAddr::V6);
+        spec
     }
 
     /// Installs routes with lifetimes in `table`; a zero lifetime deletes.
@@ -497,8 +488,7 @@ pub async fn run(
         warn!("{e}");
     }
     tokio::pin!(shutdown);
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = crate::timer::ticker(Duration::from_secs(1));
     let mut buf = vec![0u8; 65536];
     loop {
         tokio::select! {

@@ -505,10 +505,8 @@ pub async fn run(cfg: TrackConfig, shutdown: impl Future<Output = ()>) -> Result
     );
     tokio::pin!(shutdown);
     let mut probes = FuturesUnordered::new();
-    let mut discover = tokio::time::interval(Duration::from_secs(1));
-    discover.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut persist = tokio::time::interval(Duration::from_secs(1));
-    persist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut discover = crate::timer::ticker(Duration::from_secs(1));
+    let mut persist = crate::timer::ticker(Duration::from_secs(1));
     loop {
         let next = t.next_due();
         tokio::select! {
@@ -523,7 +521,7 @@ pub async fn run(cfg: TrackConfig, shutdown: impl Future<Output = ()>) -> Result
                 }
                 t.reconcile(&nl).await;
             }
-            _ = sleep_until_opt(next) => {
+            _ = crate::timer::sleep_until_opt(next) => {
                 for (key, p) in t.due_probes(Instant::now()) {
                     probes.push(async move {
                         let outcome = probe::run(&p).await;
@@ -539,13 +537,6 @@ pub async fn run(cfg: TrackConfig, shutdown: impl Future<Output = ()>) -> Result
             }
             _ = persist.tick() => t.write_state(),
         }
-    }
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }
 
