@@ -22,6 +22,42 @@ for i in 1 2 3 4; do
     t=$(ip -n "$host" rule | grep "oif wan$i lookup" | awk '{print $(NF-2)}')
     say "ip route show table $t (wan$i)"; ip -n "$host" route show table "$t"
 done
+say "IPv6 (ip -6 rule): SLAAC on wan1-3 with a privacy address on wan1, DHCPv6 on wan3"
+ip -n "$host" -6 rule
+t6=$(ip -n "$host" -6 rule | grep "oif wan1 lookup" | awk '{print $(NF-2)}' | head -1)
+say "ip -6 route show table $t6 (wan1): the RA's routes, none in main"
+ip -n "$host" -6 route show table "$t6"
+a6=$(ip -n "$host" -6 -o addr show dev wan3 scope global | awk '{print $4}' | cut -d/ -f1 | grep '::1' | head -1)
+if [ -n "$a6" ]; then
+    echo "from wan3's DHCPv6 address $a6, answered by: $(ip netns exec "$host" "$BIN/mhr" probe 2001:db8:ffff::10 --source "$a6")"
+fi
+
+dir=/run/mhr-lab-$LAB
+say "health tracker: unbound traffic to the best working uplink (preference wan1, then wan3)"
+printf '%s\n' '{ "interfaces": ["wan*"], "targets": [{"kind": "icmp", "address": "203.0.113.10"}],' \
+    "  \"preference\": [\"wan1\", \"wan3\"], \"state_file\": \"$dir/track-state.json\", \"scripts_dir\": \"$dir/track.d\" }" \
+    > "$dir/track.json"
+ip netns exec "$host" "$BIN/mhr" track -c "$dir/track.json" </dev/null >/dev/null 2>"$dir/track.log" &
+tracker=$!
+sleep 3
+ip -n "$host" rule show priority 50000
+echo "unbound probe answered by: $(ip netns exec "$host" "$BIN/mhr" probe 203.0.113.10)"
+say "ISP1 loses the internet: within 2.5 s unbound traffic moves to wan3"
+ip -n "$LAB-isp1" addr del 203.0.113.10/32 dev lo
+sleep 3
+ip -n "$host" rule show priority 50000
+echo "unbound probe answered by: $(ip netns exec "$host" "$BIN/mhr" probe 203.0.113.10)"
+ip -n "$LAB-isp1" addr add 203.0.113.10/32 dev lo
+sleep 3
+say "ISP1 is back, and so is the rule"
+ip -n "$host" rule show priority 50000
+say "mhr status (with health)"
+ip netns exec "$host" "$BIN/mhr" status --db "$dir/leases.db" --servers-file "$dir/servers" \
+    --track-state "$dir/track-state.json" || true
+kill "$tracker"
+wait "$tracker" 2>/dev/null || true
+grep -E 'uplink|unbound' "$dir/track.log" | sed 's/^/  /'
+
 say "unplugging wan3: ip link del, then what the udev remove rule runs"
 ip -n "$host" link del wan3
 MHR_SERVERS_FILE=/run/mhr-lab-$LAB/servers MHR_DNSMASQ_PID_FILE=/run/mhr-lab-$LAB/resolver.pid \

@@ -356,8 +356,19 @@ pub fn prometheus(s: &Status) -> String {
     e.render()
 }
 
-/// A human table.
-pub fn render(s: &Status) -> String {
+/// Time left as `1h02m`, `59m59s`, `42s`; `expired` when gone.
+fn left(secs: i64) -> String {
+    match secs {
+        s if s <= 0 => "expired".into(),
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+        s if s < 86400 * 2 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+/// A human table; lease times are shown as time left from `now_unix`.
+pub fn render(s: &Status, now_unix: i64) -> String {
     let mut out = String::new();
     out.push_str(&format!(
         "server: {}\n",
@@ -368,12 +379,12 @@ pub fn render(s: &Status) -> String {
         }
     ));
     out.push_str(&format!(
-        "{:<10} {:<6} {:<26} {:<6} {:<12} {:<5} {:<7} {:<24} {}\n",
+        "{:<10} {:<6} {:<42} {:<6} {:<10} {:<5} {:<7} {:<24} {}\n",
         "interface",
         "family",
         "address",
         "table",
-        "lease until",
+        "lease",
         "rules",
         "default",
         "health (rtt, loss)",
@@ -385,7 +396,7 @@ pub fn render(s: &Status) -> String {
             .filter(|x| **x)
             .count();
         out.push_str(&format!(
-            "{:<10} {:<6} {:<26} {:<6} {:<12} {:<5} {:<7} {:<24} {}\n",
+            "{:<10} {:<6} {:<42} {:<6} {:<10} {:<5} {:<7} {:<24} {}\n",
             a.ifname.as_deref().unwrap_or("?"),
             a.family,
             match (a.address, a.prefix_len) {
@@ -395,8 +406,8 @@ pub fn render(s: &Status) -> String {
             },
             a.table,
             a.lease_expires
-                .map(|e| e.to_string())
-                .unwrap_or_else(|| "-".into()),
+                .map(|e| left(e - now_unix))
+                .unwrap_or_else(|| "none".into()),
             format!("{rules}/4"),
             if a.default_route { "yes" } else { "no" },
             a.health
@@ -570,6 +581,11 @@ mod tests {
         ] {
             assert!(json.get(key).is_some(), "{key}");
         }
-        assert!(render(&worse).contains("NOT answering"));
+        assert!(render(&worse, 0).contains("NOT answering"));
+        assert!(
+            render(&ok, 1_900_000_000 - 3599).contains(" 59m59s "),
+            "{}",
+            render(&ok, 1_900_000_000 - 3599)
+        );
     }
 }

@@ -140,7 +140,7 @@ fn run(args: Args) -> anyhow::Result<u8> {
             } else if prometheus {
                 print!("{}", mhr::status::prometheus(&st));
             } else {
-                print!("{}", mhr::status::render(&st));
+                print!("{}", mhr::status::render(&st, mhr::leases::unix_now()));
             }
             Ok(if st.consistent() {
                 0

@@ -49,14 +49,22 @@ pub struct UplinkId {
 }
 
 /// The uplinks our rules describe: a table with both its `oif` (9000) and
-/// its `from` (10000) rule.
-pub fn uplinks_from_rules(rules: &[RuleSpec]) -> Vec<UplinkId> {
+/// its `from` (10000) rule. A table can have several `from` rules (IPv6
+/// privacy addresses); probes use an address that is not `temporary`,
+/// which outlives them.
+pub fn uplinks_from_rules(rules: &[RuleSpec], temporary: &[IpAddr]) -> Vec<UplinkId> {
     let mut by_table: BTreeMap<(Family, u32), (Option<String>, Option<IpAddr>)> = BTreeMap::new();
     for r in rules {
         let e = by_table.entry((r.family, r.table)).or_default();
         match r.priority {
             PRIO_BOUND_DEVICE => e.0 = r.oif.clone(),
-            PRIO_FROM => e.1 = r.from.map(|(a, _)| a),
+            PRIO_FROM => {
+                if let Some((a, _)) = r.from {
+                    if e.1.is_none_or(|cur| temporary.contains(&cur)) {
+                        e.1 = Some(a);
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -174,7 +182,14 @@ impl Tracker {
         let now = Instant::now();
         let mut rules = nl.our_rules(Family::Inet).await?;
         rules.extend(nl.our_rules(Family::Inet6).await?);
-        let found: Vec<UplinkId> = uplinks_from_rules(&rules)
+        let temporary: Vec<IpAddr> = nl
+            .addresses6()
+            .await?
+            .iter()
+            .filter(|a| a.temporary())
+            .map(|a| IpAddr::V6(a.address))
+            .collect();
+        let found: Vec<UplinkId> = uplinks_from_rules(&rules, &temporary)
             .into_iter()
             .filter(|u| self.cfg.tracks(&u.ifname))
             .filter(|u| !self.cfg.targets_for(u.family).is_empty())
@@ -560,8 +575,25 @@ mod tests {
                 .into_iter()
                 .filter(|r| r.priority != PRIO_BOUND_DEVICE),
         );
-        let ups = uplinks_from_rules(&rules);
+        let ups = uplinks_from_rules(&rules, &[]);
         assert_eq!(ups.len(), 2);
+        // A privacy address's rule on the same table: the stable address
+        // stays the probe source, whichever rule comes first.
+        let stable = rules_for(&spec("wan6", "2001:db8::2"), 10003);
+        let from = stable.iter().find(|r| r.priority == PRIO_FROM).unwrap();
+        let privacy = RuleSpec {
+            from: Some(("2001:db8::99".parse().unwrap(), 128)),
+            ..from.clone()
+        };
+        let tmp: Vec<IpAddr> = vec!["2001:db8::99".parse().unwrap()];
+        let mut before = vec![privacy.clone()];
+        before.extend(stable.iter().cloned());
+        let mut after = stable.clone();
+        after.push(privacy);
+        for six in [before, after] {
+            let up6 = uplinks_from_rules(&six, &tmp);
+            assert_eq!(up6[0].address, "2001:db8::2".parse::<IpAddr>().unwrap());
+        }
         assert_eq!(ups[1].ifname, "wan2");
         assert_eq!(ups[1].address, "192.168.8.100".parse::<IpAddr>().unwrap());
         assert_eq!(ups[1].table, 10001);
