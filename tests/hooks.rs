@@ -393,3 +393,98 @@ fn timeout_uses_the_recorded_lease_only_when_the_router_answers() {
         "only the TIMEOUT lease's rules"
     );
 }
+
+/// dhclient -6's reasons through the hook: the address with its lifetimes,
+/// its table and rules, its name servers; RENEW6 keeps the table; DEPREF6
+/// deprecates; EXPIRE6 removes address, rules, lease and servers.
+#[test]
+fn dhcpv6_reasons_configure_and_remove_the_address() {
+    require_netns!();
+    let s = setup("d6", "");
+    let servers = || std::fs::read_to_string(s.dir.path().join("servers")).unwrap_or_default();
+    let vars = |reason: &'static str| {
+        vec![
+            ("reason", reason),
+            ("interface", "v0"),
+            ("new_ip6_address", "2001:db8:6::1a2"),
+            ("new_ip6_prefixlen", "128"),
+            ("new_max_life", "3600"),
+            ("new_preferred_life", "1800"),
+            ("new_dhcp6_name_servers", "2001:db8:6::53"),
+        ]
+    };
+    let out = s.mhr("dhclient-hook", &vars("BOUND6"));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let addr =
+        s.ns.ip(&["-6", "addr", "show", "dev", "v0", "scope", "global"]);
+    assert!(addr.contains("inet6 2001:db8:6::1a2/128"), "{addr}");
+    assert!(
+        addr.contains("valid_lft 3") && addr.contains("preferred_lft 1"),
+        "{addr}"
+    );
+    let rules = our_rules(&s.ns, true);
+    for want in [
+        "9000:\tfrom all oif v0 lookup 10000 proto 77",
+        "10000:\tfrom 2001:db8:6::1a2 lookup 10000 proto 77",
+        "20000:\tfrom all to 2001:db8:6::1a2 lookup 10000 proto 77",
+        "91000:\tfrom all iif lo lookup 10000 proto 77",
+    ] {
+        assert!(rules.iter().any(|r| r == want), "{want} not in {rules:?}");
+    }
+    assert_eq!(servers(), "server=2001:db8:6::53@v0@2001:db8:6::1a2\n");
+
+    // RENEW6: same table, no second set of rules.
+    let out = s.mhr("dhclient-hook", &vars("RENEW6"));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(our_rules(&s.ns, true).len(), 4);
+
+    // DEPREF6.
+    let out = s.mhr(
+        "dhclient-hook",
+        &[
+            ("reason", "DEPREF6"),
+            ("interface", "v0"),
+            ("cur_ip6_address", "2001:db8:6::1a2"),
+            ("cur_ip6_prefixlen", "128"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let addr =
+        s.ns.ip(&["-6", "addr", "show", "dev", "v0", "scope", "global"]);
+    assert!(addr.contains("deprecated"), "{addr}");
+
+    // An IPv4 server of the same interface, which EXPIRE6 must leave.
+    let mut c = s.ns.cmd(env!("CARGO_BIN_EXE_mhr"));
+    c.args(["dns", "v0", "10.6.0.7", "10.6.0.1", "--servers-file"])
+        .arg(s.dir.path().join("servers"))
+        .args(["--dnsmasq-pid-file", "/nonexistent"]);
+    check(&mut c);
+
+    // EXPIRE6: everything of the DHCPv6 address goes.
+    let out = s.mhr(
+        "dhclient-hook",
+        &[
+            ("reason", "EXPIRE6"),
+            ("interface", "v0"),
+            ("old_ip6_address", "2001:db8:6::1a2"),
+            ("old_ip6_prefixlen", "128"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!s
+        .ns
+        .ip(&["-6", "addr", "show", "dev", "v0"])
+        .contains("2001:db8:6::1a2"));
+    assert!(
+        wait_for(std::time::Duration::from_secs(1), || our_rules(&s.ns, true)
+            .is_empty()),
+        "{:?}",
+        our_rules(&s.ns, true)
+    );
+    assert_eq!(servers(), "server=10.6.0.1@v0@10.6.0.7\n");
+}
