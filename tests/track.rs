@@ -116,6 +116,7 @@ fn ipv6_uplinks_are_tracked_with_icmp_tcp_and_dns_probes() {
                     {{kind: "dns", address: "{INTERNET}", name: "whoami.lab"}},
                 ],
                 preference: ["v2"],
+                budget_bytes_hour: [{{interfaces: "v1", bytes: 2000000}}],
                 interval_ms: 200, timeout_ms: 500,
                 scripts_dir: "{}",
                 state_file: "{}",
@@ -168,6 +169,29 @@ fn ipv6_uplinks_are_tracked_with_icmp_tcp_and_dns_probes() {
         "{}",
         std::fs::read_to_string(&state).unwrap_or_default()
     );
+
+    // v1's budget (2 MB/h at about 176 bytes a probe) stretches its
+    // interval from 200 to about 317 ms; v2 has none.
+    std::thread::sleep(Duration::from_secs(2));
+    let st: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let up = |dev: &str| {
+        st["uplinks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["ifname"] == dev)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(up("v1")["health"]["budget_bytes_hour"], 2000000);
+    assert!(up("v2")["health"]["budget_bytes_hour"].is_null());
+    let (p1, p2) = (
+        up("v1")["probes_sent"].as_f64().unwrap(),
+        up("v2")["probes_sent"].as_f64().unwrap(),
+    );
+    assert!(p1 < 0.8 * p2, "v1 {p1} probes, v2 {p2}");
+    assert!(up("v1")["health"]["probe_bytes_hour"].as_u64().unwrap() > 0);
 
     // ISP2 loses the internet: IPv6 unbound traffic moves to ISP1, and back.
     let internet = |i: usize, verb: &str| {
