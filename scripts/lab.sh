@@ -184,7 +184,7 @@ EOF
             ip -n "$HOST" -6 route show table "$t" default | grep -q via || return 1
         done
     }
-    wait_for 150 v6ready || echo "lab $LAB: IPv6 not complete (see $DIR/ra.log, $DIR/dhclient.log)" >&2
+    wait_for 300 v6ready || echo "lab $LAB: IPv6 not complete (see $DIR/ra.log, $DIR/dhclient.log)" >&2
     echo "lab $LAB is up"
 }
 
