@@ -47,22 +47,7 @@ fn main() {
     ns.enter();
 
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("s.json");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"{{"socket_path":"tas_bench","num_tables":1024,"db_path":"{}"}}"#,
-            dir.path().join("l.db").display()
-        ),
-    )
-    .unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_table_allocator_server"))
-        .arg("-c")
-        .arg(&cfg)
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let server = support::start_server(dir.path(), "tas_bench", None);
 
     let client = env!("CARGO_BIN_EXE_table_allocator_client");
     let mut times = Vec::new();
@@ -182,6 +167,5 @@ fn main() {
         ms(pct(&mut gone, 0.99)),
         ms(pct(&mut ip_cost, 0.5))
     );
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 }

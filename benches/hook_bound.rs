@@ -7,7 +7,7 @@
 //! Run: `cargo bench --bench hook_bound`
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const UPLINKS: usize = 50;
 
@@ -70,21 +70,7 @@ fn main() {
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(
-        d.join("s.json"),
-        format!(
-            r#"{{"socket_path":"tas_hook","num_tables":1024,"db_path":"{}"}}"#,
-            d.join("l.db").display()
-        ),
-    )
-    .unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_table_allocator_server"))
-        .arg("-c")
-        .arg(d.join("s.json"))
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let server = support::start_server(d, "tas_hook", None);
     let mhr = env!("CARGO_BIN_EXE_mhr");
     let configure = |cmd: &mut Command| {
         cmd.env("MHR_CLIENT", env!("CARGO_BIN_EXE_table_allocator_client"))
@@ -185,6 +171,5 @@ fn main() {
         ms(pct(&mut via_script, 0.5)),
         ms(pct(&mut via_script, 0.99))
     );
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 }

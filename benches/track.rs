@@ -11,10 +11,10 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{ip, ms, pct, Ns};
+use support::{ip, ms, pct, Kill, Ns};
 
 const UPLINKS: usize = 50;
 const CUTS: usize = 10;
@@ -77,15 +77,6 @@ fn link_bytes(ns: &str, dev: &str) -> u64 {
     read("rx_bytes") + read("tx_bytes")
 }
 
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -123,30 +114,7 @@ fn main() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(
-        d.join("s.json"),
-        format!(
-            r#"{{"socket_path":"tas_bt","num_tables":256,"db_path":"{}"}}"#,
-            d.join("l.db").display()
-        ),
-    )
-    .unwrap();
-    let _server = Kill(
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &h,
-                env!("CARGO_BIN_EXE_table_allocator_server"),
-                "-c",
-            ])
-            .arg(d.join("s.json"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    std::thread::sleep(Duration::from_millis(300));
+    let _server = support::start_server(d, "tas_bt", Some(&h));
     let mut tables = Vec::new();
     for i in 0..UPLINKS {
         let net = format!("10.{}.{}", 100 + i / 200, i % 200);

@@ -124,7 +124,7 @@ impl Context {
         }
         if check_router {
             if let Some(router) = lease.routers.first() {
-                if !ping(&lease.ifname, *router) {
+                if !router_answers(&lease.ifname, address, *router).await {
                     nl.del_address(ifindex, address, lease.prefix_len).await?;
                     return Err(ApplyError::RouterDown(*router));
                 }
@@ -349,33 +349,24 @@ impl Context {
         }
         std::fs::create_dir_all(&self.stanza_dir)?;
         let path = self.stanza_dir.join(ifname);
-        let tmp = self.stanza_dir.join(format!(".{ifname}.tmp"));
-        std::fs::write(&tmp, format!("iface {ifname} inet dhcp\n"))?;
-        std::fs::rename(&tmp, &path)?;
+        crate::files::replace(&path, &format!("iface {ifname} inet dhcp\n"))?;
         info!(ifname, path = %path.display(), "wrote dynamic stanza");
         Ok(true)
     }
 }
 
-/// Does the router answer one echo through this interface? (dhclient-script
-/// does the same for TIMEOUT.)
-fn ping(ifname: &str, router: IpAddr) -> bool {
-    Command::new("ping")
-        .args([
-            "-q",
-            "-c",
-            "1",
-            "-W",
-            "1",
-            "-I",
-            ifname,
-            &router.to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+/// Does the router answer one echo from `source` through this interface?
+/// (dhclient-script pings it for TIMEOUT; this is the tracker's probe.)
+async fn router_answers(ifname: &str, source: IpAddr, router: IpAddr) -> bool {
+    let probe = crate::track::probe::Probe {
+        target: crate::track::config::Target::Icmp { address: router },
+        source,
+        device: ifname.to_owned(),
+        timeout: std::time::Duration::from_secs(1),
+        ident: std::process::id() as u16,
+        seq: 1,
+    };
+    crate::track::probe::run(&probe).await.rtt.is_some()
 }
 
 /// `*` matches any run of characters; everything else matches itself.

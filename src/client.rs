@@ -18,7 +18,7 @@ use crate::dgram;
 use crate::leases::Peer;
 use crate::netlink::{Event, Netlink, NetlinkError, Watcher};
 use crate::protocol::{
-    abstract_addr, client_socket_name, wire_clock_secs, Action, LeaseKey, Reply, Request,
+    abstract_name, client_socket_name, wire_clock_secs, Action, LeaseKey, Reply, Request,
     WireError, MAX_DATAGRAM,
 };
 use crate::rules::{rules_for, AddressSpec, RuleSpec};
@@ -54,14 +54,9 @@ impl ClientConfig {
     }
 }
 
+/// nix's form of `protocol::abstract_addr`, for sending with nix.
 fn unix_addr(name: &str, padded: bool) -> io::Result<UnixAddr> {
-    // Validate through the std form, then build nix's.
-    abstract_addr(name, padded)?;
-    let mut bytes = name.as_bytes().to_vec();
-    if padded {
-        bytes.resize(crate::protocol::MAX_ABSTRACT_NAME, 0);
-    }
-    UnixAddr::new_abstract(&bytes).map_err(io::Error::from)
+    UnixAddr::new_abstract(&abstract_name(name, padded)?).map_err(io::Error::from)
 }
 
 /// What asking for a lease came to.

@@ -7,8 +7,8 @@
 //! Updates are atomic (temp file and rename) and serialized with a lock, so
 //! concurrent hooks never lose or duplicate a line.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::OpenOptions;
+use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -145,14 +145,7 @@ pub fn set_interface(
     if new == old {
         return Ok(false);
     }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    {
-        let mut f = File::create(&tmp).map_err(err)?;
-        // No fsync: the file lives in /run and is rewritten on every event;
-        // the rename alone keeps readers from seeing half a file.
-        f.write_all(new.as_bytes()).map_err(err)?;
-    }
-    std::fs::rename(&tmp, path).map_err(err)?;
+    crate::files::replace(path, &new).map_err(err)?;
     Ok(true)
 }
 

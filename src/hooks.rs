@@ -39,12 +39,7 @@ fn ifname(env: &Env, var: &str) -> Result<String, HookError> {
 }
 
 fn ipv4(env: &Env, var: &str) -> Result<Option<Ipv4Addr>, HookError> {
-    get(env, var)
-        .map(|v| {
-            v.parse()
-                .map_err(|_| err(var, format!("{v:?} is not an IPv4 address")))
-        })
-        .transpose()
+    get(env, var).map(|v| ipv4_word(var, v)).transpose()
 }
 
 fn addresses(env: &Env, var: &str) -> Result<Vec<IpAddr>, HookError> {
@@ -387,20 +382,12 @@ fn network_manager(env: &Env) -> Result<IfupAction, HookError> {
         let var = format!("IP4_ROUTE_{j}");
         let text = require(env, &var)?;
         let mut parts = text.split_whitespace();
-        let dst = parts.next().ok_or_else(|| err(&var, "empty"))?;
-        let (dest, plen) = dst
-            .split_once('/')
-            .ok_or_else(|| err(&var, format!("{dst:?} has no /prefix")))?;
-        let dest: Ipv4Addr = dest
-            .parse()
-            .map_err(|_| err(&var, format!("{dest:?} is not IPv4")))?;
-        let prefix_len = parse_netmask(plen, Family::Inet).map_err(|e| err(&var, e))?;
-        let gateway = match parts.next() {
-            Some(g) => g
-                .parse()
-                .map_err(|_| err(&var, format!("{g:?} is not IPv4")))?,
-            None => Ipv4Addr::UNSPECIFIED,
-        };
+        let (dest, prefix_len) = cidr4(&var, parts.next())?;
+        let gateway = parts
+            .next()
+            .map(|g| ipv4_word(&var, g))
+            .transpose()?
+            .unwrap_or(Ipv4Addr::UNSPECIFIED);
         routes.push(StaticRoute {
             dest,
             prefix_len,
@@ -413,20 +400,10 @@ fn network_manager(env: &Env) -> Result<IfupAction, HookError> {
         let var = format!("IP4_ADDRESS_{i}");
         let text = require(env, &var)?;
         let mut parts = text.split_whitespace();
-        let cidr = parts.next().ok_or_else(|| err(&var, "empty"))?;
-        let (a, p) = cidr
-            .split_once('/')
-            .ok_or_else(|| err(&var, format!("{cidr:?} has no /prefix")))?;
-        let address: Ipv4Addr = a
-            .parse()
-            .map_err(|_| err(&var, format!("{a:?} is not IPv4")))?;
-        let prefix_len = parse_netmask(p, Family::Inet).map_err(|e| err(&var, e))?;
+        let (address, prefix_len) = cidr4(&var, parts.next())?;
         let own_gateway = parts
             .next()
-            .map(|g| {
-                g.parse::<Ipv4Addr>()
-                    .map_err(|_| err(&var, format!("{g:?} is not IPv4")))
-            })
+            .map(|g| ipv4_word(&var, g))
             .transpose()?
             .filter(|g| !g.is_unspecified());
         uplinks.push(StaticUplink {
@@ -444,6 +421,21 @@ fn network_manager(env: &Env) -> Result<IfupAction, HookError> {
         });
     }
     Ok(IfupAction::NetworkManager(uplinks))
+}
+
+/// `A.B.C.D/N` (or a dotted mask) from NetworkManager's IP4_* variables.
+fn cidr4(var: &str, word: Option<&str>) -> Result<(Ipv4Addr, u8), HookError> {
+    let word = word.ok_or_else(|| err(var, "empty"))?;
+    let (a, p) = word
+        .split_once('/')
+        .ok_or_else(|| err(var, format!("{word:?} has no /prefix")))?;
+    let prefix_len = parse_netmask(p, Family::Inet).map_err(|e| err(var, e))?;
+    Ok((ipv4_word(var, a)?, prefix_len))
+}
+
+fn ipv4_word(var: &str, word: &str) -> Result<Ipv4Addr, HookError> {
+    word.parse()
+        .map_err(|_| err(var, format!("{word:?} is not an IPv4 address")))
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod dgram;
 pub mod dns;
+pub mod files;
 pub mod health;
 pub mod hooks;
 pub mod leases;

@@ -1,9 +1,8 @@
 //! Prometheus text exposition (format 0.0.4), written to files for
 //! node_exporter's textfile collector or printed by `mhr status`. Pure
-//! rendering plus one atomic file write.
+//! rendering.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 /// A metric family: its samples share a name, help text and type.
 struct Family {
@@ -96,14 +95,6 @@ fn number(v: f64) -> String {
     } else {
         format!("{v}")
     }
-}
-
-/// Replaces `path` with `text` so a scraper never reads half a file.
-pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

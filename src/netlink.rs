@@ -612,6 +612,8 @@ pub enum Event {
     LinkRemoved {
         index: u32,
     },
+    /// A route appeared or changed (only with `Watcher::ipv6`).
+    RouteAdded(Box<RouteMessage>),
     /// Events were lost: re-read the kernel's state.
     Overrun,
 }
@@ -625,25 +627,38 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    /// Every link and address change; the connection runs on the current
-    /// tokio runtime.
-    pub fn new() -> Result<Watcher, NetlinkError> {
-        Self::subscribe(None)
-    }
-
     /// Only the removals of link `index` and of its addresses: a socket
     /// filter drops everything else in the kernel, so a host with many
-    /// per-address clients does not wake them all for every change.
+    /// per-address clients does not wake them all for every change. The
+    /// connection runs on the current tokio runtime.
     pub fn removals_of(index: u32) -> Result<Watcher, NetlinkError> {
-        Self::subscribe(Some(index))
+        Self::subscribe(
+            &[
+                MulticastGroup::Link,
+                MulticastGroup::Ipv4Ifaddr,
+                MulticastGroup::Ipv6Ifaddr,
+            ],
+            Some(index),
+        )
     }
 
-    fn subscribe(removals_of: Option<u32>) -> Result<Watcher, NetlinkError> {
-        let (mut conn, _handle, rx) = rtnetlink::new_multicast_connection(&[
-            MulticastGroup::Link,
-            MulticastGroup::Ipv4Ifaddr,
-            MulticastGroup::Ipv6Ifaddr,
-        ])?;
+    /// Link removals and IPv6 address and route changes (the RA agent).
+    pub fn ipv6() -> Result<Watcher, NetlinkError> {
+        Self::subscribe(
+            &[
+                MulticastGroup::Link,
+                MulticastGroup::Ipv6Ifaddr,
+                MulticastGroup::Ipv6Route,
+            ],
+            None,
+        )
+    }
+
+    fn subscribe(
+        groups: &[MulticastGroup],
+        removals_of: Option<u32>,
+    ) -> Result<Watcher, NetlinkError> {
+        let (mut conn, _handle, rx) = rtnetlink::new_multicast_connection(groups)?;
         if let Some(index) = removals_of {
             let fd = conn.socket_mut().socket_mut().as_raw_fd();
             attach_removal_filter(fd, index)?;
@@ -673,6 +688,9 @@ impl Watcher {
                     Some(Event::LinkRemoved {
                         index: l.header.index,
                     })
+                }
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => {
+                    Some(Event::RouteAdded(Box::new(r)))
                 }
                 _ => None,
             };
@@ -736,59 +754,6 @@ impl Addr6 {
 
     pub fn temporary(&self) -> bool {
         self.flags & IFA_F_TEMPORARY != 0
-    }
-}
-
-/// IPv6 address and route changes and link removals, for the RA agent.
-pub struct Watcher6 {
-    rx: UnboundedReceiver<(
-        NetlinkMessage<RouteNetlinkMessage>,
-        rtnetlink::sys::SocketAddr,
-    )>,
-}
-
-pub enum Event6 {
-    NewAddress(Addr6),
-    DelAddress(Addr6),
-    NewRoute(RouteMessage),
-    LinkRemoved(u32),
-    Overrun,
-}
-
-impl Watcher6 {
-    pub fn new() -> Result<Watcher6, NetlinkError> {
-        let (conn, _handle, rx) = rtnetlink::new_multicast_connection(&[
-            MulticastGroup::Link,
-            MulticastGroup::Ipv6Ifaddr,
-            MulticastGroup::Ipv6Route,
-        ])?;
-        tokio::spawn(conn);
-        Ok(Watcher6 { rx })
-    }
-
-    pub async fn next(&mut self) -> Option<Event6> {
-        loop {
-            let (msg, _) = self.rx.next().await?;
-            let event = match msg.payload {
-                NetlinkPayload::Overrun(_) => Some(Event6::Overrun),
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(a)) => {
-                    Addr6::from_message(&a).map(Event6::NewAddress)
-                }
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelAddress(a)) => {
-                    Addr6::from_message(&a).map(Event6::DelAddress)
-                }
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => {
-                    Some(Event6::NewRoute(r))
-                }
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => {
-                    Some(Event6::LinkRemoved(l.header.index))
-                }
-                _ => None,
-            };
-            if event.is_some() {
-                return event;
-            }
-        }
     }
 }
 

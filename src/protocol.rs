@@ -511,7 +511,13 @@ pub fn client_socket_name(key: &LeaseKey) -> String {
 /// full `sockaddr_un`, so its names are NUL-padded to 107 bytes; a peer that
 /// uses the short form addresses a different socket.
 pub fn abstract_addr(name: &str, padded: bool) -> std::io::Result<SocketAddr> {
-    let bytes = name.as_bytes();
+    SocketAddr::from_abstract_name(abstract_name(name, padded)?)
+}
+
+/// The abstract name's bytes (without the leading NUL), validated, and
+/// NUL-padded to 107 bytes when `padded`.
+pub fn abstract_name(name: &str, padded: bool) -> std::io::Result<Vec<u8>> {
+    let mut bytes = name.as_bytes().to_vec();
     if bytes.is_empty() || bytes.len() > MAX_ABSTRACT_NAME || bytes.contains(&0) {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -521,12 +527,9 @@ pub fn abstract_addr(name: &str, padded: bool) -> std::io::Result<SocketAddr> {
         ));
     }
     if padded {
-        let mut full = [0u8; MAX_ABSTRACT_NAME];
-        full[..bytes.len()].copy_from_slice(bytes);
-        SocketAddr::from_abstract_name(full)
-    } else {
-        SocketAddr::from_abstract_name(bytes)
+        bytes.resize(MAX_ABSTRACT_NAME, 0);
     }
+    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 use crate::config::ServerConfig;
 use crate::dgram::{self, Received};
 use crate::leases::{Access, LeaseTable, Now, Outcome, Peer, StoreOp};
-use crate::metrics::{write_atomic, Exposition};
+use crate::metrics::Exposition;
 use crate::protocol::{wire_clock_secs, ErrorCode, Reply, Request, WireError, MAX_DATAGRAM};
 use crate::store::{AdoptClock, Store, StoreError};
 
@@ -228,7 +228,7 @@ impl Server {
     /// and the server goes on.
     pub fn write_metrics(&self) {
         if let Some(path) = &self.config.metrics_path {
-            if let Err(e) = write_atomic(path, &self.metrics()) {
+            if let Err(e) = crate::files::replace(path, &self.metrics()) {
                 warn!(path = %path.display(), "cannot write metrics: {e}");
             }
         }

@@ -35,7 +35,7 @@ use tracing::{debug, info, warn};
 
 use crate::apply::Context;
 use crate::dns::Scope;
-use crate::netlink::{route_message, route_table, Addr6, Event6, Netlink, NetlinkError, Watcher6};
+use crate::netlink::{route_message, route_table, Addr6, Event, Netlink, NetlinkError, Watcher};
 use crate::protocol::Family;
 use crate::ra::{self, RaRoute};
 use crate::routes::{Origin, RouteSpec, MAIN_TABLE};
@@ -452,7 +452,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RaError> {
     let nl = Netlink::connect()?;
-    let mut watcher = Watcher6::new()?;
+    let mut watcher = Watcher::ipv6()?;
     let fd = ra_socket()?;
     let mut agent = Agent {
         ctx,
@@ -502,12 +502,12 @@ pub async fn run(
                 }
             }
             ev = watcher.next() => match ev {
-                Some(Event6::NewRoute(m)) => agent.main_route(m).await,
-                Some(Event6::LinkRemoved(index)) => {
+                Some(Event::RouteAdded(m)) => agent.main_route(*m).await,
+                Some(Event::LinkRemoved { index }) => {
                     agent.names.remove(&index);
                     agent.ras.remove(&index);
                 }
-                Some(Event6::NewAddress(_)) | Some(Event6::DelAddress(_)) | Some(Event6::Overrun) => {
+                Some(Event::AddressAdded { .. } | Event::AddressRemoved { .. } | Event::Overrun) => {
                     if let Err(e) = agent.reconcile().await {
                         warn!("{e}");
                     }

@@ -2,7 +2,8 @@
 //! percentile printing.
 #![allow(dead_code)]
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 pub fn ip(ns: &str, args: &[&str]) {
@@ -53,6 +54,49 @@ impl Drop for Ns {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
         let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.0));
     }
+}
+
+/// A child process killed and reaped when dropped.
+pub struct Kill(pub Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The allocator server on abstract `socket`, its database in `dir`, run in
+/// network namespace `netns` (else in the caller's), given 300 ms to bind.
+pub fn start_server(dir: &Path, socket: &str, netns: Option<&str>) -> Kill {
+    let cfg = dir.join("s.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"socket_path":"{socket}","num_tables":1024,"db_path":"{}"}}"#,
+            dir.join("l.db").display()
+        ),
+    )
+    .unwrap();
+    let server = env!("CARGO_BIN_EXE_table_allocator_server");
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, server]);
+            c
+        }
+        None => Command::new(server),
+    };
+    let child = cmd
+        .arg("-c")
+        .arg(&cfg)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    Kill(child)
 }
 
 pub fn pct(v: &mut [Duration], p: f64) -> Duration {

@@ -418,7 +418,7 @@ impl Tracker {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        if let Err(e) = crate::metrics::write_atomic(path, &text) {
+        if let Err(e) = crate::files::replace(path, &text) {
             warn!(path = %path.display(), "cannot write the state file: {e}");
         }
     }
