@@ -178,7 +178,7 @@ impl LinkHealth {
 /// The tracker's view of one uplink (docs/status.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Health {
-    pub state: String,
+    pub state: LinkState,
     pub rtt_ms: Option<f64>,
     pub loss_pct: f64,
     pub last_change: i64,

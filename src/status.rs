@@ -314,9 +314,9 @@ pub fn prometheus(s: &Status) -> String {
             );
         }
         if let Some(h) = &a.health {
-            let up = match h.state.as_str() {
-                "up" => 1.0,
-                "degraded" => 0.5,
+            let up = match h.state {
+                crate::health::LinkState::Up => 1.0,
+                crate::health::LinkState::Degraded => 0.5,
                 _ => 0.0,
             };
             e.gauge(

@@ -145,7 +145,7 @@ impl Uplink {
 
     fn health(&self) -> Health {
         Health {
-            state: self.health.state.name().into(),
+            state: self.health.state,
             rtt_ms: self.health.rtt_ms().map(|r| (r * 100.0).round() / 100.0),
             loss_pct: (self.health.loss_pct() * 10.0).round() / 10.0,
             last_change: self.health.last_change,
@@ -490,7 +490,7 @@ fn uplink_env(id: &UplinkId, h: &Health) -> Vec<(String, String)> {
         ("MHR_FAMILY".into(), id.family.name().into()),
         ("MHR_ADDRESS".into(), id.address.to_string()),
         ("MHR_TABLE".into(), id.table.to_string()),
-        ("MHR_STATE".into(), h.state.clone()),
+        ("MHR_STATE".into(), h.state.name().into()),
         (
             "MHR_RTT_MS".into(),
             h.rtt_ms.map(|r| format!("{r:.1}")).unwrap_or_default(),
