@@ -8,9 +8,12 @@ use std::process::{Command, Stdio};
 
 use tracing::{info, warn};
 
+use nix::sys::signal::Signal;
+
 use crate::dns::{self, ServerLine};
 use crate::hooks::{Dhcp6Lease, DhcpLease, StaticUplink};
 use crate::netlink::{Netlink, NetlinkError};
+use crate::pidfile;
 use crate::routes::{uplink_routes, MainPolicy, StaticRoute, Uplink};
 
 /// Where things are on this host; the defaults are the installed paths.
@@ -61,17 +64,16 @@ impl Context {
     ) -> Result<u32, ApplyError> {
         let family = if address.is_ipv4() { "-4" } else { "-6" };
         let mut cmd = Command::new(&self.client_bin);
-        cmd.args([
-            family,
-            "-a",
-            &address.to_string(),
-            "-n",
-            &prefix_len.to_string(),
-        ])
-        .args(["-i", ifname, "-d", &self.tas_socket])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        // Values attached to their flags (`-iNAME`): an interface named
+        // `-x` is then a value, not an option, for clap and getopt alike.
+        cmd.arg(family)
+            .arg(format!("-a{address}"))
+            .arg(format!("-n{prefix_len}"))
+            .arg(format!("-i{ifname}"))
+            .arg(format!("-d{}", self.tas_socket))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
         match &self.client_log {
             Some(log) => {
                 cmd.arg("-l").arg(log);
@@ -293,9 +295,10 @@ impl Context {
     fn reload_dnsmasq(&self) {
         match dns::reload_dnsmasq(&self.dnsmasq_pid_file) {
             Ok(Some(pid)) => info!(pid, "dnsmasq told to reload its servers"),
-            Ok(None) => {
-                info!(pid_file = %self.dnsmasq_pid_file.display(), "no dnsmasq pid file; not signalled")
-            }
+            Ok(None) => warn!(
+                pid_file = %self.dnsmasq_pid_file.display(),
+                "no dnsmasq pid file: dnsmasq is not running, so the new name servers are not in use"
+            ),
             Err(e) => warn!("{e}"),
         }
     }
@@ -310,22 +313,19 @@ impl Context {
             format!("dhclient6.{ifname}.pid"),
         ] {
             let pid_file = self.dhclient_pid_dir.join(name);
-            match std::fs::read_to_string(&pid_file) {
-                Ok(text) => match text.trim().parse::<i32>() {
-                    Ok(pid) => {
-                        let r = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(pid),
-                            nix::sys::signal::Signal::SIGTERM,
-                        );
-                        info!(ifname, pid, ok = r.is_ok(), "stopped dhclient");
-                        let _ = std::fs::remove_file(&pid_file);
-                    }
-                    Err(_) => warn!(file = %pid_file.display(), "not a pid"),
-                },
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    first.get_or_insert(e.into());
+            match pidfile::signal(&pid_file, pidfile::DHCLIENT, Signal::SIGTERM) {
+                Ok(pidfile::Signalled::Sent { pid }) => {
+                    info!(ifname, pid, "stopped dhclient");
+                    let _ = std::fs::remove_file(&pid_file);
                 }
+                Ok(pidfile::Signalled::NoFile) => {}
+                // A stale file goes; a foreign or absurd one is left for a
+                // person to look at, and its process is left alone.
+                Err(e @ pidfile::PidFileError::Stale { .. }) => {
+                    warn!(ifname, "{e}");
+                    let _ = std::fs::remove_file(&pid_file);
+                }
+                Err(e) => warn!(ifname, "{e}"),
             }
         }
         if let Err(e) = self.remove_dns(ifname, dns::Scope::Interface) {
@@ -408,8 +408,11 @@ mod tests {
         let stanza = std::fs::read_to_string(dir.path().join("network-conf/wwan0")).unwrap();
         assert_eq!(stanza, "iface wwan0 inet dhcp\n");
         assert!(!dir.path().join("network-conf/eth0").exists());
-        // A dhclient stand-in to stop, and DNS lines to drop.
-        let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+        // A dhclient stand-in to stop (its comm must read "dhclient": a pid
+        // file naming another program is not trusted), and DNS lines to drop.
+        let fake = dir.path().join("dhclient");
+        std::fs::copy("/bin/sleep", &fake).unwrap();
+        let mut sleeper = Command::new(&fake).arg("30").spawn().unwrap();
         std::fs::write(
             dir.path().join("dhclient.wwan0.pid"),
             sleeper.id().to_string(),

@@ -75,6 +75,22 @@ pub struct ClientArgs {
     /// Use the short (unpadded) abstract names.
     #[arg(long = "unpadded", hide = true)]
     pub unpadded: bool,
+    /// The uid the server runs as. Replies are accepted only from root or
+    /// this uid, as the kernel reports the sender (SCM_CREDENTIALS).
+    #[arg(long = "server-uid", env = "MHR_SERVER_UID", default_value_t = 0)]
+    pub server_uid: u32,
+    /// The server's table pool, FIRST-LAST: a table outside it is refused.
+    /// Default: table_offset and num_tables of --server-config, when that
+    /// file's socket_path is the -d name.
+    #[arg(long = "tables", value_name = "FIRST-LAST")]
+    pub tables: Option<String>,
+    /// The server's config file, read for its table pool.
+    #[arg(
+        long = "server-config",
+        env = "MHR_SERVER_CONFIG",
+        default_value = "/etc/table_allocator_server_config.json"
+    )]
+    pub server_config: PathBuf,
 }
 
 /// Multihomed routing front end: configures addresses, per-address routing

@@ -18,8 +18,8 @@ use crate::dgram;
 use crate::leases::Peer;
 use crate::netlink::{Event, Netlink, NetlinkError, Watcher};
 use crate::protocol::{
-    abstract_name, client_socket_name, wire_clock_secs, Action, LeaseKey, Reply, Request,
-    WireError, MAX_DATAGRAM,
+    abstract_name, check_table, client_socket_name, wire_clock_secs, Action, ErrorCode, LeaseKey,
+    Reply, Request, WireError, MAX_DATAGRAM,
 };
 use crate::rules::{rules_for, AddressSpec, RuleSpec};
 
@@ -34,6 +34,12 @@ pub struct ClientConfig {
     /// Requests sent before giving up (the original: 5, 2 s apart).
     pub attempts: u32,
     pub retry: Duration,
+    /// The uid the server runs as: replies from any other uid are ignored
+    /// (abstract names carry no permissions; anyone may bind the name).
+    pub server_uid: u32,
+    /// The server's pool (first, last table), when known: a table outside it
+    /// is refused like a reserved one.
+    pub tables: Option<(u32, u32)>,
 }
 
 impl ClientConfig {
@@ -76,6 +82,7 @@ pub enum Acquired {
 pub struct LeaseSocket {
     sock: UnixDatagram,
     server: UnixAddr,
+    server_uid: u32,
 }
 
 impl LeaseSocket {
@@ -87,6 +94,7 @@ impl LeaseSocket {
         Ok(LeaseSocket {
             sock,
             server: cfg.server_addr()?,
+            server_uid: cfg.server_uid,
         })
     }
 
@@ -99,9 +107,12 @@ impl LeaseSocket {
         cfg: &ClientConfig,
     ) -> io::Result<LeaseSocket> {
         sock.set_nonblocking(true)?;
+        let sock = UnixDatagram::from_std(sock)?;
+        dgram::enable_credentials(&sock)?;
         Ok(LeaseSocket {
-            sock: UnixDatagram::from_std(sock)?,
+            sock,
             server: cfg.server_addr()?,
+            server_uid: cfg.server_uid,
         })
     }
 
@@ -109,13 +120,20 @@ impl LeaseSocket {
         dgram::try_send_to(&self.sock, bytes, to).map(|_| ())
     }
 
-    pub fn send_request(&self, cfg: &ClientConfig, action: Action) -> io::Result<()> {
+    /// Sends to the server, waiting for room in its queue (a flood from
+    /// other senders may keep it full) for up to `patience`.
+    pub async fn send_request(
+        &self,
+        cfg: &ClientConfig,
+        action: Action,
+        patience: Duration,
+    ) -> io::Result<()> {
         let req = Request {
             action,
             key: cfg.key,
             tag: cfg.tag.clone(),
         };
-        self.send_to(&req.encode(), &self.server)
+        dgram::send_patiently(&self.sock, &req.encode(), &self.server, patience).await
     }
 
     /// The next datagram, with its sender.
@@ -130,8 +148,24 @@ impl LeaseSocket {
         }
     }
 
+    /// A reply counts only when it comes from the server's name *and* the
+    /// kernel vouches that its sender runs as the server's uid.
     fn is_server(&self, r: &dgram::Received) -> bool {
-        r.from.as_ref() == Some(&self.server)
+        if r.from.as_ref() != Some(&self.server) {
+            return false;
+        }
+        match r.peer {
+            Some(p) if p.uid == 0 || p.uid == self.server_uid => true,
+            other => {
+                warn!(
+                    server = %dgram::describe(r.from.as_ref()),
+                    uid = ?other.map(|p| p.uid),
+                    pid = ?other.map(|p| p.pid),
+                    "ignored a reply at the server's name from a process that is not the server"
+                );
+                false
+            }
+        }
     }
 
     /// Sends `action` to the server and waits `timeout` for its reply,
@@ -142,8 +176,8 @@ impl LeaseSocket {
         action: Action,
         timeout: Duration,
     ) -> io::Result<Option<Reply>> {
-        self.send_request(cfg, action)?;
         let deadline = Instant::now() + timeout;
+        self.send_request(cfg, action, timeout / 2).await?;
         let mut buf = [0u8; MAX_DATAGRAM + 1];
         loop {
             let got = tokio::time::timeout_at(deadline, self.recv(&mut buf)).await;
@@ -167,10 +201,16 @@ impl LeaseSocket {
                     table,
                     lease_expires,
                 })) if table != 0 => {
-                    return Acquired::Table {
-                        table,
-                        lease_expires,
-                    }
+                    return match check_table(table, cfg.tables) {
+                        Ok(table) => Acquired::Table {
+                            table,
+                            lease_expires,
+                        },
+                        Err(why) => {
+                            warn!(server = %cfg.server, "refusing the server's answer: {why}");
+                            Acquired::Refused(WireError::new(ErrorCode::Internal, why))
+                        }
+                    };
                 }
                 Ok(Some(Reply::Lease { .. })) => warn!("server answered a request with table 0"),
                 Ok(Some(Reply::Error(e))) => return Acquired::Refused(e),
@@ -197,6 +237,7 @@ pub async fn ask_running_client(
 ) -> io::Result<Option<Reply>> {
     let name = format!("{}-ctl{}", cfg.socket_name(), std::process::id());
     let sock = dgram::bind_abstract(&name, cfg.padded)?;
+    dgram::enable_credentials(&sock)?;
     let to = unix_addr(&cfg.socket_name(), cfg.padded)?;
     let req = Request {
         action,
@@ -208,14 +249,98 @@ pub async fn ask_running_client(
         Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => return Ok(None),
         Err(e) => return Err(e),
     }
+    // Only the client's own socket, run by root or by us, may answer; what
+    // it names must be a table we would accept from the server.
+    let me = nix::unistd::getuid().as_raw();
     let mut buf = [0u8; MAX_DATAGRAM + 1];
-    match tokio::time::timeout(timeout, sock.recv(&mut buf)).await {
-        Ok(Ok(n)) => Ok(Reply::decode(&buf[..n]).ok()),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("the client holding @{} did not answer", cfg.socket_name()),
-        )),
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = tokio::time::timeout_at(deadline, async {
+            loop {
+                sock.readable().await?;
+                match dgram::try_recv_with_credentials(&sock, &mut buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    other => return other,
+                }
+            }
+        })
+        .await;
+        let r = match got {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the client holding @{} did not answer", cfg.socket_name()),
+                ))
+            }
+        };
+        let genuine =
+            r.from.as_ref() == Some(&to) && matches!(r.peer, Some(p) if p.uid == 0 || p.uid == me);
+        if !genuine {
+            warn!(
+                name = %cfg.socket_name(),
+                uid = ?r.peer.map(|p| p.uid),
+                "ignored an answer that did not come from a client of root's"
+            );
+            continue;
+        }
+        let reply = Reply::decode(&buf[..r.len.min(buf.len())]).ok();
+        return Ok(match reply {
+            Some(Reply::Lease { table, .. }) if table != 0 && action == Action::Request => {
+                match check_table(table, cfg.tables) {
+                    Ok(_) => reply,
+                    Err(why) => {
+                        warn!(name = %cfg.socket_name(), "refusing the running client's answer: {why}");
+                        Some(Reply::Error(WireError::new(ErrorCode::Internal, why)))
+                    }
+                }
+            }
+            other => other,
+        });
+    }
+}
+
+/// Does the allocator server answer at `name`? An empty object is refused
+/// with an error reply and changes nothing. Only an answer from the server's
+/// name whose sender the kernel reports as root or `server_uid` counts.
+pub fn server_answers(name: &str, padded: bool, server_uid: u32) -> bool {
+    let me = format!("mhr-status-{}", std::process::id());
+    let (Ok(mine), Ok(server)) = (
+        crate::protocol::abstract_addr(&me, padded),
+        unix_addr(name, padded),
+    ) else {
+        return false;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::bind_addr(&mine) else {
+        return false;
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    if nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::PassCred, &true).is_err()
+        || nix::sys::socket::sendto(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            b"{}",
+            &server,
+            nix::sys::socket::MsgFlags::empty(),
+        )
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = [0u8; MAX_DATAGRAM + 1];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || sock.set_read_timeout(Some(left)).is_err() {
+            return false;
+        }
+        let Ok(r) = dgram::recv_with_credentials_std(&sock, &mut buf) else {
+            return false;
+        };
+        if r.from.as_ref() == Some(&server)
+            && matches!(r.peer, Some(p) if p.uid == 0 || p.uid == server_uid)
+        {
+            return true;
+        }
+        warn!(server = name, uid = ?r.peer.map(|p| p.uid), "an answer at the server's name came from a process that is not the server");
     }
 }
 
@@ -318,7 +443,7 @@ impl Keeper {
             tokio::select! {
                 _ = &mut shutdown => return self.finish(Stop::Signal, None).await,
                 _ = tokio::time::sleep_until(next_renewal) => {
-                    if let Err(e) = self.sock.send_request(&self.cfg, Action::Request) {
+                    if let Err(e) = self.sock.send_request(&self.cfg, Action::Request, Duration::from_secs(1)).await {
                         info!("renewal not sent: {e}; retrying");
                     }
                     // Overridden by the reply; otherwise retry.
@@ -386,6 +511,13 @@ impl Keeper {
                 table,
                 lease_expires,
             }) if table != 0 => {
+                if let Err(why) = check_table(table, self.cfg.tables) {
+                    warn!(
+                        "refusing the server's renewal: {why}; keeping table {}",
+                        self.table
+                    );
+                    return None;
+                }
                 if table != self.table {
                     self.change_table(table).await;
                 }
@@ -475,10 +607,12 @@ impl Keeper {
         }
         // The table goes back to the pool: leave it empty for whoever gets
         // it next (routes via the gone address's gateway would be stale).
-        if self.table != 0 {
+        // Only routes of ours (protocol 77), and never in a kernel table: a
+        // table number that slipped through must not empty `main`.
+        if check_table(self.table, None).is_ok() {
             match self.nl.routes_in(self.cfg.key.family, self.table).await {
                 Ok(routes) => {
-                    for r in routes {
+                    for r in routes.into_iter().filter(crate::netlink::is_ours) {
                         if let Err(e) = self.nl.del_route(r).await {
                             warn!("{e}");
                         }

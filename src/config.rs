@@ -186,6 +186,12 @@ impl ServerConfig {
                 message: "the top level must be an object".into(),
             });
         };
+        if let Some(key) = crate::jsonkeys::duplicate_in_json5(text) {
+            return Err(ConfigError::Syntax {
+                path: path.to_owned(),
+                message: format!("the key {key} is given twice; say it once"),
+            });
+        }
         let r = Reader { path, obj: &obj };
         let mut warnings = Vec::new();
         for key in obj.keys() {

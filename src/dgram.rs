@@ -38,32 +38,44 @@ pub struct Received {
 /// Receives one datagram without waiting; `WouldBlock` when none is queued.
 pub fn try_recv_with_credentials(sock: &UnixDatagram, buf: &mut [u8]) -> io::Result<Received> {
     sock.try_io(Interest::READABLE, || {
-        let mut cmsg = nix::cmsg_space!(nix::sys::socket::UnixCredentials);
-        let mut iov = [IoSliceMut::new(buf)];
-        let msg = socket::recvmsg::<UnixAddr>(
-            sock.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg),
-            MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT,
-        )
-        .map_err(io::Error::from)?;
-        let mut peer = None;
-        if let Ok(cmsgs) = msg.cmsgs() {
-            for c in cmsgs {
-                if let ControlMessageOwned::ScmCredentials(cred) = c {
-                    peer = Some(Peer {
-                        pid: cred.pid(),
-                        uid: cred.uid(),
-                        gid: cred.gid(),
-                    });
-                }
+        recv_with_credentials(sock.as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT)
+    })
+}
+
+/// Receives one datagram on a blocking socket (its read timeout applies).
+pub fn recv_with_credentials_std(
+    sock: &std::os::unix::net::UnixDatagram,
+    buf: &mut [u8],
+) -> io::Result<Received> {
+    recv_with_credentials(sock.as_raw_fd(), buf, MsgFlags::empty())
+}
+
+fn recv_with_credentials(
+    fd: std::os::fd::RawFd,
+    buf: &mut [u8],
+    flags: MsgFlags,
+) -> io::Result<Received> {
+    let mut cmsg = nix::cmsg_space!(nix::sys::socket::UnixCredentials);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg =
+        socket::recvmsg::<UnixAddr>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_TRUNC | flags)
+            .map_err(io::Error::from)?;
+    let mut peer = None;
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for c in cmsgs {
+            if let ControlMessageOwned::ScmCredentials(cred) = c {
+                peer = Some(Peer {
+                    pid: cred.pid(),
+                    uid: cred.uid(),
+                    gid: cred.gid(),
+                });
             }
         }
-        Ok(Received {
-            len: msg.bytes,
-            from: msg.address,
-            peer,
-        })
+    }
+    Ok(Received {
+        len: msg.bytes,
+        from: msg.address,
+        peer,
     })
 }
 
@@ -71,6 +83,52 @@ pub fn try_recv_with_credentials(sock: &UnixDatagram, buf: &mut [u8]) -> io::Res
 /// waiting: `WouldBlock` means the peer's queue is full.
 pub fn try_send_to(sock: &UnixDatagram, buf: &[u8], to: &UnixAddr) -> io::Result<usize> {
     socket::sendto(sock.as_raw_fd(), buf, to, MsgFlags::MSG_DONTWAIT).map_err(io::Error::from)
+}
+
+/// Bytes of our datagrams still queued at their receivers (SIOCOUTQ). For
+/// AF_UNIX these count against our own send buffer until read: replies a
+/// peer never reads can fill it, after which every send fails.
+pub fn unsent_bytes(sock: &UnixDatagram) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ writes one int through the pointer.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n.max(0) as usize)
+}
+
+/// Sets the send buffer, as root beyond `wmem_max` (SO_SNDBUFFORCE); falls
+/// back to SO_SNDBUF.
+pub fn set_send_buffer(sock: &UnixDatagram, bytes: usize) -> io::Result<()> {
+    socket::setsockopt(sock, sockopt::SndBufForce, &bytes)
+        .or_else(|_| socket::setsockopt(sock, sockopt::SndBuf, &bytes))
+        .map_err(io::Error::from)
+}
+
+/// Sends, and while the peer's queue is full, tries again with a growing
+/// pause for up to `patience` (an unconnected socket cannot be polled for
+/// room in the peer's queue).
+pub async fn send_patiently(
+    sock: &UnixDatagram,
+    buf: &[u8],
+    to: &UnixAddr,
+    patience: std::time::Duration,
+) -> io::Result<()> {
+    let until = tokio::time::Instant::now() + patience;
+    let mut pause = std::time::Duration::from_micros(100);
+    loop {
+        match try_send_to(sock, buf, to) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if tokio::time::Instant::now() + pause > until {
+                    return Err(e);
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(5));
+            }
+            other => return other.map(|_| ()),
+        }
+    }
 }
 
 /// A printable form of a peer address (`@name` for abstract names).
@@ -86,4 +144,71 @@ pub fn describe(addr: Option<&UnixAddr>) -> String {
         },
         None => "(unnamed)".into(),
     }
+}
+
+/// A process holding a socket, as /proc shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub pid: i32,
+    pub uid: u32,
+    pub comm: String,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pid {} ({}, uid {})", self.pid, self.comm, self.uid)
+    }
+}
+
+/// The processes that hold the abstract name `name` (padded or not) in this
+/// network namespace: who to suspect when it is taken.
+pub fn holders_of(name: &str) -> Vec<Holder> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(table) = std::fs::read_to_string("/proc/net/unix") else {
+        return Vec::new();
+    };
+    let want = format!("@{name}");
+    // /proc shows the NULs of a padded name as '@'.
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let path = f.get(7)?;
+            let rest = path.strip_prefix(want.as_str())?;
+            rest.bytes()
+                .all(|b| b == b'@')
+                .then(|| format!("socket:[{}]", f[6]))
+        })
+        .collect();
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        let holds = fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path())
+                .map(|t| inodes.iter().any(|i| t.as_os_str() == i.as_str()))
+                .unwrap_or(false)
+        });
+        if holds {
+            out.push(Holder {
+                pid,
+                uid: p.metadata().map(|m| m.uid()).unwrap_or(u32::MAX),
+                comm: std::fs::read_to_string(p.path().join("comm"))
+                    .map(|c| c.trim_end().to_owned())
+                    .unwrap_or_default(),
+            });
+        }
+    }
+    out
 }

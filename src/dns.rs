@@ -123,6 +123,14 @@ pub fn set_interface(
         path: path.to_owned(),
         source,
     };
+    if ifname.contains('@') || crate::protocol::validate_ifname(ifname).is_err() {
+        // dnsmasq reads `server=NS@IFACE@SRC`: such a line could not be
+        // read back, and so never removed.
+        return Err(err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("interface name {ifname:?} cannot be written to the servers file (contains '@', '/', ':', white space or a control character)"),
+        )));
+    }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
@@ -150,30 +158,14 @@ pub fn set_interface(
 }
 
 /// Tells dnsmasq to re-read its servers file: SIGHUP to the pid in its pid
-/// file (not to every process named dnsmasq). `Ok(None)` when no pid file.
-pub fn reload_dnsmasq(pid_file: &Path) -> io::Result<Option<i32>> {
-    let text = match std::fs::read_to_string(pid_file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let pid: i32 = text.trim().parse().map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{}: {:?} is not a pid", pid_file.display(), text.trim()),
-        )
-    })?;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGHUP,
-    )
-    .map_err(|e| {
-        io::Error::new(
-            io::Error::from(e).kind(),
-            format!("SIGHUP to dnsmasq pid {pid}: {e}"),
-        )
-    })?;
-    Ok(Some(pid))
+/// file (not to every process named dnsmasq), only when that pid runs
+/// dnsmasq. `Ok(None)` when there is no pid file.
+pub fn reload_dnsmasq(pid_file: &Path) -> Result<Option<i32>, crate::pidfile::PidFileError> {
+    use crate::pidfile::{signal, Signalled, DNSMASQ};
+    match signal(pid_file, DNSMASQ, nix::sys::signal::Signal::SIGHUP)? {
+        Signalled::Sent { pid } => Ok(Some(pid)),
+        Signalled::NoFile => Ok(None),
+    }
 }
 
 #[cfg(test)]

@@ -64,6 +64,21 @@ fn number(env: &Env, var: &str) -> Result<Option<u32>, HookError> {
         .transpose()
 }
 
+/// The smallest interface MTU a DHCP server may set. Like Debian's
+/// dhclient-script, a value of 576 or less is ignored: a hostile server
+/// could otherwise cripple the link (68 bytes) through option 26.
+pub const MIN_DHCP_MTU: u32 = 577;
+
+fn dhcp_mtu(mtu: Option<u32>) -> Option<u32> {
+    match mtu {
+        Some(m) if !(MIN_DHCP_MTU..=65535).contains(&m) => {
+            tracing::warn!(mtu = m, "ignoring DHCP interface MTU outside 577-65535");
+            None
+        }
+        other => other,
+    }
+}
+
 /// An IPv4 lease as dhclient-script describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DhcpLease {
@@ -222,7 +237,7 @@ pub fn dhclient(env: &Env) -> Result<DhcpAction, HookError> {
         broadcast: ipv4(env, "new_broadcast_address")?,
         routers: addresses(env, "new_routers")?,
         static_routes,
-        mtu: number(env, "new_interface_mtu")?,
+        mtu: dhcp_mtu(number(env, "new_interface_mtu")?),
         dns: addresses(env, "new_domain_name_servers")?,
         metric: number(env, "IF_METRIC")?,
     };

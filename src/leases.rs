@@ -293,6 +293,12 @@ impl LeaseTable {
         Ok(())
     }
 
+    /// May `peer` use the allocator at all? Checked before a request is
+    /// even decoded, so a refused sender costs a fixed, small amount of work.
+    pub fn permits(&self, peer: &Peer) -> bool {
+        self.access.permits(peer)
+    }
+
     /// Applies one decoded request from `peer`.
     pub fn handle(
         &mut self,

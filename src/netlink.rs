@@ -456,6 +456,11 @@ impl Netlink {
     }
 }
 
+/// True for a route that carries our protocol number.
+pub fn is_ours(m: &RouteMessage) -> bool {
+    u8::from(m.header.protocol) == RT_PROTO
+}
+
 /// The kernel message for a planned route; ours carry our protocol number.
 pub fn route_message(r: &RouteSpec) -> RouteMessage {
     let mut m = RouteMessage::default();

@@ -303,6 +303,7 @@ impl Request {
         let obj = value
             .as_object()
             .ok_or_else(|| WireError::new(ErrorCode::NotObject, "request is not a JSON object"))?;
+        reject_duplicate_keys(bytes, "request")?;
 
         match obj.get("version").and_then(Value::as_u64) {
             Some(VERSION) => {}
@@ -383,6 +384,69 @@ pub fn validate_ifname(name: &str) -> Result<(), WireError> {
     Ok(())
 }
 
+/// Bytes `c` takes inside a JSON string as serde_json writes it.
+fn json_escaped_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+        c if (c as u32) < 0x20 => 6,
+        c => c.len_utf8(),
+    }
+}
+
+/// `text` cut so that, escaped as a JSON string, it takes at most `room`
+/// bytes; a cut text ends in `…`. One pass over at most `room` characters.
+pub fn fit_json_string(text: &str, room: usize) -> std::borrow::Cow<'_, str> {
+    const MORE: char = '…';
+    let mut used = 0;
+    let mut cut_at = None;
+    for (i, c) in text.char_indices() {
+        let n = json_escaped_len(c);
+        if cut_at.is_none() && used + n > room.saturating_sub(MORE.len_utf8()) {
+            cut_at = Some(i);
+        }
+        if used + n > room {
+            let mut out = text[..cut_at.unwrap_or(i)].to_owned();
+            out.push(MORE);
+            return out.into();
+        }
+        used += n;
+    }
+    text.into()
+}
+
+/// Refuses a JSON object with a repeated key: serde_json keeps the last
+/// silently, so a log line and the decision could read different values.
+fn reject_duplicate_keys(bytes: &[u8], what: &str) -> Result<(), WireError> {
+    match crate::jsonkeys::duplicate_in_json(bytes) {
+        Some(key) => Err(WireError::new(
+            ErrorCode::Malformed,
+            format!("{what} repeats the key {key}"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Tables a reply may never name: `unspec` (0), `default` (253), `main`
+/// (254) and `local` (255). Rules pointing there would reroute, or on
+/// clean-up empty, the host's own tables.
+pub const RESERVED_TABLES: [u32; 4] = [0, 253, 254, 255];
+
+/// Checks a leased table before anything is installed for it: never a
+/// reserved table, and inside the server's pool when its range is known.
+pub fn check_table(table: u32, range: Option<(u32, u32)>) -> Result<u32, String> {
+    if RESERVED_TABLES.contains(&table) {
+        return Err(format!("table {table} is reserved by the kernel"));
+    }
+    if let Some((first, last)) = range {
+        if !(first..=last).contains(&table) {
+            return Err(format!(
+                "table {table} is outside the server's pool {first}-{last}"
+            ));
+        }
+    }
+    Ok(table)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
     /// `table` 0 with `lease_expires` 0 acknowledges a release.
@@ -417,8 +481,11 @@ impl Reply {
         }
     }
 
+    /// The reply's datagram. Its size is bounded by construction: an error
+    /// message is cut (on a character boundary, counting JSON escapes) so the
+    /// whole reply fits [`MAX_DATAGRAM`], whatever the request echoed.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = match self {
+        match self {
             Reply::Lease {
                 table,
                 lease_expires,
@@ -427,23 +494,22 @@ impl Reply {
                 cmd: CMD_RESP,
                 table: *table,
                 lease_expires: *lease_expires,
-            }),
-            Reply::Error(e) => serde_json::to_vec(&ErrorWire {
-                version: VERSION,
-                cmd: CMD_ERROR,
-                error: e.code.as_str(),
-                message: &e.message,
-            }),
-        }
-        .expect("reply serializes");
-        if out.len() > MAX_DATAGRAM {
-            // Only an error message can be long; keep the reply inside the limit.
-            if let Reply::Error(e) = self {
-                let short = WireError::new(e.code, e.message.chars().take(200).collect::<String>());
-                out = Reply::Error(short).encode();
+            })
+            .expect("reply serializes"),
+            Reply::Error(e) => {
+                let wire = |message: &str| {
+                    serde_json::to_vec(&ErrorWire {
+                        version: VERSION,
+                        cmd: CMD_ERROR,
+                        error: e.code.as_str(),
+                        message,
+                    })
+                    .expect("reply serializes")
+                };
+                let room = MAX_DATAGRAM - wire("").len();
+                wire(&fit_json_string(&e.message, room))
             }
         }
-        out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Reply, WireError> {
@@ -453,6 +519,7 @@ impl Reply {
         let obj = value
             .as_object()
             .ok_or_else(|| WireError::new(ErrorCode::NotObject, "reply is not a JSON object"))?;
+        reject_duplicate_keys(bytes, "reply")?;
         if obj.get("version").and_then(Value::as_u64) != Some(VERSION) {
             return Err(WireError::new(
                 ErrorCode::BadVersion,
@@ -634,6 +701,60 @@ mod tests {
     fn error_replies_stay_within_the_datagram_limit() {
         let e = Reply::Error(WireError::new(ErrorCode::Malformed, "x".repeat(2000)));
         assert!(e.encode().len() <= MAX_DATAGRAM);
+        // Once this recursed until the stack overflowed: 100 four-byte
+        // characters echoed in the message never got shorter than 512 bytes.
+        let name = "\u{1D11E}".repeat(100);
+        let req = format!(
+            r#"{{"address":"10.0.0.1","ifname":"{name}","addr_family":2,"cmd":0,"version":1}}"#
+        );
+        assert!(req.len() <= MAX_DATAGRAM);
+        let err = Request::decode(req.as_bytes()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadIfname);
+        let bytes = Reply::Error(err).encode();
+        assert!(bytes.len() <= MAX_DATAGRAM, "{}", bytes.len());
+        assert!(matches!(
+            Reply::decode(&bytes).unwrap(),
+            Reply::Error(WireError {
+                code: ErrorCode::BadIfname,
+                ..
+            })
+        ));
+        // A message over the limit is cut, visibly.
+        let long = Reply::Error(WireError::new(
+            ErrorCode::BadIfname,
+            "\u{1D11E}".repeat(200),
+        ));
+        let Reply::Error(cut) = Reply::decode(&long.encode()).unwrap() else {
+            panic!()
+        };
+        assert!(cut.message.ends_with('…'));
+        // Control characters take six bytes escaped; still within the limit.
+        let e = Reply::Error(WireError::new(ErrorCode::BadTag, "\u{1}".repeat(600)));
+        assert!(e.encode().len() <= MAX_DATAGRAM);
+    }
+
+    #[test]
+    fn repeated_keys_are_refused() {
+        let dup = br#"{"address":"10.0.0.1","ifname":"a","ifname":"b","addr_family":2,"cmd":0,"version":1}"#;
+        let e = Request::decode(dup).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Malformed);
+        assert!(e.message.contains("ifname"), "{}", e.message);
+        assert!(Reply::decode(
+            br#"{"version":1,"cmd":2,"table":10,"table":254,"lease_expires":1}"#
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn reserved_and_foreign_tables_are_refused() {
+        for t in RESERVED_TABLES {
+            assert!(check_table(t, None).is_err());
+            assert!(check_table(t, Some((0, u32::MAX))).is_err());
+        }
+        assert_eq!(check_table(10000, None), Ok(10000));
+        assert_eq!(check_table(10000, Some((10000, 10999))), Ok(10000));
+        let e = check_table(42, Some((10000, 10999))).unwrap_err();
+        assert!(e.contains("outside the server's pool 10000-10999"), "{e}");
     }
 
     #[test]
@@ -646,5 +767,67 @@ mod tests {
         assert_eq!(short.as_abstract_name().unwrap(), b"tas_ns");
         assert!(abstract_addr(&"x".repeat(108), true).is_err());
         assert_eq!(client_socket_name(&key()), "veth0-10.10.0.2-2");
+    }
+
+    mod fuzz {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// A request datagram built from parts, some of them hostile.
+        fn datagram() -> impl Strategy<Value = Vec<u8>> {
+            let text = prop_oneof![
+                ".{0,40}",
+                "[a-z0-9.:-]{0,20}",
+                Just("\u{1D11E}".repeat(120)),
+                Just("\u{1}".repeat(100)),
+            ];
+            let num = prop_oneof![
+                any::<u64>().prop_map(|n| n.to_string()),
+                Just("-1".to_owned()),
+                Just("1e99".to_owned())
+            ];
+            (text.clone(), text, num.clone(), num.clone(), num).prop_map(|(ifname, addr, fam, cmd, ver)| {
+                format!(
+                    r#"{{"address":{},"ifname":{},"addr_family":{fam},"cmd":{cmd},"version":{ver}}}"#,
+                    serde_json::to_string(&addr).unwrap(),
+                    serde_json::to_string(&ifname).unwrap()
+                )
+                .into_bytes()
+            })
+        }
+
+        fn check_reply_for(bytes: &[u8]) {
+            let reply = match Request::decode(bytes) {
+                Ok(_) => Reply::Lease {
+                    table: u32::MAX,
+                    lease_expires: u64::MAX,
+                },
+                Err(e) => Reply::Error(e),
+            };
+            let out = reply.encode();
+            assert!(out.len() <= MAX_DATAGRAM, "{} bytes", out.len());
+            let _ = Reply::decode(&out).expect("our replies decode");
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn structured_requests_never_panic(bytes in datagram()) {
+                check_reply_for(&bytes);
+            }
+
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+                check_reply_for(&bytes);
+                let _ = Reply::decode(&bytes);
+            }
+
+            #[test]
+            fn any_error_message_fits(code in 0..ErrorCode::ALL.len(), message in "\\PC{0,700}|[\u{0}-\u{1f}\"\\\\]{0,700}") {
+                let r = Reply::Error(WireError::new(ErrorCode::ALL[code], message));
+                prop_assert!(r.encode().len() <= MAX_DATAGRAM);
+            }
+        }
     }
 }

@@ -128,7 +128,42 @@ pub struct RaPlan {
     pub dns: Vec<(Ipv6Addr, Duration)>,
 }
 
-pub fn plan(ra: &RouterAdvert, router: Ipv6Addr) -> RaPlan {
+/// What the agent takes from RAs at most. A router (or anyone on the link
+/// who can send as one) must not be able to fill a table or the servers
+/// file: the kernel bounds its own RA state the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// RFC 4191 routes accepted only with a prefix length in this range
+    /// (the interface's `accept_ra_rt_info_min_plen`/`_max_plen`); `None`:
+    /// route information is not accepted (`accept_ra_rtr_pref` off, or a
+    /// kernel without route information support).
+    pub rt_info_plen: Option<(u8, u8)>,
+    /// Routes held per interface, all routers together.
+    pub routes_per_interface: usize,
+    /// Routes held per router.
+    pub routes_per_router: usize,
+    /// Name servers held per interface.
+    pub dns_per_interface: usize,
+    /// Longest lifetime given to a route or a name server: "infinite" RAs
+    /// still expire unless a later RA refreshes them (routers advertise at
+    /// least every 1800 s, RFC 4861).
+    pub max_lifetime: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            rt_info_plen: Some((0, 0)),
+            routes_per_interface: 64,
+            routes_per_router: 32,
+            dns_per_interface: 8,
+            max_lifetime: Duration::from_secs(7200),
+        }
+    }
+}
+
+pub fn plan(ra: &RouterAdvert, router: Ipv6Addr, limits: &Limits) -> RaPlan {
+    let life = |secs: u32| Duration::from_secs(secs.into()).min(limits.max_lifetime);
     let mut p = RaPlan::default();
     p.routes.push((
         RaRoute {
@@ -136,7 +171,7 @@ pub fn plan(ra: &RouterAdvert, router: Ipv6Addr) -> RaPlan {
             len: 0,
             via: Some(router),
         },
-        Duration::from_secs(ra.router_lifetime.into()),
+        life(ra.router_lifetime.into()),
     ));
     for pi in ra.prefixes.iter().filter(|pi| pi.on_link) {
         // Link-local is always on-link and the kernel's business.
@@ -149,25 +184,70 @@ pub fn plan(ra: &RouterAdvert, router: Ipv6Addr) -> RaPlan {
                 len: pi.len,
                 via: None,
             },
-            Duration::from_secs(pi.valid.into()),
+            life(pi.valid),
         ));
     }
     for ri in &ra.routes {
+        let accepted =
+            matches!(limits.rt_info_plen, Some((min, max)) if (min..=max).contains(&ri.len));
+        if !accepted {
+            continue;
+        }
         p.routes.push((
             RaRoute {
                 dest: network(ri.prefix, ri.len),
                 len: ri.len,
                 via: Some(router),
             },
-            Duration::from_secs(ri.lifetime.into()),
+            life(ri.lifetime),
         ));
     }
-    p.dns = ra
-        .rdnss
-        .iter()
-        .map(|(a, l)| (*a, Duration::from_secs((*l).into())))
-        .collect();
+    p.dns = ra.rdnss.iter().map(|(a, l)| (*a, life(*l))).collect();
     p
+}
+
+/// Cuts a plan to what may still be held on the interface, given what is
+/// held already: withdrawals and refreshes of held entries always pass; new
+/// routes while the interface and the router are under their bounds, new
+/// name servers while the interface is. Returns the plan and how many
+/// entries were refused.
+pub fn admit<T>(
+    plan: RaPlan,
+    router: Ipv6Addr,
+    held_routes: &std::collections::BTreeMap<RaRoute, T>,
+    held_dns: &std::collections::BTreeMap<Ipv6Addr, T>,
+    limits: &Limits,
+) -> (RaPlan, usize) {
+    let mut out = RaPlan::default();
+    let mut refused = 0;
+    let mut on_if = held_routes.len();
+    let mut of_router = held_routes.keys().filter(|r| r.via == Some(router)).count();
+    for (r, life) in plan.routes {
+        if life.is_zero() || held_routes.contains_key(&r) {
+            out.routes.push((r, life));
+        } else if on_if < limits.routes_per_interface
+            && (r.via != Some(router) || of_router < limits.routes_per_router)
+            && !out.routes.iter().any(|(o, _)| *o == r)
+        {
+            on_if += 1;
+            of_router += usize::from(r.via == Some(router));
+            out.routes.push((r, life));
+        } else {
+            refused += 1;
+        }
+    }
+    let mut dns_n = held_dns.len();
+    for (a, life) in plan.dns {
+        if life.is_zero() || held_dns.contains_key(&a) {
+            out.dns.push((a, life));
+        } else if dns_n < limits.dns_per_interface && !out.dns.iter().any(|(o, _)| *o == a) {
+            dns_n += 1;
+            out.dns.push((a, life));
+        } else {
+            refused += 1;
+        }
+    }
+    (out, refused)
 }
 
 fn network(a: Ipv6Addr, len: u8) -> Ipv6Addr {
@@ -178,7 +258,8 @@ fn network(a: Ipv6Addr, len: u8) -> Ipv6Addr {
 }
 
 /// The `expires` of a route (RTA_EXPIRES, seconds) for a lifetime;
-/// 0xffffffff seconds means forever: no expiry.
+/// 0xffffffff seconds means forever: no expiry. (Plans cap lifetimes at
+/// [`Limits::max_lifetime`], so RA routes always get one.)
 pub fn expires_attr(lifetime: Duration) -> Option<u32> {
     if lifetime.as_secs() >= u64::from(u32::MAX) {
         return None;
@@ -298,7 +379,11 @@ pub mod tests {
     #[test]
     fn plan_routes_and_lifetimes() {
         let router: Ipv6Addr = "fe80::5".parse().unwrap();
-        let p = plan(&parse(&sample(1800, 3600)).unwrap(), router);
+        let rio48 = Limits {
+            rt_info_plen: Some((0, 64)),
+            ..Limits::default()
+        };
+        let p = plan(&parse(&sample(1800, 3600)).unwrap(), router, &rio48);
         assert_eq!(p.routes.len(), 3);
         assert_eq!(p.routes[0].0.via, Some(router));
         assert_eq!(p.routes[0].1, Duration::from_secs(1800));
@@ -309,11 +394,103 @@ pub mod tests {
         assert_eq!(p.routes[1].0.via, None);
         assert_eq!(p.routes[2].0.len, 48);
         // Router lifetime 0 and a withdrawn prefix: remove both.
-        let gone = plan(&parse(&sample(0, 0)).unwrap(), router);
+        let gone = plan(&parse(&sample(0, 0)).unwrap(), router, &rio48);
         assert_eq!(gone.routes[0].1, Duration::ZERO);
         assert_eq!(gone.routes[1].1, Duration::ZERO);
         assert_eq!(expires_attr(Duration::from_secs(30)), Some(30));
         assert_eq!(expires_attr(Duration::from_millis(29_500)), Some(30));
         assert_eq!(expires_attr(Duration::from_secs(u64::from(u32::MAX))), None);
+    }
+
+    /// An RA with `n` route-information options (distinct /64s, lifetime
+    /// infinite) and `d` name servers.
+    fn hostile(n: u16, d: u16) -> RouterAdvert {
+        RouterAdvert {
+            router_lifetime: 1800,
+            routes: (0..n)
+                .map(|i| RouteInfo {
+                    prefix: Ipv6Addr::new(0x2001, 0xdb8, i, 0, 0, 0, 0, 0),
+                    len: 64,
+                    lifetime: u32::MAX,
+                })
+                .collect(),
+            rdnss: (0..d)
+                .map(|i| (Ipv6Addr::new(0x2001, 0xdb8, 0xdd, i, 0, 0, 0, 1), u32::MAX))
+                .collect(),
+            ..RouterAdvert::default()
+        }
+    }
+
+    #[test]
+    fn route_information_follows_the_kernels_prefix_length_bounds() {
+        let router: Ipv6Addr = "fe80::5".parse().unwrap();
+        let ra = parse(&sample(1800, 3600)).unwrap();
+        // The kernel's default (max_plen 0): the /48 is not taken.
+        assert_eq!(plan(&ra, router, &Limits::default()).routes.len(), 2);
+        let off = Limits {
+            rt_info_plen: None,
+            ..Limits::default()
+        };
+        assert_eq!(plan(&ra, router, &off).routes.len(), 2);
+        let narrow = Limits {
+            rt_info_plen: Some((49, 64)),
+            ..Limits::default()
+        };
+        assert_eq!(plan(&ra, router, &narrow).routes.len(), 2);
+    }
+
+    #[test]
+    fn floods_are_bounded_and_every_route_expires() {
+        let limits = Limits {
+            rt_info_plen: Some((0, 128)),
+            ..Limits::default()
+        };
+        let mut held_routes = std::collections::BTreeMap::new();
+        let mut held_dns = std::collections::BTreeMap::new();
+        let mut refused = 0;
+        // 600 RAs with 60 routes each and 80 name servers, from 10 routers.
+        for i in 0..600u16 {
+            let router = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1 + i % 10);
+            let mut ra = hostile(60, 80);
+            for r in &mut ra.routes {
+                r.prefix = Ipv6Addr::new(0x2001, 0xdb8, i, r.prefix.segments()[2], 0, 0, 0, 0);
+            }
+            let p = plan(&parse(&build(&ra)).unwrap(), router, &limits);
+            assert!(p
+                .routes
+                .iter()
+                .all(|(_, l)| expires_attr(*l).is_some_and(|e| e <= 7200)));
+            let (p, n) = admit(p, router, &held_routes, &held_dns, &limits);
+            refused += n;
+            for (r, l) in p.routes {
+                held_routes.insert(r, l);
+            }
+            for (a, l) in p.dns {
+                held_dns.insert(a, l);
+            }
+            let of = |rt: Ipv6Addr| held_routes.keys().filter(|r| r.via == Some(rt)).count();
+            assert!(of(router) <= limits.routes_per_router);
+        }
+        assert_eq!(held_routes.len(), limits.routes_per_interface);
+        assert_eq!(held_dns.len(), limits.dns_per_interface);
+        assert!(refused > 30_000);
+        // A withdrawal still passes at the bound.
+        let router: Ipv6Addr = "fe80::1".parse().unwrap();
+        let (p, _) = admit(
+            plan(
+                &RouterAdvert {
+                    router_lifetime: 0,
+                    ..RouterAdvert::default()
+                },
+                router,
+                &limits,
+            ),
+            router,
+            &held_routes,
+            &held_dns,
+            &limits,
+        );
+        assert_eq!(p.routes.len(), 1);
+        assert!(p.routes[0].1.is_zero());
     }
 }

@@ -193,12 +193,14 @@ pub fn uplink_routes(up: &Uplink, table: u32, main: MainPolicy) -> RoutePlan {
         default.gateway = Some(*router);
         default.src = Some(up.address);
         default.metric = if fallback {
-            Some(up.ifindex + metric.unwrap_or(0))
+            // Saturating: IF_METRIC near 2^32 must stay the least preferred,
+            // not wrap round to the most preferred.
+            Some(up.ifindex.saturating_add(metric.unwrap_or(0)))
         } else {
             metric
         };
         plan.add.push(default);
-        metric = metric.map(|m| m + 1);
+        metric = metric.map(|m| m.saturating_add(1));
     }
     plan
 }

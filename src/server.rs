@@ -3,7 +3,6 @@
 //! before any reply of that batch leaves, so every granted table is on disk.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::socket::UnixAddr;
@@ -15,11 +14,24 @@ use crate::config::ServerConfig;
 use crate::dgram::{self, Received};
 use crate::leases::{Access, LeaseTable, Now, Outcome, Peer, StoreOp};
 use crate::metrics::Exposition;
+use crate::outbox::Outbox;
 use crate::protocol::{wire_clock_secs, ErrorCode, Reply, Request, WireError, MAX_DATAGRAM};
+use crate::ratelimit::{RateLimit, Verdict};
 use crate::store::{AdoptClock, Store, StoreError};
 
 /// Datagrams handled per transaction at most.
 const MAX_BATCH: usize = 256;
+/// The server's send buffer. Replies waiting unread at their receivers are
+/// charged to it; see `REFUSAL_SHARE`.
+const SEND_BUFFER: usize = 1 << 20;
+/// Error replies to refused senders go out only while less than this much
+/// of the send buffer is held by unread replies: a flood of senders that
+/// never read can then pin at most a quarter of it, and permitted clients'
+/// replies always find room.
+const REFUSAL_SHARE: usize = SEND_BUFFER / 4;
+/// Refusal lines logged per window at most; the rest are counted.
+const REFUSAL_LOG_BURST: u32 = 20;
+const REFUSAL_LOG_WINDOW: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -37,6 +49,17 @@ pub struct Server {
     /// Error replies sent, indexed like `ErrorCode::ALL`.
     refusals: [u64; ErrorCode::ALL.len()],
     started_unix: i64,
+    /// Refusal log lines: a sender can provoke them at will.
+    refusal_log: RateLimit,
+    /// Replies waiting for room in their client's queue.
+    pub outbox: Outbox,
+}
+
+/// One reply to send, and whether it may wait for room in the peer's queue.
+/// Only answers to permitted senders may: a refused sender costs no retries.
+pub struct Answer {
+    pub reply: Reply,
+    pub may_wait: bool,
 }
 
 impl Server {
@@ -50,6 +73,8 @@ impl Server {
             store,
             refusals: [0; ErrorCode::ALL.len()],
             started_unix: crate::leases::unix_now(),
+            refusal_log: RateLimit::new(REFUSAL_LOG_BURST, REFUSAL_LOG_WINDOW),
+            outbox: Outbox::default(),
         };
         let restored = server.reload(now)?;
         info!(
@@ -82,22 +107,22 @@ impl Server {
         Ok(self.table.len())
     }
 
-    /// Handles a batch of datagrams and returns the replies to send.
-    pub fn handle_batch(&mut self, batch: &[Incoming]) -> Vec<Reply> {
+    /// Handles a batch of datagrams and returns the answers to send.
+    pub fn handle_batch(&mut self, batch: &[Incoming]) -> Vec<Answer> {
         let now = Now::current();
-        let mut replies = Vec::with_capacity(batch.len());
+        let mut answers = Vec::with_capacity(batch.len());
         let mut ops = Vec::new();
         let mut logs = Vec::new();
         for dg in batch {
-            let result = dg.decode().and_then(|req| {
-                let peer = dg.peer.ok_or_else(|| {
-                    WireError::new(ErrorCode::NotPermitted, "no sender credentials")
-                })?;
+            // Who is asking comes first: a sender that may not ask at all is
+            // refused before its datagram is even parsed.
+            let result = self.admit(dg).and_then(|peer| {
+                let req = dg.decode()?;
                 let (outcome, op) = self.table.handle(&req, &peer, now)?;
                 ops.extend(op);
                 Ok((req, peer, outcome))
             });
-            replies.push(match result {
+            answers.push(match result {
                 Ok((req, peer, outcome)) => {
                     let reply = match &outcome {
                         Outcome::Granted { table, deadline }
@@ -108,26 +133,27 @@ impl Server {
                         Outcome::Released { .. } => Reply::released(),
                     };
                     logs.push((req, peer, outcome));
-                    reply
+                    Answer {
+                        reply,
+                        may_wait: true,
+                    }
                 }
                 Err(e) => {
                     self.count_refusal(e.code);
-                    let level_warn = matches!(e.code, ErrorCode::NotPermitted);
-                    if level_warn {
-                        warn!(from = %dg.describe(), "refused: {e}");
-                    } else {
-                        info!(from = %dg.describe(), "refused: {e}");
+                    self.log_refusal(dg, &e, now.mono);
+                    Answer {
+                        reply: Reply::Error(e),
+                        may_wait: false,
                     }
-                    Reply::Error(e)
                 }
             });
         }
         if let Err(e) = self.store.apply(&ops) {
             warn!("{e}; answering this batch with errors and reloading");
-            for r in replies.iter_mut() {
-                if matches!(r, Reply::Lease { .. }) {
+            for a in answers.iter_mut() {
+                if matches!(a.reply, Reply::Lease { .. }) {
                     self.refusals[refusal_index(ErrorCode::Internal)] += 1;
-                    *r = Reply::Error(WireError::new(
+                    a.reply = Reply::Error(WireError::new(
                         ErrorCode::Internal,
                         "the lease database could not be written",
                     ));
@@ -136,12 +162,59 @@ impl Server {
             if let Err(e) = self.reload(now) {
                 warn!("{e}: reload failed");
             }
-            return replies;
+            return answers;
         }
         for (req, peer, outcome) in logs {
             log_outcome(&req, &peer, &outcome);
         }
-        replies
+        answers
+    }
+
+    /// The sender's credentials, if it may use the allocator at all.
+    fn admit(&self, dg: &Incoming) -> Result<Peer, WireError> {
+        let peer = dg
+            .peer
+            .ok_or_else(|| WireError::new(ErrorCode::NotPermitted, "no sender credentials"))?;
+        if !self.table.permits(&peer) {
+            return Err(WireError::new(
+                ErrorCode::NotPermitted,
+                format!(
+                    "uid {} gid {} may not use the allocator",
+                    peer.uid, peer.gid
+                ),
+            ));
+        }
+        Ok(peer)
+    }
+
+    fn log_refusal(&mut self, dg: &Incoming, e: &WireError, now: Instant) {
+        let Verdict::Log { suppressed } = self.refusal_log.check(now) else {
+            return;
+        };
+        if suppressed > 0 {
+            warn!(
+                suppressed,
+                "refusal log lines suppressed in the last {} s",
+                REFUSAL_LOG_WINDOW.as_secs()
+            );
+        }
+        if matches!(e.code, ErrorCode::NotPermitted) {
+            warn!(from = %dg.describe(), "refused: {e}");
+        } else {
+            info!(from = %dg.describe(), "refused: {e}");
+        }
+    }
+
+    /// Reports refusal lines suppressed in a window that has ended, when no
+    /// new refusal came to carry the count.
+    pub fn flush_refusal_log(&mut self, now: Instant) {
+        if let Some(n) = self.refusal_log.take_ended(now) {
+            warn!(
+                suppressed = n,
+                "refusal log lines suppressed in the last {} s",
+                REFUSAL_LOG_WINDOW.as_secs()
+            );
+        }
     }
 
     /// Reaps every lease whose deadline has come, and deletes it on disk.
@@ -215,6 +288,26 @@ impl Server {
                 n as f64,
             );
         }
+        let d = self.outbox.dropped;
+        for (reason, n) in [
+            ("queue_full", d.queue_full),
+            ("peer_full", d.peer_full),
+            ("timed_out", d.timed_out),
+            ("refused_sender", d.refused_sender),
+        ] {
+            e.counter(
+                "table_allocator_replies_dropped_total",
+                "Replies not delivered because the client's queue stayed full, by reason.",
+                &[("reason", reason)],
+                n as f64,
+            );
+        }
+        e.gauge(
+            "table_allocator_replies_pending",
+            "Replies waiting for room in their client's queue.",
+            &[],
+            self.outbox.len() as f64,
+        );
         e.gauge(
             "table_allocator_start_time_seconds",
             "Unix time the server started.",
@@ -333,12 +426,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
     dgram::enable_credentials(&socket)?;
-    let socket = Arc::new(socket);
+    if let Err(e) = dgram::set_send_buffer(&socket, SEND_BUFFER) {
+        warn!("cannot enlarge the send buffer: {e}");
+    }
     tokio::pin!(shutdown);
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
     let mut metrics_tick = server.metrics_interval().map(crate::timer::ticker);
     loop {
         let deadline = server.next_deadline();
+        let retry = server.outbox.next_deadline();
+        let log_due = server.refusal_log.window_end();
         tokio::select! {
             _ = &mut shutdown => {
                 info!("shutting down");
@@ -351,15 +448,22 @@ pub async fn run(
             _ = crate::timer::sleep_until_opt(deadline) => {
                 server.expire(Instant::now());
             }
+            _ = crate::timer::sleep_until_opt(retry) => {
+                server.outbox.flush(&socket, Instant::now());
+            }
+            _ = crate::timer::sleep_until_opt(log_due) => {
+                server.flush_refusal_log(Instant::now());
+            }
             ready = socket.readable() => {
                 ready?;
                 let batch = drain(&socket, &mut buf);
                 if batch.is_empty() {
                     continue;
                 }
-                let replies = server.handle_batch(&batch);
-                for (dg, reply) in batch.iter().zip(replies) {
-                    send_reply(&socket, dg, reply.encode());
+                let answers = server.handle_batch(&batch);
+                let now = Instant::now();
+                for (dg, answer) in batch.iter().zip(answers) {
+                    send_reply(&socket, &mut server.outbox, dg, answer, now);
                 }
             }
         }
@@ -395,35 +499,32 @@ fn drain(socket: &UnixDatagram, buf: &mut [u8]) -> Vec<Incoming> {
     batch
 }
 
-fn send_reply(socket: &Arc<UnixDatagram>, dg: &Incoming, bytes: Vec<u8>) {
+/// Sends at once; an answer to a permitted sender whose queue is full waits
+/// in the bounded outbox, any other is dropped and counted.
+fn send_reply(
+    socket: &UnixDatagram,
+    outbox: &mut Outbox,
+    dg: &Incoming,
+    answer: Answer,
+    now: Instant,
+) {
     let Some(to) = dg.from else {
         debug!("sender has no address; reply not sent");
         return;
     };
+    if !answer.may_wait && dgram::unsent_bytes(socket).is_ok_and(|n| n >= REFUSAL_SHARE) {
+        outbox.dropped.refused_sender += 1;
+        return;
+    }
+    let bytes = answer.reply.encode();
     match dgram::try_send_to(socket, &bytes, &to) {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-            // The client's queue is full. poll() cannot tell us when an
-            // unconnected socket may send again, so retry on a timer rather
-            // than drop the reply.
-            let socket = Arc::clone(socket);
-            tokio::spawn(async move {
-                let mut delay = Duration::from_micros(200);
-                for _ in 0..16 {
-                    tokio::time::sleep(delay).await;
-                    match dgram::try_send_to(&socket, &bytes, &to) {
-                        Ok(_) => return,
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            delay = (delay * 2).min(Duration::from_millis(250));
-                        }
-                        Err(e) => {
-                            debug!(to = %dgram::describe(Some(&to)), "reply not sent: {e}");
-                            return;
-                        }
-                    }
-                }
-                warn!(to = %dgram::describe(Some(&to)), "reply dropped: client queue full for 2 s");
-            });
+            if answer.may_wait {
+                outbox.push(to, bytes, now);
+            } else {
+                outbox.dropped.refused_sender += 1;
+            }
         }
         Err(e) => debug!(to = %dg.describe(), "reply not sent: {e}"),
     }

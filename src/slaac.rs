@@ -68,6 +68,30 @@ struct Agent {
     ras: HashMap<u32, IfRa>,
     /// Addresses whose lease is being taken, since when.
     leasing: HashMap<Ipv6Addr, Instant>,
+    /// Warnings about RAs over the bounds: a flood must not flood the log.
+    bound_log: crate::ratelimit::RateLimit,
+}
+
+/// The RA limits for `ifname`: ours, with route information accepted as
+/// the interface's own sysctls say (as the kernel would).
+fn ra_limits(ifname: &str) -> ra::Limits {
+    let sysctl = |key: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{ifname}/{key}"))
+            .ok()
+            .and_then(|v| v.trim().parse::<u8>().ok())
+    };
+    let rt_info_plen = match (
+        sysctl("accept_ra_rtr_pref"),
+        sysctl("accept_ra_rt_info_min_plen"),
+        sysctl("accept_ra_rt_info_max_plen"),
+    ) {
+        (Some(pref), Some(min), Some(max)) if pref > 0 => Some((min, max)),
+        _ => None,
+    };
+    ra::Limits {
+        rt_info_plen,
+        ..ra::Limits::default()
+    }
 }
 
 impl Agent {
@@ -295,8 +319,16 @@ impl Agent {
             Ok(a) => a,
             Err(e) => return warn!(%ifname, %router, "bad router advertisement: {e}"),
         };
-        let plan = ra::plan(&advert, router);
+        let limits = ra_limits(&ifname);
+        let plan = ra::plan(&advert, router, &limits);
         let now = Instant::now();
+        let st = self.ras.entry(index).or_default();
+        let (plan, refused) = ra::admit(plan, router, &st.routes, &st.dns, &limits);
+        if refused > 0 {
+            if let crate::ratelimit::Verdict::Log { suppressed } = self.bound_log.check(now) {
+                warn!(%ifname, %router, refused, earlier = suppressed, "router advertisement over the bounds (routes per interface {}, per router {}, name servers {}): the rest ignored", limits.routes_per_interface, limits.routes_per_router, limits.dns_per_interface);
+            }
+        }
         let tables = match self.our_rules().await {
             Ok((_, t)) => t.get(&ifname).cloned().unwrap_or_default(),
             Err(e) => return warn!("{e}"),
@@ -461,6 +493,7 @@ pub async fn run(
         names: HashMap::new(),
         ras: HashMap::new(),
         leasing: HashMap::new(),
+        bound_log: crate::ratelimit::RateLimit::new(5, Duration::from_secs(60)),
     };
     // RAs now rather than at the routers' next interval; and the kernel's
     // RA routes already in main.

@@ -289,27 +289,6 @@ fn lab(action: &str, name: &str) -> anyhow::Result<u8> {
     Ok(status.code().unwrap_or(1) as u8)
 }
 
-/// Does the allocator server answer? An empty object is refused with an
-/// error reply and changes nothing.
-fn server_answers(name: &str) -> bool {
-    let me = format!("mhr-status-{}", std::process::id());
-    let (Ok(mine), Ok(server)) = (
-        mhr::protocol::abstract_addr(&me, true),
-        mhr::protocol::abstract_addr(name, true),
-    ) else {
-        return false;
-    };
-    let Ok(sock) = std::os::unix::net::UnixDatagram::bind_addr(&mine) else {
-        return false;
-    };
-    let _ = sock.set_read_timeout(Some(std::time::Duration::from_secs(1)));
-    if sock.send_to_addr(b"{}", &server).is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 600];
-    sock.recv(&mut buf).is_ok()
-}
-
 /// The status of this host: kernel view, leases, DNS lines, server probe.
 fn gather(
     rt: &tokio::runtime::Runtime,
@@ -332,7 +311,7 @@ fn gather(
         .lines()
         .filter_map(mhr::dns::ServerLine::parse)
         .collect();
-    let up = server_answers(&ctx.tas_socket);
+    let up = mhr::client::server_answers(&ctx.tas_socket, true, server_uid());
     let mut st = mhr::status::assemble(&kernel, leases.as_deref().ok(), &dns, Some(up));
     st.lease_database = Some(db.display().to_string());
     let track = mhr::track::TrackState::read(track_state);
@@ -342,4 +321,12 @@ fn gather(
             .push(format!("lease database {} unreadable: {e}", db.display()));
     }
     Ok((st, kernel))
+}
+
+/// The uid the allocator server runs as (MHR_SERVER_UID, default root).
+fn server_uid() -> u32 {
+    std::env::var("MHR_SERVER_UID")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }

@@ -74,6 +74,10 @@ fn config(args: &Args) -> anyhow::Result<ClientConfig> {
     if args.destination.is_empty() {
         bail!("-d: the server name must not be empty");
     }
+    let tables = match &args.tables {
+        Some(t) => Some(parse_tables(t)?),
+        None => pool_from_config(&args.server_config, &args.destination),
+    };
     Ok(ClientConfig {
         key,
         prefix_len,
@@ -82,6 +86,32 @@ fn config(args: &Args) -> anyhow::Result<ClientConfig> {
         padded: !args.unpadded,
         attempts: 5,
         retry: Duration::from_secs(2),
+        server_uid: args.server_uid,
+        tables,
+    })
+}
+
+/// `--tables FIRST-LAST`.
+fn parse_tables(text: &str) -> anyhow::Result<(u32, u32)> {
+    let parsed = text
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)));
+    match parsed {
+        Some((first, last)) if first <= last => Ok((first, last)),
+        _ => bail!("--tables {text:?}: expected FIRST-LAST, such as 10000-10999"),
+    }
+}
+
+/// The pool of the server named `server`, from its config file when there is
+/// one and it describes that server.
+fn pool_from_config(path: &std::path::Path, server: &str) -> Option<(u32, u32)> {
+    let loaded = mhr::config::ServerConfig::load(path).ok()?;
+    let c = loaded.config;
+    (c.socket_path == server && c.num_tables > 0).then(|| {
+        (
+            c.table_offset,
+            c.table_offset.saturating_add(c.num_tables - 1),
+        )
     })
 }
 

@@ -43,8 +43,17 @@ fn main() -> anyhow::Result<()> {
         .context("cannot start the runtime")?;
     runtime.block_on(async {
         let server = Server::open(config.clone())?;
-        let socket = mhr::dgram::bind_abstract(&config.socket_path, config.socket_padded)
-            .with_context(|| format!("cannot bind abstract socket @{}", config.socket_path))?;
+        let socket = match mhr::dgram::bind_abstract(&config.socket_path, config.socket_padded) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                anyhow::bail!("{}", name_taken(&config.socket_path))
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("cannot bind abstract socket @{}", config.socket_path)
+                })
+            }
+        };
         info!(
             socket = %config.socket_path,
             offset = config.table_offset,
@@ -56,4 +65,24 @@ fn main() -> anyhow::Result<()> {
         server::run(socket, server, mhr::shutdown::signal()).await?;
         Ok(())
     })
+}
+
+/// Abstract names carry no permissions: whoever holds ours could be another
+/// server or an impostor answering clients. Refuse, and name the holder.
+fn name_taken(name: &str) -> String {
+    let holders = mhr::dgram::holders_of(name);
+    let who = if holders.is_empty() {
+        "a process not visible from here (another pid namespace?)".to_owned()
+    } else {
+        holders
+            .iter()
+            .map(|h| h.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "abstract socket @{name} is already bound by {who}: another table_allocator_server, \
+         or a process impersonating one (any user can bind an abstract name). \
+         Not starting; stop that process (check `ss -xlp | grep {name}`) and start again"
+    )
 }

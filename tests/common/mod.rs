@@ -208,21 +208,30 @@ pub fn server_bin() -> &'static str {
     env!("CARGO_BIN_EXE_table_allocator_server")
 }
 
-/// A server config in `dir`, with `extra` JSON members appended.
+/// A server config in `dir`, with `extra` JSON members appended; a key in
+/// `extra` replaces the default one (the server refuses repeated keys).
 pub fn write_server_config(dir: &Path, socket: &str, extra: &str) -> PathBuf {
     let path = dir.join("server.json");
+    let db = dir.join("leases.db");
+    let defaults = [
+        ("socket_path", format!("\"{socket}\"")),
+        ("table_offset", "10000".to_owned()),
+        ("num_tables", "32".to_owned()),
+        ("table_timeout", "3600".to_owned()),
+        ("db_path", format!("\"{}\"", db.display())),
+        (
+            "addr_families",
+            r#"{ "inet": true, "inet6": true, "unspec": false }"#.to_owned(),
+        ),
+    ];
+    let members: Vec<String> = defaults
+        .iter()
+        .filter(|(k, _)| !extra.contains(&format!("\"{k}\"")))
+        .map(|(k, v)| format!("\"{k}\": {v}"))
+        .collect();
     let text = format!(
-        r#"{{
-        // written by the test
-        "socket_path": "{socket}",
-        "table_offset": 10000,
-        "num_tables": 32,
-        "table_timeout": 3600,
-        "db_path": "{}",
-        "addr_families": {{ "inet": true, "inet6": true, "unspec": false }}
-        {extra}
-    }}"#,
-        dir.join("leases.db").display()
+        "{{\n        // written by the test\n        {}\n        {extra}\n    }}",
+        members.join(",\n        ")
     );
     std::fs::write(&path, text).unwrap();
     path
