@@ -466,6 +466,22 @@ mod tests {
     }
 
     #[test]
+    fn repeated_keys_are_refused_by_name() {
+        let e = parse(
+            r#"{"db_path": "/x", "table_offset": 10, // second wins?
+            "table_offset": 20}"#,
+        )
+        .unwrap_err();
+        assert!(matches!(e, ConfigError::Syntax { .. }));
+        assert!(
+            e.to_string().contains("\"table_offset\" is given twice"),
+            "{e}"
+        );
+        let e = parse(r#"{"addr_families": {"inet": true, "inet": false}}"#).unwrap_err();
+        assert!(e.to_string().contains("\"inet\""), "{e}");
+    }
+
+    #[test]
     fn syntax_and_missing_file() {
         assert!(matches!(parse("{"), Err(ConfigError::Syntax { .. })));
         assert!(matches!(parse("[]"), Err(ConfigError::Syntax { .. })));

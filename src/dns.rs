@@ -280,6 +280,16 @@ mod tests {
     }
 
     #[test]
+    fn names_the_servers_file_cannot_hold_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("servers");
+        let l = [line("10.0.0.1", "a@b", "10.0.0.2")];
+        let e = set_interface(&path, "a@b", Scope::Interface, &l).unwrap_err();
+        assert!(e.to_string().contains("cannot be written"), "{e}");
+        assert!(!path.exists());
+    }
+
+    #[test]
     fn reload_without_pid_file_is_not_an_error() {
         assert_eq!(
             reload_dnsmasq(Path::new("/nonexistent/dnsmasq.pid")).unwrap(),

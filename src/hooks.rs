@@ -569,6 +569,29 @@ mod tests {
     }
 
     #[test]
+    fn a_hostile_mtu_is_ignored() {
+        for (mtu, want) in [
+            ("68", None),
+            ("576", None),
+            ("577", Some(577)),
+            ("1500", Some(1500)),
+            ("70000", None),
+        ] {
+            let a = dhclient(&env(&[
+                ("reason", "BOUND"),
+                ("interface", "eth1"),
+                ("new_ip_address", "10.1.0.5"),
+                ("new_interface_mtu", mtu),
+            ]))
+            .unwrap();
+            let DhcpAction::Configure { lease, .. } = a else {
+                panic!("{a:?}")
+            };
+            assert_eq!(lease.mtu, want, "{mtu}");
+        }
+    }
+
+    #[test]
     fn renew_same_address_flushes_nothing_and_timeout_checks_the_router() {
         let base = [
             ("interface", "eth1"),

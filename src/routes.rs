@@ -275,6 +275,25 @@ mod tests {
     }
 
     #[test]
+    fn a_huge_if_metric_saturates_instead_of_wrapping() {
+        let mut u = up("10.1.0.5", 24, &["10.1.0.1", "10.1.0.2"]);
+        u.metric = Some(u32::MAX);
+        let fallback = uplink_routes(&u, 0, MainPolicy::Move);
+        let defaults: Vec<_> = fallback.add.iter().filter(|r| r.prefix_len == 0).collect();
+        assert!(
+            defaults.iter().all(|r| r.metric == Some(u32::MAX)),
+            "{:?}",
+            text(&fallback.add)
+        );
+        let table = uplink_routes(&u, 10000, MainPolicy::Move);
+        assert!(table
+            .add
+            .iter()
+            .filter(|r| r.prefix_len == 0)
+            .all(|r| r.metric == Some(u32::MAX)));
+    }
+
+    #[test]
     fn point_to_point_lease() {
         let plan = uplink_routes(
             &up("100.64.1.9", 32, &["100.64.0.1"]),

@@ -824,4 +824,70 @@ fn ipv6_uplinks_from_router_advertisements_and_dhcpv6() {
     assert!(lab
         .ip(&["-6", "route", "show", "table", &t2])
         .contains("2001:db8:8::/64"));
+
+    // A hostile router on wan1's link: 20 RAs with 60 route-information
+    // options (infinite lifetime) and 20 with 80 name servers. wan1 takes
+    // route information up to /64, as its sysctls say; the agent holds at
+    // most 32 routes per router, 64 per interface, 8 name servers, and every
+    // route expires.
+    check(Command::new("ip").args([
+        "netns",
+        "exec",
+        &lab.host(),
+        "sysctl",
+        "-q",
+        "-w",
+        "net.ipv6.conf.wan1.accept_ra_rt_info_max_plen=64",
+    ]));
+    let isp1 = format!("{}-isp1", lab.name);
+    for i in 0..20u16 {
+        let routes = (0..60u16)
+            .map(|j| mhr::ra::RouteInfo {
+                prefix: std::net::Ipv6Addr::new(0x2001, 0xdb8, 0x100 + i, j, 0, 0, 0, 0),
+                len: 64,
+                lifetime: u32::MAX,
+            })
+            .collect();
+        send_ra(
+            &isp1,
+            "lan",
+            &mhr::ra::RouterAdvert {
+                router_lifetime: 1800,
+                routes,
+                ..Default::default()
+            },
+        );
+        let rdnss = (0..80u16)
+            .map(|j| {
+                (
+                    std::net::Ipv6Addr::new(0x2001, 0xdb8, 0xd0, i, 0, 0, 0, j + 1),
+                    u32::MAX,
+                )
+            })
+            .collect();
+        send_ra(
+            &isp1,
+            "lan",
+            &mhr::ra::RouterAdvert {
+                router_lifetime: 1800,
+                rdnss,
+                ..Default::default()
+            },
+        );
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let table1 = lab.ip(&["-6", "route", "show", "table", &t1]);
+    let hostile: Vec<&str> = table1
+        .lines()
+        .filter(|l| l.starts_with("2001:db8:1"))
+        .collect();
+    assert!(!hostile.is_empty() && hostile.len() <= 32, "{table1}");
+    assert!(hostile.iter().all(|l| l.contains("expires")), "{table1}");
+    let wan1_dns = lab
+        .read("servers")
+        .lines()
+        .filter(|l| l.contains("@wan1@"))
+        .count();
+    // 8 from RAs, besides the lab's own.
+    assert!((3..=8 + 2).contains(&wan1_dns), "{}", lab.read("servers"));
 }

@@ -354,6 +354,7 @@ mod tests {
     fn bad_values_name_their_key() {
         for (text, key) in [
             (r#"{"intervall_ms": 5}"#, "intervall_ms"),
+            (r#"{"interval_ms": 500, "interval_ms": 100}"#, "interval_ms"),
             (r#"{"interval_ms": 0}"#, "interval_ms"),
             (r#"{"down_after": 0}"#, "down_after"),
             (r#"{"targets": []}"#, "targets"),
