@@ -65,6 +65,10 @@ fn unix_addr(name: &str, padded: bool) -> io::Result<UnixAddr> {
     UnixAddr::new_abstract(&abstract_name(name, padded)?).map_err(io::Error::from)
 }
 
+/// Error replies to strangers at the control socket stop while this much of
+/// our send buffer is held by replies not yet read.
+const STRANGER_REPLY_BYTES: usize = 32 * 1024;
+
 /// What asking for a lease came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Acquired {
@@ -118,6 +122,10 @@ impl LeaseSocket {
 
     fn send_to(&self, bytes: &[u8], to: &UnixAddr) -> io::Result<()> {
         dgram::try_send_to(&self.sock, bytes, to).map(|_| ())
+    }
+
+    fn unsent_bytes(&self) -> usize {
+        dgram::unsent_bytes(&self.sock).unwrap_or(usize::MAX)
     }
 
     /// Sends to the server, waiting for room in its queue (a flood from
@@ -566,25 +574,34 @@ impl Keeper {
         let from = r.from?;
         let me = nix::unistd::getuid().as_raw();
         let allowed = matches!(r.peer, Some(Peer { uid, .. }) if uid == 0 || uid == me);
-        let reply = match Request::decode(bytes) {
-            Err(e) => Reply::Error(e),
-            Ok(_) if !allowed => Reply::Error(WireError::new(
-                crate::protocol::ErrorCode::NotPermitted,
+        // Credentials first: a stranger's datagram is not even parsed.
+        let reply = if !allowed {
+            Reply::Error(WireError::new(
+                ErrorCode::NotPermitted,
                 "only root or the client's own uid may control it",
-            )),
-            Ok(req) if req.key != self.cfg.key => Reply::Error(WireError::new(
-                crate::protocol::ErrorCode::BadAddress,
-                format!("this client holds {}, not {}", self.cfg.key, req.key),
-            )),
-            Ok(req) if req.action == Action::Request => Reply::Lease {
-                table: self.table,
-                lease_expires: self.lease_expires,
-            },
-            Ok(_) => {
-                let stop = self.finish(Stop::ReleaseRequested, Some(from)).await;
-                return Some(stop);
+            ))
+        } else {
+            match Request::decode(bytes) {
+                Err(e) => Reply::Error(e),
+                Ok(req) if req.key != self.cfg.key => Reply::Error(WireError::new(
+                    ErrorCode::BadAddress,
+                    format!("this client holds {}, not {}", self.cfg.key, req.key),
+                )),
+                Ok(req) if req.action == Action::Request => Reply::Lease {
+                    table: self.table,
+                    lease_expires: self.lease_expires,
+                },
+                Ok(_) => {
+                    let stop = self.finish(Stop::ReleaseRequested, Some(from)).await;
+                    return Some(stop);
+                }
             }
         };
+        // Unread replies are charged to our send buffer; a stranger that
+        // never reads must not fill it and so stall our renewals.
+        if !allowed && self.sock.unsent_bytes() >= STRANGER_REPLY_BYTES {
+            return None;
+        }
         if let Err(e) = self.sock.send_to(&reply.encode(), &from) {
             debug!("control reply not sent: {e}");
         }

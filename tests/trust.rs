@@ -403,3 +403,30 @@ fn pid_files_are_not_trusted() {
     assert!(log.contains("\"sleep\", not dhclient"), "{log}");
     assert!(log.contains("\"sleep\", not dnsmasq"), "{log}");
 }
+
+#[test]
+fn a_flood_at_a_clients_socket_does_not_stall_its_renewals() {
+    require_netns!();
+    // Leases of 4 s: the client renews every 2 s, and must keep doing so.
+    let lab = Lab::new("ctlflood", r#", "table_timeout": 4"#, true);
+    let (table, _) = lab.client(&[]);
+    assert_eq!(table, "10000");
+    let log = lab.server.as_ref().unwrap().stderr_path.clone();
+    let renewals = || {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .matches("lease renewed")
+            .count()
+    };
+    let before = renewals();
+    let flood = lab.hostile_daemon(65534, &["flood", "v0-10.10.0.2-2", "1000", "7"]);
+    std::thread::sleep(Duration::from_secs(7));
+    drop(flood);
+    assert!(
+        renewals() >= before + 2,
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert_eq!(our_rules(&lab.ns, false).len(), 4);
+    assert!(lab.ns.ip(&["rule"]).contains("lookup 10000"));
+}
