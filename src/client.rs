@@ -87,6 +87,7 @@ pub struct LeaseSocket {
     sock: UnixDatagram,
     server: UnixAddr,
     server_uid: u32,
+    impostor_replies: std::cell::Cell<u64>,
 }
 
 impl LeaseSocket {
@@ -99,6 +100,7 @@ impl LeaseSocket {
             sock,
             server: cfg.server_addr()?,
             server_uid: cfg.server_uid,
+            impostor_replies: std::cell::Cell::new(0),
         })
     }
 
@@ -117,6 +119,7 @@ impl LeaseSocket {
             sock,
             server: cfg.server_addr()?,
             server_uid: cfg.server_uid,
+            impostor_replies: std::cell::Cell::new(0),
         })
     }
 
@@ -165,12 +168,19 @@ impl LeaseSocket {
         match r.peer {
             Some(p) if p.uid == 0 || p.uid == self.server_uid => true,
             other => {
-                warn!(
-                    server = %dgram::describe(r.from.as_ref()),
-                    uid = ?other.map(|p| p.uid),
-                    pid = ?other.map(|p| p.pid),
-                    "ignored a reply at the server's name from a process that is not the server"
-                );
+                // Logged at 1, 2, 4, 8, ... such replies: an impostor that
+                // floods must not flood the log.
+                let n = self.impostor_replies.get() + 1;
+                self.impostor_replies.set(n);
+                if n.is_power_of_two() {
+                    warn!(
+                        server = %dgram::describe(r.from.as_ref()),
+                        uid = ?other.map(|p| p.uid),
+                        pid = ?other.map(|p| p.pid),
+                        ignored = n,
+                        "ignored a reply at the server's name from a process that is not the server"
+                    );
+                }
                 false
             }
         }
