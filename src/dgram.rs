@@ -98,12 +98,13 @@ pub fn unsent_bytes(sock: &UnixDatagram) -> io::Result<usize> {
     Ok(n.max(0) as usize)
 }
 
-/// Sets the send buffer, as root beyond `wmem_max` (SO_SNDBUFFORCE); falls
-/// back to SO_SNDBUF.
-pub fn set_send_buffer(sock: &UnixDatagram, bytes: usize) -> io::Result<()> {
-    socket::setsockopt(sock, sockopt::SndBufForce, &bytes)
-        .or_else(|_| socket::setsockopt(sock, sockopt::SndBuf, &bytes))
-        .map_err(io::Error::from)
+/// Sets the send buffer, beyond `wmem_max` with CAP_NET_ADMIN
+/// (SO_SNDBUFFORCE), else as far as SO_SNDBUF goes; returns the size the
+/// kernel granted.
+pub fn set_send_buffer(sock: &UnixDatagram, bytes: usize) -> io::Result<usize> {
+    let _ = socket::setsockopt(sock, sockopt::SndBufForce, &bytes)
+        .or_else(|_| socket::setsockopt(sock, sockopt::SndBuf, &bytes));
+    socket::getsockopt(sock, sockopt::SndBuf).map_err(io::Error::from)
 }
 
 /// Sends, and while the peer's queue is full, tries again with a growing

@@ -21,14 +21,12 @@ use crate::store::{AdoptClock, Store, StoreError};
 
 /// Datagrams handled per transaction at most.
 const MAX_BATCH: usize = 256;
-/// The server's send buffer. Replies waiting unread at their receivers are
-/// charged to it; see `REFUSAL_SHARE`.
+/// The send buffer the server asks for. Replies waiting unread at their
+/// receivers are charged to it. Error replies to refused senders go out
+/// only while unread replies hold less than a quarter of what the kernel
+/// granted: a flood of senders that never read can pin at most that, and
+/// permitted clients' replies always find room.
 const SEND_BUFFER: usize = 1 << 20;
-/// Error replies to refused senders go out only while less than this much
-/// of the send buffer is held by unread replies: a flood of senders that
-/// never read can then pin at most a quarter of it, and permitted clients'
-/// replies always find room.
-const REFUSAL_SHARE: usize = SEND_BUFFER / 4;
 /// Refusal lines logged per window at most; the rest are counted.
 const REFUSAL_LOG_BURST: u32 = 20;
 const REFUSAL_LOG_WINDOW: Duration = Duration::from_secs(10);
@@ -426,9 +424,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
     dgram::enable_credentials(&socket)?;
-    if let Err(e) = dgram::set_send_buffer(&socket, SEND_BUFFER) {
-        warn!("cannot enlarge the send buffer: {e}");
-    }
+    let refusal_share = match dgram::set_send_buffer(&socket, SEND_BUFFER) {
+        Ok(granted) => granted / 4,
+        Err(e) => {
+            warn!("cannot read the send buffer size: {e}");
+            // The kernel's usual default (wmem_default 212992) / 4.
+            53_248
+        }
+    };
     tokio::pin!(shutdown);
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
     let mut metrics_tick = server.metrics_interval().map(crate::timer::ticker);
@@ -463,7 +466,7 @@ pub async fn run(
                 let answers = server.handle_batch(&batch);
                 let now = Instant::now();
                 for (dg, answer) in batch.iter().zip(answers) {
-                    send_reply(&socket, &mut server.outbox, dg, answer, now);
+                    send_reply(&socket, &mut server.outbox, dg, answer, now, refusal_share);
                 }
             }
         }
@@ -507,12 +510,13 @@ fn send_reply(
     dg: &Incoming,
     answer: Answer,
     now: Instant,
+    refusal_share: usize,
 ) {
     let Some(to) = dg.from else {
         debug!("sender has no address; reply not sent");
         return;
     };
-    if !answer.may_wait && dgram::unsent_bytes(socket).is_ok_and(|n| n >= REFUSAL_SHARE) {
+    if !answer.may_wait && dgram::unsent_bytes(socket).is_ok_and(|n| n >= refusal_share) {
         outbox.dropped.refused_sender += 1;
         return;
     }
