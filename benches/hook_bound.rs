@@ -145,7 +145,7 @@ fn main() {
         );
     std::fs::write(&script, text).unwrap();
     let defaults = d.join("defaults");
-    std::fs::write(&defaults, format!("MHR={mhr}\n")).unwrap();
+    std::fs::write(&defaults, "").unwrap();
     let shim = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/contrib/dhcp/multihomed-routing"
@@ -153,7 +153,10 @@ fn main() {
     .unwrap();
     std::fs::write(
         enter.join("multihomed-routing"),
-        format!("MHR_DEFAULTS={}\n{shim}", defaults.display()),
+        format!(
+            "export MHR_DEFAULTS={}; MHR={mhr}\n{shim}",
+            defaults.display()
+        ),
     )
     .unwrap();
     let mut via_script = Vec::new();

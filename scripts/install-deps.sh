@@ -13,3 +13,21 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# NetworkManager's ifupdown dispatcher script (01-ifupdown), for the test
+# that drives our hook through it. Only the script is extracted from the
+# package: installing network-manager would start a daemon that takes over
+# the machine's interfaces.
+nm_script=/usr/local/share/multihomed-routing-tests/01-ifupdown
+if [ ! -x "$nm_script" ]; then
+    tmp=$(mktemp -d)
+    chmod 755 "$tmp"
+    if ! (cd "$tmp" && apt-get download -qq network-manager 2>/dev/null); then
+        apt-get update -qq
+        (cd "$tmp" && apt-get download -qq network-manager 2>/dev/null)
+    fi
+    dpkg-deb --fsys-tarfile "$tmp"/network-manager_*.deb |
+        tar -x -C "$tmp" ./etc/NetworkManager/dispatcher.d/01-ifupdown
+    install -D -m 755 "$tmp/etc/NetworkManager/dispatcher.d/01-ifupdown" "$nm_script"
+    rm -rf "$tmp"
+fi

@@ -124,15 +124,16 @@ JSON
         --log-facility="$DIR/resolver.log" --log-queries --bind-interfaces \
         --listen-address=127.0.0.1 --no-resolv --no-hosts --servers-file="$DIR/servers" </dev/null >/dev/null
 
+    # The lab's settings file, in the installed file's format; mhr reads it
+    # (MHR_DEFAULTS names it instead of /etc/default/multihomed-routing).
     cat > "$DIR/defaults" <<EOF
-MHR=$BIN/mhr
-export MHR_CLIENT=$BIN/table_allocator_client
-export MHR_TAS_SOCKET=tas_socket
-export MHR_SERVERS_FILE=$DIR/servers
-export MHR_DNSMASQ_PID_FILE=$DIR/resolver.pid
-export MHR_DHCLIENT_PID_DIR=$DIR
-export MHR_STANZA_DIR=$DIR/network-conf
-export MHR_CLIENT_LOG=$DIR/client.log
+MHR_CLIENT=$BIN/table_allocator_client
+MHR_TAS_SOCKET=tas_socket
+MHR_SERVERS_FILE=$DIR/servers
+MHR_DNSMASQ_PID_FILE=$DIR/resolver.pid
+MHR_DHCLIENT_PID_DIR=$DIR
+MHR_STANZA_DIR=$DIR/network-conf
+MHR_CLIENT_LOG=$DIR/client.log
 EOF
     # The RA agent: tables, rules and routes for the addresses RAs make.
     in_host env MHR_CLIENT="$BIN/table_allocator_client" MHR_TAS_SOCKET=tas_socket \
@@ -149,7 +150,7 @@ EOF
         -e "s#/etc/dhcp/dhclient-exit-hooks\\b#$DIR/exit-hooks#" \
         /sbin/dhclient-script > "$DIR/dhclient-script"
     chmod +x "$DIR/dhclient-script"
-    { echo "MHR_DEFAULTS=$DIR/defaults"; cat "$dhcp_shim"; } \
+    { echo "export MHR_DEFAULTS=$DIR/defaults; MHR=$BIN/mhr"; cat "$dhcp_shim"; } \
         > "$DIR/enter.d/multihomed-routing"
 
     for i in 1 2 3; do
@@ -167,7 +168,7 @@ iface wan4 inet static
     address $net.2/24
     gateway $net.1
     dns-nameservers $net.1
-    post-up MHR_DEFAULTS=$DIR/defaults $ifup_shim
+    post-up MHR_DEFAULTS=$DIR/defaults MHR=$BIN/mhr $ifup_shim
 EOF
     mkdir -p "$DIR/ifstate"
     in_host ifup --no-scripts -i "$DIR/interfaces" --state-dir "$DIR/ifstate" wan4 </dev/null >/dev/null 2>>"$DIR/ifup.log"

@@ -345,12 +345,13 @@ impl Context {
     /// Returns whether one was written.
     pub fn hotplug_add(&self, ifname: &str) -> Result<bool, ApplyError> {
         if !self.hotplug_patterns.iter().any(|p| glob_match(p, ifname)) {
+            tracing::debug!(ifname, patterns = ?self.hotplug_patterns, "no hotplug pattern matches: no stanza");
             return Ok(false);
         }
         std::fs::create_dir_all(&self.stanza_dir)?;
         let path = self.stanza_dir.join(ifname);
         crate::files::replace(&path, &format!("iface {ifname} inet dhcp\n"))?;
-        info!(ifname, path = %path.display(), "wrote dynamic stanza");
+        info!(ifname, path = %path.display(), "hotplug pattern matches: wrote dynamic stanza");
         Ok(true)
     }
 }
@@ -394,7 +395,7 @@ mod tests {
             dnsmasq_pid_file: dir.join("dnsmasq.pid"),
             dhclient_pid_dir: dir.to_owned(),
             stanza_dir: dir.join("network-conf"),
-            hotplug_patterns: vec!["wwan*".into(), "usb*".into()],
+            hotplug_patterns: vec!["ww*".into(), "enx*".into(), "usb*".into()],
             client_log: None,
         }
     }
@@ -405,6 +406,9 @@ mod tests {
         let c = ctx(dir.path());
         assert!(c.hotplug_add("wwan0").unwrap());
         assert!(!c.hotplug_add("eth0").unwrap());
+        // Debian's names for a WWAN modem and a USB Ethernet (HiLink) one.
+        assert!(c.hotplug_add("wwp0s20u4i6").unwrap());
+        assert!(c.hotplug_add("enx0c5b8f279a64").unwrap());
         let stanza = std::fs::read_to_string(dir.path().join("network-conf/wwan0")).unwrap();
         assert_eq!(stanza, "iface wwan0 inet dhcp\n");
         assert!(!dir.path().join("network-conf/eth0").exists());

@@ -145,7 +145,7 @@ pub struct MhrArgs {
     #[arg(
         long,
         env = "MHR_HOTPLUG_PATTERNS",
-        default_value = "wwan*,usb*",
+        default_value = "ww*,enx*,usb*",
         value_delimiter = ',',
         global = true
     )]

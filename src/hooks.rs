@@ -384,10 +384,26 @@ pub fn ifup(env: &Env) -> Result<IfupAction, HookError> {
 }
 
 fn network_manager(env: &Env) -> Result<IfupAction, HookError> {
-    let iface = match get(env, "DEVICE_IFACE") {
-        Some(_) => ifname(env, "DEVICE_IFACE")?,
-        None => ifname(env, "IFACE")?,
+    // The interface that carries IP: DEVICE_IP_IFACE, which the dispatcher
+    // also passes as $1 and 01-ifupdown exports as IFACE. DEVICE_IFACE is
+    // the device NetworkManager controls, which for a modem, PPP or a VPN
+    // is another one (cdc-wdm0, ttyUSB0): never route on that.
+    let iface = if get(env, "DEVICE_IP_IFACE").is_some() {
+        ifname(env, "DEVICE_IP_IFACE")?
+    } else if get(env, "IFACE").is_some() {
+        ifname(env, "IFACE")?
+    } else {
+        ifname(env, "DEVICE_IFACE")?
     };
+    // 01-ifupdown runs the if-up.d scripts once per address family; the
+    // IPv4 routes are ours once, on the inet round.
+    if let Some(fam) = get(env, "ADDRFAM").filter(|f| *f != "inet") {
+        return Ok(IfupAction::Ignore {
+            reason: format!(
+                "{iface}: NetworkManager ADDRFAM={fam} (IPv4 is handled on the inet round)"
+            ),
+        });
+    }
     let count = number(env, "IP4_NUM_ADDRESSES")?.unwrap_or(0);
     let gateway = ipv4(env, "IP4_GATEWAY")?;
     // Every route applies to every address: read IP4_ROUTE_j in its own loop
@@ -817,5 +833,38 @@ mod tests {
             .var,
             "IP4_ADDRESS_0"
         );
+    }
+
+    #[test]
+    fn network_manager_modems_route_on_the_ip_interface() {
+        // A WWAN modem: NetworkManager controls cdc-wdm0, IP runs on wwan0.
+        let base = [
+            ("DEVICE_IFACE", "cdc-wdm0"),
+            ("DEVICE_IP_IFACE", "wwan0"),
+            ("IFACE", "wwan0"),
+            ("IP4_NUM_ADDRESSES", "1"),
+            ("IP4_ADDRESS_0", "100.64.3.7/30 100.64.3.5"),
+        ];
+        let a = ifup(&env(&base)).unwrap();
+        let IfupAction::NetworkManager(ups) = a else {
+            panic!("{a:?}")
+        };
+        assert_eq!(ups[0].ifname, "wwan0");
+        // PPP: only $1 (IFACE, from 01-ifupdown) names ppp0.
+        let a = ifup(&env(&[
+            ("DEVICE_IFACE", "ttyUSB0"),
+            ("IFACE", "ppp0"),
+            ("IP4_NUM_ADDRESSES", "1"),
+            ("IP4_ADDRESS_0", "100.64.3.7/32 100.64.3.5"),
+        ]))
+        .unwrap();
+        let IfupAction::NetworkManager(ups) = a else {
+            panic!("{a:?}")
+        };
+        assert_eq!(ups[0].ifname, "ppp0");
+        // The inet6 round of 01-ifupdown is not a second IPv4 configuration.
+        let mut e = env(&base);
+        e.insert("ADDRFAM".into(), "inet6".into());
+        assert!(matches!(ifup(&e).unwrap(), IfupAction::Ignore { .. }));
     }
 }

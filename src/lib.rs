@@ -28,6 +28,7 @@ pub mod ratelimit;
 pub mod routes;
 pub mod rules;
 pub mod server;
+pub mod settings;
 pub mod shutdown;
 pub mod slaac;
 pub mod status;

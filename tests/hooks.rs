@@ -64,6 +64,91 @@ impl Setup {
     }
 }
 
+/// NetworkManager's own dispatcher script (01-ifupdown from Debian's
+/// network-manager; scripts/install-deps.sh extracts it), with its
+/// if-up.d directory pointed at one holding our shim.
+const NM_DISPATCHER: &str = "/usr/local/share/multihomed-routing-tests/01-ifupdown";
+
+#[test]
+fn network_manager_dispatcher_routes_a_modem_on_its_ip_interface() {
+    require_netns!();
+    if !std::path::Path::new(NM_DISPATCHER).exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{NM_DISPATCHER} missing: run scripts/install-deps.sh"
+        );
+        eprintln!("skipped: {NM_DISPATCHER} missing");
+        return;
+    }
+    let s = setup("nmdisp", "");
+    let d = s.dir.path();
+    let ifup_d = d.join("if-up.d");
+    std::fs::create_dir_all(&ifup_d).unwrap();
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/contrib/network/multihomed-routing"
+        ),
+        ifup_d.join("multihomed-routing"),
+    )
+    .unwrap();
+    let script = std::fs::read_to_string(NM_DISPATCHER)
+        .unwrap()
+        .replace("/etc/network/if-up.d", &ifup_d.display().to_string())
+        .replace(
+            "/etc/network/if-post-down.d",
+            &d.join("if-post-down.d").display().to_string(),
+        );
+    std::fs::write(d.join("01-ifupdown"), script).unwrap();
+    // What NetworkManager configured for a WWAN modem: it controls the
+    // cdc-wdm0 device, IP runs on v0 (DEVICE_IP_IFACE, and $1).
+    s.ns.ip(&["addr", "add", "10.6.0.7/24", "dev", "v0"]);
+    s.ns.ip(&[
+        "route", "add", "default", "via", "10.6.0.1", "dev", "v0", "metric", "700",
+    ]);
+    let out =
+        s.ns.cmd("sh")
+            .arg(d.join("01-ifupdown"))
+            .args(["v0", "up"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("MHR", env!("CARGO_BIN_EXE_mhr"))
+            .env("MHR_DEFAULTS", "/nonexistent")
+            .env("MHR_CLIENT", client_bin())
+            .env("MHR_TAS_SOCKET", SOCK)
+            .env("MHR_SERVERS_FILE", d.join("servers"))
+            .env("MHR_DNSMASQ_PID_FILE", d.join("none.pid"))
+            .env("MHR_CLIENT_LOG", d.join("client.log"))
+            .env("DEVICE_IFACE", "cdc-wdm0")
+            .env("DEVICE_IP_IFACE", "v0")
+            .env("CONNECTION_ID", "modem")
+            .env("IP4_NUM_ADDRESSES", "1")
+            .env("IP4_ADDRESS_0", "10.6.0.7/24 10.6.0.1")
+            .env("IP4_GATEWAY", "10.6.0.1")
+            .env("IP4_NAMESERVERS", "10.6.0.1")
+            // An IPv6 address too: 01-ifupdown then runs if-up.d twice.
+            .env("IP6_NUM_ADDRESSES", "1")
+            .env("IP6_ADDRESS_0", "2001:db8:6::7/64 fe80::1")
+            .output()
+            .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = s.ns.ip(&["route", "show", "table", "10000"]);
+    assert!(table.contains("default via 10.6.0.1 dev v0"), "{table}");
+    assert_eq!(
+        our_rules(&s.ns, false).len(),
+        4,
+        "{:?}",
+        our_rules(&s.ns, false)
+    );
+    assert!(our_rules(&s.ns, false).iter().any(|r| r.contains("oif v0")));
+    let servers = std::fs::read_to_string(d.join("servers")).unwrap();
+    assert_eq!(servers, "server=10.6.0.1@v0@10.6.0.7\n");
+}
+
 #[test]
 fn network_manager_routes_go_to_the_table_and_main_is_kept() {
     require_netns!();

@@ -26,8 +26,14 @@ const EXIT_NOT_HANDLED: u8 = 3;
 const EXIT_INCONSISTENT: u8 = 4;
 
 fn main() -> ExitCode {
+    // Before parsing: the settings file fills in what the environment does
+    // not say, for every entry point (hooks, udev, services).
+    let warnings = mhr::settings::load_into_env();
     let args = Args::parse();
     let _ = logging::init(Target::Stderr, Level::INFO);
+    for w in warnings {
+        warn!("{w}");
+    }
     match run(args) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
