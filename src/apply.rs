@@ -95,8 +95,27 @@ impl Context {
             .expect("piped")
             .read_to_string(&mut out)
             .map_err(err)?;
-        let _ = child.wait();
-        Ok(out.trim().parse().unwrap_or(0))
+        let status = child.wait().map_err(err)?;
+        let table = out.trim().parse().unwrap_or(0);
+        if table == 0 {
+            let why = match status.code() {
+                Some(1) => "the server refused or did not answer",
+                Some(2) => "the client was called wrongly",
+                _ => "the client failed",
+            };
+            let log = match &self.client_log {
+                Some(p) => p.display().to_string(),
+                None => "syslog, tag table_allocator_client".into(),
+            };
+            warn!(
+                ifname,
+                %address,
+                status = %status,
+                "no routing table for {address} on {ifname}: {why} (the client's log says which: {log}); \
+                 its routes stay in main with the interface index as metric"
+            );
+        }
+        Ok(table)
     }
 
     async fn ifindex(&self, nl: &Netlink, ifname: &str) -> Result<u32, ApplyError> {

@@ -11,9 +11,41 @@ use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
 pub enum Target<'a> {
+    /// stderr; under systemd (JOURNAL_STREAM set) each line carries its
+    /// journald priority (`<4>`) and no timestamp of its own.
     Stderr,
     File(&'a Path),
-    Syslog { ident: &'static str },
+    Syslog {
+        ident: &'static str,
+    },
+    /// Hooks: syslog (journald reads /dev/log) *and* stderr. Once dhclient
+    /// has gone to the background its hooks' stderr is /dev/null, so syslog
+    /// is where their lines survive; stderr is for a person running ifup.
+    Hook {
+        ident: &'static str,
+    },
+}
+
+fn open_syslog(ident: &'static str) {
+    // openlog keeps the pointer: the identity must live forever.
+    let ident = CString::new(ident).expect("no NUL in ident");
+    // SAFETY: a leaked, NUL-terminated identity outlives every syslog call.
+    unsafe {
+        libc::openlog(
+            Box::leak(ident.into_boxed_c_str()).as_ptr(),
+            libc::LOG_PID,
+            libc::LOG_DAEMON,
+        )
+    };
+}
+
+fn priority(level: &Level) -> libc::c_int {
+    match *level {
+        Level::ERROR => libc::LOG_ERR,
+        Level::WARN => libc::LOG_WARNING,
+        Level::INFO => libc::LOG_INFO,
+        _ => libc::LOG_DEBUG,
+    }
 }
 
 /// Installs the global subscriber. `RUST_LOG` (a level name: error, warn,
@@ -27,11 +59,28 @@ pub fn init(target: Target<'_>, default_level: Level) -> io::Result<()> {
         .unwrap_or(LevelFilter::from_level(default_level));
     let builder = tracing_subscriber::fmt().with_max_level(filter);
     let result = match target {
+        Target::Stderr if std::env::var_os("JOURNAL_STREAM").is_some() => builder
+            .with_ansi(false)
+            .without_time()
+            .with_level(false)
+            .with_target(false)
+            .with_writer(Journal)
+            .try_init(),
         Target::Stderr => {
             use std::io::IsTerminal;
             builder
                 .with_ansi(io::stderr().is_terminal())
                 .with_writer(io::stderr)
+                .try_init()
+        }
+        Target::Hook { ident } => {
+            use tracing_subscriber::fmt::writer::MakeWriterExt;
+            open_syslog(ident);
+            builder
+                .with_ansi(false)
+                .without_time()
+                .with_target(false)
+                .with_writer(Syslog.and(io::stderr))
                 .try_init()
         }
         Target::File(path) => {
@@ -48,15 +97,7 @@ pub fn init(target: Target<'_>, default_level: Level) -> io::Result<()> {
                 .try_init()
         }
         Target::Syslog { ident } => {
-            // openlog keeps the pointer: the identity must live forever.
-            let ident = CString::new(ident).expect("no NUL in ident");
-            unsafe {
-                libc::openlog(
-                    Box::leak(ident.into_boxed_c_str()).as_ptr(),
-                    libc::LOG_PID,
-                    libc::LOG_DAEMON,
-                )
-            };
+            open_syslog(ident);
             builder
                 .with_ansi(false)
                 .without_time()
@@ -110,14 +151,51 @@ impl<'a> MakeWriter<'a> for Syslog {
         }
     }
     fn make_writer_for(&'a self, meta: &Metadata<'_>) -> SyslogLine {
-        let priority = match *meta.level() {
-            Level::ERROR => libc::LOG_ERR,
-            Level::WARN => libc::LOG_WARNING,
-            Level::INFO => libc::LOG_INFO,
-            _ => libc::LOG_DEBUG,
-        };
         SyslogLine {
-            priority,
+            priority: priority(meta.level()),
+            buf: Vec::new(),
+        }
+    }
+}
+
+/// stderr read by journald: `<N>` before each line is its priority
+/// (systemd's SyslogLevelPrefix), and journald adds the time.
+struct Journal;
+
+pub struct JournalLine {
+    priority: libc::c_int,
+    buf: Vec<u8>,
+}
+
+impl Write for JournalLine {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for JournalLine {
+    fn drop(&mut self) {
+        let mut out = format!("<{}>", self.priority).into_bytes();
+        out.extend_from_slice(&self.buf);
+        let _ = io::stderr().lock().write_all(&out);
+    }
+}
+
+impl<'a> MakeWriter<'a> for Journal {
+    type Writer = JournalLine;
+    fn make_writer(&'a self) -> JournalLine {
+        JournalLine {
+            priority: libc::LOG_INFO,
+            buf: Vec::new(),
+        }
+    }
+    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> JournalLine {
+        JournalLine {
+            priority: priority(meta.level()),
             buf: Vec::new(),
         }
     }

@@ -49,8 +49,68 @@ fn setup(tag: &str, extra: &str) -> Setup {
 impl Setup {
     fn mhr(&self, sub: &str, vars: &[(&str, &str)]) -> std::process::Output {
         let mut c = self.ns.cmd(env!("CARGO_BIN_EXE_mhr"));
-        c.arg(sub)
-            .env_clear()
+        c.arg(sub);
+        self.hook_env(&mut c, vars);
+        c.output().unwrap()
+    }
+
+    /// `mhr` as `mhr()` runs it, in a private mount namespace whose /dev
+    /// holds only `null` and a `log` socket of ours: returns its output and
+    /// the syslog datagrams it sent.
+    fn mhr_with_syslog(
+        &self,
+        sub: &str,
+        vars: &[(&str, &str)],
+    ) -> (std::process::Output, Vec<String>) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let dev = self.dir.path().join("dev");
+        std::fs::create_dir_all(&dev).unwrap();
+        let _ = std::fs::remove_file(dev.join("log"));
+        check(
+            std::process::Command::new("mknod")
+                .args(["-m", "666"])
+                .arg(dev.join("null"))
+                .args(["c", "1", "3"]),
+        );
+        let sock = std::os::unix::net::UnixDatagram::bind(dev.join("log")).unwrap();
+        sock.set_read_timeout(Some(std::time::Duration::from_millis(50)))
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = Arc::clone(&stop);
+        // Drain as it comes: a full queue would block the sender.
+        let reader = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                match sock.recv(&mut buf) {
+                    Ok(n) => lines.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                    Err(_) if stop2.load(Ordering::SeqCst) => return lines,
+                    Err(_) => {}
+                }
+            }
+        });
+        let mut c = std::process::Command::new("unshare");
+        c.args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg("mount --bind \"$MHR_TEST_DEV\" /dev && exec \"$@\"")
+            .args([
+                "sh",
+                "ip",
+                "netns",
+                "exec",
+                &self.ns.name,
+                env!("CARGO_BIN_EXE_mhr"),
+                sub,
+            ]);
+        self.hook_env(&mut c, vars);
+        c.env("MHR_TEST_DEV", &dev);
+        let out = c.output().unwrap();
+        stop.store(true, Ordering::SeqCst);
+        (out, reader.join().unwrap())
+    }
+
+    fn hook_env(&self, c: &mut std::process::Command, vars: &[(&str, &str)]) {
+        c.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("MHR_CLIENT", client_bin())
             .env("MHR_TAS_SOCKET", SOCK)
@@ -60,7 +120,6 @@ impl Setup {
         for (k, v) in vars {
             c.env(k, v);
         }
-        c.output().unwrap()
     }
 }
 
@@ -358,7 +417,7 @@ fn no_table_falls_back_to_main_with_the_ifindex_metric() {
         .unwrap();
     let mut buf = [0u8; 512];
     taker.recv(&mut buf).unwrap();
-    let out = s.mhr(
+    let (out, syslog) = s.mhr_with_syslog(
         "dhclient-hook",
         &[
             ("reason", "BOUND"),
@@ -372,6 +431,15 @@ fn no_table_falls_back_to_main_with_the_ifindex_metric() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    // Where a backgrounded dhclient's hook lines survive: syslog, as
+    // `mhr[PID]`, the fallback a warning (LOG_DAEMON|LOG_WARNING = 28)
+    // naming the interface and why.
+    assert!(
+        syslog.iter().any(|l| l.starts_with("<28>")
+            && l.contains(" mhr[")
+            && l.contains("no routing table for 10.6.0.7 on v0: the server refused")),
+        "{syslog:?}"
     );
     let ifindex =
         s.ns.ip(&["-o", "link", "show", "v0"])

@@ -564,3 +564,28 @@ fn bad_configs_are_refused_at_start() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.json"));
     assert!(Path::new(server_bin()).exists());
 }
+
+#[test]
+fn under_systemd_lines_carry_journald_priorities_and_no_timestamp() {
+    require_netns!();
+    let ns = Netns::new("journal");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_server_config(dir.path(), "tas_j", "");
+    let mut cmd = ns.cmd(server_bin());
+    cmd.arg("-c").arg(&config).env("JOURNAL_STREAM", "8:12345");
+    let mut d = Daemon::spawn(cmd, dir.path().join("journal.log"));
+    assert!(wait_for(Duration::from_secs(5), || d
+        .log()
+        .contains("ready")));
+    d.signal(Signal::SIGTERM);
+    d.wait_exit(Duration::from_secs(5));
+    let log = d.log();
+    for line in log.lines() {
+        assert!(line.starts_with("<6>") || line.starts_with("<4>"), "{log}");
+        assert!(
+            !line.contains(" INFO ") && !line.starts_with("<6>20"),
+            "{log}"
+        );
+    }
+    assert!(log.contains("<6>table allocator server ready"), "{log}");
+}

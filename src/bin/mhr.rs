@@ -30,7 +30,15 @@ fn main() -> ExitCode {
     // not say, for every entry point (hooks, udev, services).
     let warnings = mhr::settings::load_into_env();
     let args = Args::parse();
-    let _ = logging::init(Target::Stderr, Level::INFO);
+    // What the hooks and udev run logs to syslog too (identifier `mhr`):
+    // their stderr is often /dev/null.
+    let target = match args.command {
+        Cmd::DhclientHook | Cmd::IfupHook | Cmd::Hotplug { .. } | Cmd::Dns { .. } => {
+            Target::Hook { ident: "mhr" }
+        }
+        _ => Target::Stderr,
+    };
+    let _ = logging::init(target, Level::INFO);
     for w in warnings {
         warn!("{w}");
     }
