@@ -2,8 +2,10 @@
 # Debian packages the tests and the lab use. Idempotent; needs root.
 set -euo pipefail
 # binutils (strip, objdump), dpkg and init-system-helpers: the package test.
-# python3 (the hostile sender of the trust tests), util-linux (setpriv, unshare).
-pkgs=(iproute2 dnsmasq-base isc-dhcp-client ifupdown iputils-ping procps binutils dpkg init-system-helpers python3 util-linux)
+# python3 (the hostile sender of the trust tests), util-linux (setpriv,
+# unshare), systemd (systemd-analyze verify/security on the units; no
+# systemd is started).
+pkgs=(iproute2 dnsmasq-base isc-dhcp-client ifupdown iputils-ping procps binutils dpkg init-system-helpers python3 util-linux systemd)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -204,6 +204,7 @@ fn package_installs_runs_and_removes_in_a_throwaway_root() {
     let config =
         std::fs::read_to_string(root.join("etc/table_allocator_server_config.json")).unwrap();
     assert!(config.contains("\"socket_path\""));
+    check_units(&root);
 
     // Remove: binaries and every hook gone; conffiles stay.
     dpkg(&["-r", "multihomed-routing"]);
@@ -228,4 +229,63 @@ fn package_installs_runs_and_removes_in_a_throwaway_root() {
     assert!(!root.join("etc/default/multihomed-routing").exists());
     assert!(!root.join("var/lib/table-allocator").exists());
     assert!(!wants.exists() && !wants.is_symlink());
+}
+
+/// The installed units: `systemd-analyze verify` finds nothing wrong (their
+/// binaries and settings file in place), `security` rates them alike, and
+/// each keeps what the docs promise.
+fn check_units(root: &Path) {
+    if !have("systemd-analyze") {
+        assert!(std::env::var_os("CI").is_none(), "CI installs systemd");
+        eprintln!("skipped unit checks: no systemd-analyze");
+        return;
+    }
+    let units = ["table-allocator-server", "mhr-ra", "mhr-track"];
+    for unit in units {
+        let path = root.join(format!("usr/lib/systemd/system/{unit}.service"));
+        let out = run(Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(format!("--root={}", root.display()))
+            .arg("--man=no")
+            .arg(&path));
+        let err = String::from_utf8_lossy(&out.stderr);
+        // Only what concerns our units (the throwaway root has no others).
+        let ours: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains(unit) && !l.contains("not found"))
+            .collect();
+        assert!(ours.is_empty(), "{unit}: {err}");
+        let out = run(Command::new("systemd-analyze")
+            .args(["security", "--offline=yes"])
+            .arg(format!("--root={}", root.display()))
+            .arg(&path));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let score: f64 = text
+            .lines()
+            .find_map(|l| l.split("exposure level for ").nth(1))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{unit}: no exposure level: {text}"));
+        assert!(score <= 3.0, "{unit}: exposure {score}\n{text}");
+    }
+    let unit = |name: &str| {
+        std::fs::read_to_string(root.join(format!("usr/lib/systemd/system/{name}.service")))
+            .unwrap()
+    };
+    let ra = unit("mhr-ra");
+    assert!(
+        ra.contains("KillMode=process"),
+        "stopping the agent must not kill the clients"
+    );
+    assert!(ra.contains("CAP_KILL"), "SIGHUP to dnsmasq, another user");
+    let server = unit("table-allocator-server");
+    assert!(server.contains("ProtectSystem=full") && !server.contains("PrivateTmp=yes"));
+    let track = unit("mhr-track");
+    assert!(track.contains("After=network.target") && !track.contains("Wants=network-pre"));
+    // The settings file is one that systemd's EnvironmentFile reads.
+    let defaults = std::fs::read_to_string(root.join("etc/default/multihomed-routing")).unwrap();
+    assert!(!defaults.lines().any(|l| l
+        .trim_start()
+        .trim_start_matches('#')
+        .starts_with("export ")));
 }
