@@ -33,7 +33,8 @@ for b in "${bins[@]}"; do
 done
 install -D -m 0644 contrib/dhcp/multihomed-routing "$root/etc/dhcp/dhclient-enter-hooks.d/multihomed-routing"
 install -D -m 0755 contrib/network/multihomed-routing "$root/etc/network/if-up.d/multihomed-routing"
-install -D -m 0644 contrib/udev/99-network-cleanup.rules "$root/etc/udev/rules.d/99-network-cleanup.rules"
+install -D -m 0644 contrib/udev/70-multihomed-routing.rules "$root/usr/lib/udev/rules.d/70-multihomed-routing.rules"
+install -D -m 0644 contrib/network/interfaces.d/multihomed-routing "$root/etc/network/interfaces.d/multihomed-routing"
 install -D -m 0644 contrib/dnsmasq/multihomed-routing.conf "$root/etc/dnsmasq.d/multihomed-routing.conf"
 install -D -m 0644 examples/server_config.json "$root/etc/table_allocator_server_config.json"
 install -D -m 0644 contrib/default/multihomed-routing "$root/etc/default/multihomed-routing"
@@ -87,8 +88,10 @@ Description: policy routing for Linux hosts with several uplinks
  rules. Hooks for dhclient, ifupdown, NetworkManager and udev configure
  each uplink, and dnsmasq gets per-interface name servers.
 CONTROL
-printf '%s\n' /etc/table_allocator_server_config.json /etc/default/multihomed-routing \
-    /etc/multihomed-routing/track.json >"$root/DEBIAN/conffiles"
+# Everything under /etc is a conffile (Debian policy): `remove` keeps the
+# hooks, which do nothing once mhr is gone (the shims test -x first);
+# `purge` takes them.
+(cd "$root" && find etc -type f | sed 's|^|/|' | sort) >"$root/DEBIAN/conffiles"
 install -m 0755 contrib/debian/postinst contrib/debian/prerm contrib/debian/postrm "$root/DEBIAN/"
 (cd "$root" && find . -path ./DEBIAN -prune -o -type f -print | sed 's|^\./||' | sort | xargs md5sum) >"$root/DEBIAN/md5sums"
 

@@ -369,7 +369,12 @@ impl Context {
         }
         std::fs::create_dir_all(&self.stanza_dir)?;
         let path = self.stanza_dir.join(ifname);
-        crate::files::replace(&path, &format!("iface {ifname} inet dhcp\n"))?;
+        // allow-hotplug: ifupdown's udev helper (ifupdown-hotplug, run after
+        // our rule) brings up only interfaces marked so.
+        crate::files::replace(
+            &path,
+            &format!("# written by `mhr hotplug add` (udev) for a hot-plugged uplink\nallow-hotplug {ifname}\niface {ifname} inet dhcp\n"),
+        )?;
         info!(ifname, path = %path.display(), "hotplug pattern matches: wrote dynamic stanza");
         Ok(true)
     }
@@ -429,7 +434,10 @@ mod tests {
         assert!(c.hotplug_add("wwp0s20u4i6").unwrap());
         assert!(c.hotplug_add("enx0c5b8f279a64").unwrap());
         let stanza = std::fs::read_to_string(dir.path().join("network-conf/wwan0")).unwrap();
-        assert_eq!(stanza, "iface wwan0 inet dhcp\n");
+        assert!(
+            stanza.ends_with("allow-hotplug wwan0\niface wwan0 inet dhcp\n"),
+            "{stanza}"
+        );
         assert!(!dir.path().join("network-conf/eth0").exists());
         // A dhclient stand-in to stop (its comm must read "dhclient": a pid
         // file naming another program is not trusted), and DNS lines to drop.

@@ -10,7 +10,7 @@ const SOCK: &str = "tas_socket";
 
 struct Setup {
     ns: Netns,
-    _router: Netns,
+    router: Netns,
     dir: tempfile::TempDir,
     server: Daemon,
 }
@@ -40,7 +40,7 @@ fn setup(tag: &str, extra: &str) -> Setup {
     let server = start_server(&ns, &config, dir.path(), SOCK);
     Setup {
         ns,
-        _router: router,
+        router,
         dir,
         server,
     }
@@ -640,4 +640,180 @@ fn dhcpv6_reasons_configure_and_remove_the_address() {
         our_rules(&s.ns, true)
     );
     assert_eq!(servers(), "server=10.6.0.1@v0@10.6.0.7\n");
+}
+
+/// The seed's flow, with the real tools: a modem appears, udev runs `mhr
+/// hotplug add` (writing `allow-hotplug` + `iface … inet dhcp` into the
+/// source-directory), ifupdown's `ifup --allow=hotplug` (what its udev
+/// helper runs) reads the stanza, runs dhclient, whose dhclient-script runs
+/// our enter hook; on unplug `mhr hotplug remove` and the link going take
+/// it all away. /etc's hook directories, /run and /var/lib/dhcp are this
+/// test's own, in a private mount namespace.
+#[test]
+fn a_hotplugged_modem_comes_up_through_its_stanza_and_goes_cleanly() {
+    require_netns!();
+    let s = setup("hotplug", "");
+    let d = s.dir.path();
+    let p = |sub: &str| d.join(sub).display().to_string();
+    // DHCP on the "modem's" side.
+    let mut dhcp = s.router.cmd("dnsmasq");
+    dhcp.args([
+        "-k",
+        "-C",
+        "/dev/null",
+        "--user=root",
+        "--group=root",
+        "--port=0",
+    ])
+    .args([
+        "--interface=r0",
+        "--bind-interfaces",
+        "--dhcp-authoritative",
+    ])
+    .args(["--dhcp-range=10.6.0.50,10.6.0.60,255.255.255.0,1h"])
+    .args(["--dhcp-option=3,10.6.0.1", "--dhcp-option=6,10.6.0.1"])
+    .arg(format!("--dhcp-leasefile={}", p("r.leases")))
+    .arg(format!("--pid-file={}", p("r.pid")));
+    let _dhcp = Daemon::spawn(dhcp, d.join("dnsmasq.log"));
+    for dir in [
+        "enter.d",
+        "exit.d",
+        "if-up.d",
+        "if-pre-up.d",
+        "if-down.d",
+        "if-post-down.d",
+        "run",
+        "varlib",
+        "network-conf",
+    ] {
+        std::fs::create_dir_all(d.join(dir)).unwrap();
+    }
+    let mhr = env!("CARGO_BIN_EXE_mhr");
+    std::fs::write(
+        d.join("defaults"),
+        format!(
+            "MHR_CLIENT={}\nMHR_TAS_SOCKET={SOCK}\nMHR_SERVERS_FILE={}\nMHR_DNSMASQ_PID_FILE={}\nMHR_CLIENT_LOG={}\nMHR_DHCLIENT_PID_DIR={}\nMHR_STANZA_DIR={}\nMHR_HOTPLUG_PATTERNS='ww*,v*'\n",
+            client_bin(),
+            p("servers"),
+            p("none.pid"),
+            p("client.log"),
+            p("run"),
+            p("network-conf"),
+        ),
+    )
+    .unwrap();
+    // dhclient gives its script a fresh environment: the hook file itself
+    // names mhr and the settings, as a host's /etc/default does.
+    let shim = |name: &str| {
+        std::fs::read_to_string(format!(
+            "{}/contrib/{name}/multihomed-routing",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    std::fs::write(
+        d.join("enter.d/multihomed-routing"),
+        format!(
+            "export MHR_DEFAULTS={}; MHR={mhr}\n{}",
+            p("defaults"),
+            shim("dhcp")
+        ),
+    )
+    .unwrap();
+    let ifup_hook = d.join("if-up.d/multihomed-routing");
+    std::fs::write(&ifup_hook, shim("network")).unwrap();
+    std::fs::set_permissions(
+        &ifup_hook,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("interfaces"),
+        format!("source-directory {}\n", p("network-conf")),
+    )
+    .unwrap();
+    let udev = |action: &str| {
+        check(
+            s.ns.cmd(mhr)
+                .args(["hotplug", action, "v0"])
+                .env_clear()
+                .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+                .env("INTERFACE", "v0")
+                .env("MHR_DEFAULTS", d.join("defaults")),
+        )
+    };
+
+    // The modem appears: udev's add.
+    udev("add");
+    let stanza = std::fs::read_to_string(d.join("network-conf/v0")).unwrap();
+    assert!(
+        stanza.contains("allow-hotplug v0\niface v0 inet dhcp"),
+        "{stanza}"
+    );
+    // ifupdown's udev helper: ifup --allow=hotplug, with its real scripts.
+    let binds = [
+        ("enter.d", "/etc/dhcp/dhclient-enter-hooks.d"),
+        ("exit.d", "/etc/dhcp/dhclient-exit-hooks.d"),
+        ("if-up.d", "/etc/network/if-up.d"),
+        ("if-pre-up.d", "/etc/network/if-pre-up.d"),
+        ("if-down.d", "/etc/network/if-down.d"),
+        ("if-post-down.d", "/etc/network/if-post-down.d"),
+        ("varlib", "/var/lib/dhcp"),
+        ("run", "/run"),
+    ];
+    let mut script = String::new();
+    for (from, to) in binds {
+        script += &format!("mkdir -p {to} && mount --bind {} {to} && ", p(from));
+    }
+    script += &format!(
+        "exec ifup --allow=hotplug -i {} --state-dir {} v0",
+        p("interfaces"),
+        p("ifstate")
+    );
+    let out = run(s
+        .ns
+        .cmd("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .env("MHR", mhr)
+        .env("MHR_DEFAULTS", d.join("defaults")));
+    assert!(out.status.success(), "ifup: {out:?}");
+    let table = s.ns.ip(&["route", "show", "table", "10000"]);
+    assert!(
+        table.contains("default via 10.6.0.1 dev v0"),
+        "{table}\n{out:?}"
+    );
+    assert_eq!(our_rules(&s.ns, false).len(), 4);
+    assert!(!s
+        .ns
+        .ip(&["route", "show", "table", "main"])
+        .contains("default"));
+    let servers = std::fs::read_to_string(d.join("servers")).unwrap();
+    assert!(
+        servers.starts_with("server=10.6.0.1@v0@10.6.0.5"),
+        "{servers}"
+    );
+    let pid: i32 = std::fs::read_to_string(d.join("run/dhclient.v0.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .unwrap()
+            .trim(),
+        "dhclient"
+    );
+
+    // Unplugged: udev's remove, and the link goes.
+    udev("remove");
+    s.ns.ip(&["link", "del", "v0"]);
+    assert!(wait_for(std::time::Duration::from_secs(3), || our_rules(
+        &s.ns, false
+    )
+    .is_empty()));
+    assert!(wait_for(std::time::Duration::from_secs(2), || {
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    }));
+    assert!(!d.join("network-conf/v0").exists());
+    assert_eq!(std::fs::read_to_string(d.join("servers")).unwrap(), "");
 }

@@ -59,7 +59,8 @@ fn package_contents_and_maintainer_scripts() {
         "./usr/sbin/mhr",
         "./etc/dhcp/dhclient-enter-hooks.d/multihomed-routing",
         "./etc/network/if-up.d/multihomed-routing",
-        "./etc/udev/rules.d/99-network-cleanup.rules",
+        "./usr/lib/udev/rules.d/70-multihomed-routing.rules",
+        "./etc/network/interfaces.d/multihomed-routing",
         "./etc/dnsmasq.d/multihomed-routing.conf",
         "./etc/table_allocator_server_config.json",
         "./etc/default/multihomed-routing",
@@ -107,11 +108,17 @@ fn package_contents_and_maintainer_scripts() {
     let control = dir.path().join("control");
     check(Command::new("dpkg-deb").arg("-e").arg(&deb).arg(&control));
     let conffiles = std::fs::read_to_string(control.join("conffiles")).unwrap();
-    assert_eq!(
-        conffiles,
-        "/etc/table_allocator_server_config.json\n/etc/default/multihomed-routing\n/etc/multihomed-routing/track.json\n",
-        "only configuration is a conffile: hooks must go on removal"
-    );
+    // Debian policy: every file under /etc is a conffile.
+    let etc: Vec<&str> = files
+        .iter()
+        .filter(|f| f.starts_with("./etc/") && !f.ends_with('/'))
+        .map(|f| &f[1..])
+        .collect();
+    let listed: Vec<&str> = conffiles.lines().collect();
+    for f in &etc {
+        assert!(listed.contains(f), "{f} is not a conffile: {conffiles}");
+    }
+    assert_eq!(listed.len(), etc.len(), "{conffiles}");
     let fields = std::fs::read_to_string(control.join("control")).unwrap();
     for want in [
         "Package: multihomed-routing\n",
@@ -206,21 +213,32 @@ fn package_installs_runs_and_removes_in_a_throwaway_root() {
     assert!(config.contains("\"socket_path\""));
     check_units(&root);
 
-    // Remove: binaries and every hook gone; conffiles stay.
+    // Remove: binaries and the udev rule gone; the hooks (conffiles) stay
+    // and do nothing without mhr.
     dpkg(&["-r", "multihomed-routing"]);
     assert!(!mhr.exists());
-    for hook in [
-        dhcp_hook.clone(),
-        ifup_hook.clone(),
-        root.join("etc/udev/rules.d/99-network-cleanup.rules"),
-        root.join("etc/dnsmasq.d/multihomed-routing.conf"),
-    ] {
-        assert!(
-            !hook.exists(),
-            "{} left behind after remove",
-            hook.display()
-        );
-    }
+    assert!(!root
+        .join("usr/lib/udev/rules.d/70-multihomed-routing.rules")
+        .exists());
+    assert!(dhcp_hook.exists() && ifup_hook.exists());
+    let out = run(Command::new("sh")
+        .arg("-c")
+        .arg(". \"$HOOK\"; echo \"sourced $reason\"")
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("HOOK", &dhcp_hook)
+        .env("MHR", &mhr)
+        .env("reason", "BOUND"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "sourced BOUND\n",
+        "{out:?}"
+    );
+    let out = run(Command::new(&ifup_hook)
+        .env_clear()
+        .env("MHR", &mhr)
+        .env("IFACE", "eth9"));
+    assert!(out.status.success(), "{out:?}");
     assert!(root.join("etc/table_allocator_server_config.json").exists());
 
     // Purge: configuration, state and the enable link gone.
@@ -229,6 +247,7 @@ fn package_installs_runs_and_removes_in_a_throwaway_root() {
     assert!(!root.join("etc/default/multihomed-routing").exists());
     assert!(!root.join("var/lib/table-allocator").exists());
     assert!(!wants.exists() && !wants.is_symlink());
+    assert!(!dhcp_hook.exists() && !ifup_hook.exists());
 }
 
 /// The installed units: `systemd-analyze verify` finds nothing wrong (their

@@ -10,7 +10,7 @@ use std::process::Command;
 fn udev_command(action: &str, ifname: &str) -> Vec<String> {
     let rules = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/contrib/udev/99-network-cleanup.rules"
+        "/contrib/udev/70-multihomed-routing.rules"
     ))
     .unwrap();
     let line = rules
