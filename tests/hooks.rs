@@ -370,6 +370,20 @@ fn status_exits_4_on_each_inconsistency() {
     let (code, text) = s.status();
     assert_eq!(code, Some(4), "{text}");
     assert!(text.contains("rule at priority 20000 is missing"), "{text}");
+    // The metrics say so as series, and exit 0 so `> tmp && mv` goes on.
+    let out =
+        s.ns.cmd(env!("CARGO_BIN_EXE_mhr"))
+            .args(["status", "--prometheus", "--tas-socket", SOCK, "--db"])
+            .arg(s.dir.path().join("leases.db"))
+            .output()
+            .unwrap();
+    let metrics = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{metrics}");
+    assert!(metrics.contains("mhr_consistent 0\n"), "{metrics}");
+    assert!(
+        metrics.contains("mhr_rule_present{interface=\"v0\",family=\"inet\",table=\"10000\",priority=\"20000\"} 0\n"),
+        "{metrics}"
+    );
     s.ns.ip(&[
         "rule",
         "add",

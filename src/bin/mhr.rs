@@ -152,7 +152,10 @@ fn run(args: Args) -> anyhow::Result<u8> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&st)?);
             } else if prometheus {
+                // Problems are series; exit 0 keeps `… > tmp && mv` feeding
+                // the collector exactly when something is wrong.
                 print!("{}", mhr::status::prometheus(&st));
+                return Ok(0);
             } else {
                 print!("{}", mhr::status::render(&st, mhr::leases::unix_now()));
             }

@@ -9,9 +9,12 @@ use serde::Serialize;
 
 use crate::dns::ServerLine;
 pub use crate::health::{Health, Unbound};
+
+mod prometheus;
 use crate::protocol::Family;
 use crate::rules::{PRIO_BOUND_DEVICE, PRIO_FROM, PRIO_IIF_LO, PRIO_TO};
 use crate::store::StoredLease;
+pub use prometheus::prometheus;
 
 /// One managed address. Field names are part of the `--json` interface.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -236,126 +239,6 @@ pub async fn kernel_view(
     Ok(view)
 }
 
-/// The host-side view in Prometheus text format (docs/status.md).
-pub fn prometheus(s: &Status) -> String {
-    let mut e = crate::metrics::Exposition::default();
-    let flag = |b: bool| if b { 1.0 } else { 0.0 };
-    if let Some(up) = s.server_reachable {
-        e.gauge(
-            "mhr_server_up",
-            "1 when the table allocator server answers.",
-            &[],
-            flag(up),
-        );
-    }
-    e.gauge(
-        "mhr_consistent",
-        "1 when everything managed is consistent (mhr status exits 0).",
-        &[],
-        flag(s.consistent()),
-    );
-    let problems = s.problems.len() + s.addresses.iter().map(|a| a.problems.len()).sum::<usize>();
-    e.gauge(
-        "mhr_problems",
-        "Problems mhr doctor would report.",
-        &[],
-        problems as f64,
-    );
-    e.gauge(
-        "mhr_fallback_default_routes",
-        "Default routes of ours left in main by the no-table fallback.",
-        &[],
-        s.fallback_default_routes.len() as f64,
-    );
-    for a in &s.addresses {
-        let table = a.table.to_string();
-        let address = a.address.map(|x| x.to_string()).unwrap_or_default();
-        let ifname = a.ifname.as_deref().unwrap_or("");
-        let l = [
-            ("interface", ifname),
-            ("family", a.family.as_str()),
-            ("address", address.as_str()),
-            ("table", table.as_str()),
-        ];
-        e.gauge(
-            "mhr_address_info",
-            "A managed address and its table.",
-            &l,
-            1.0,
-        );
-        for (present, prio) in [
-            (a.rule_oif, PRIO_BOUND_DEVICE),
-            (a.rule_from, PRIO_FROM),
-            (a.rule_to, PRIO_TO),
-            (a.rule_iif_lo, PRIO_IIF_LO),
-        ] {
-            let prio = prio.to_string();
-            let mut rl = l.to_vec();
-            rl.push(("priority", prio.as_str()));
-            e.gauge(
-                "mhr_rule_present",
-                "1 when the address's rule at this priority is in the kernel.",
-                &rl,
-                flag(present),
-            );
-        }
-        e.gauge(
-            "mhr_default_route_present",
-            "1 when the address's table has a default route.",
-            &l,
-            flag(a.default_route),
-        );
-        if let Some(t) = a.lease_expires {
-            e.gauge(
-                "mhr_lease_expiry_timestamp_seconds",
-                "Unix time the address's table lease ends unless renewed.",
-                &l,
-                t as f64,
-            );
-        }
-        if let Some(h) = &a.health {
-            let up = match h.state {
-                crate::health::LinkState::Up => 1.0,
-                crate::health::LinkState::Degraded => 0.5,
-                _ => 0.0,
-            };
-            e.gauge(
-                "mhr_uplink_up",
-                "Tracker: 1 up, 0.5 degraded, 0 down or unknown.",
-                &l,
-                up,
-            );
-            if let Some(rtt) = h.rtt_ms {
-                e.gauge(
-                    "mhr_uplink_rtt_seconds",
-                    "Tracker: mean probe RTT.",
-                    &l,
-                    rtt / 1000.0,
-                );
-            }
-            e.gauge(
-                "mhr_uplink_loss_ratio",
-                "Tracker: probe loss in the window.",
-                &l,
-                h.loss_pct / 100.0,
-            );
-            e.gauge(
-                "mhr_uplink_probe_bytes_hour",
-                "Tracker: probe traffic in the last hour.",
-                &l,
-                h.probe_bytes_hour as f64,
-            );
-        }
-        e.gauge(
-            "mhr_dns_servers",
-            "Name servers in the dnsmasq servers file for the address.",
-            &l,
-            a.dns_servers.len() as f64,
-        );
-    }
-    e.render()
-}
-
 /// Time left as `1h02m`, `59m59s`, `42s`; `expired` when gone.
 fn left(secs: i64) -> String {
     match secs {
@@ -470,12 +353,12 @@ pub fn add_health(st: &mut Status, track: Option<&crate::track::TrackState>, now
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::protocol::LeaseKey;
     use crate::rules::{rules_for, AddressSpec};
 
-    fn spec(ifname: &str, addr: &str) -> AddressSpec {
+    pub(crate) fn spec(ifname: &str, addr: &str) -> AddressSpec {
         AddressSpec {
             ifname: ifname.into(),
             address: addr.parse().unwrap(),
@@ -483,7 +366,7 @@ mod tests {
         }
     }
 
-    fn lease(ifname: &str, addr: &str, table: u32) -> StoredLease {
+    pub(crate) fn lease(ifname: &str, addr: &str, table: u32) -> StoredLease {
         StoredLease {
             key: LeaseKey::new(Family::Inet, ifname, addr).unwrap(),
             tag: None,
@@ -491,35 +374,6 @@ mod tests {
             uid: 0,
             expires_wall: 1_900_000_000,
         }
-    }
-
-    #[test]
-    fn prometheus_shows_rules_and_consistency() {
-        let kernel = KernelView {
-            rules: rules_for(&spec("wan1", "10.1.0.2"), 10000),
-            tables_with_default: vec![(Family::Inet, 10000)],
-            fallback_default_routes: vec![],
-        };
-        let st = assemble(
-            &kernel,
-            Some(&[lease("wan1", "10.1.0.2", 10000)]),
-            &[],
-            Some(true),
-        );
-        let text = prometheus(&st);
-        let l = r#"interface="wan1",family="inet",address="10.1.0.2",table="10000""#;
-        for want in [
-            "mhr_server_up 1\n".to_string(),
-            "mhr_consistent 1\n".into(),
-            format!("mhr_rule_present{{{l},priority=\"10000\"}} 1\n"),
-            format!("mhr_default_route_present{{{l}}} 1\n"),
-            format!("mhr_lease_expiry_timestamp_seconds{{{l}}} 1900000000\n"),
-        ] {
-            assert!(text.contains(&want), "{want} missing:\n{text}");
-        }
-        let stale = assemble(&kernel, Some(&[]), &[], Some(false));
-        let text = prometheus(&stale);
-        assert!(text.contains("mhr_consistent 0\n") && text.contains("mhr_server_up 0\n"));
     }
 
     #[test]
