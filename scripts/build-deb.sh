@@ -80,7 +80,7 @@ Maintainer: multihomed-routing developers <multihomed-routing@localhost>
 Section: net
 Priority: optional
 Depends: libc6 (>= $glibc), libgcc-s1
-Recommends: isc-dhcp-client, ifupdown, dnsmasq-base | dnsmasq
+Recommends: isc-dhcp-client, ifupdown, dnsmasq
 Installed-Size: $(du -sk --exclude=DEBIAN "$root" | cut -f1)
 Description: policy routing for Linux hosts with several uplinks
  Every interface address gets its own routing table, leased from

@@ -64,6 +64,8 @@ up() {
     done
     mkdir -p "$DIR/enter.d" "$DIR/exit.d"
     mkns "$HOST"
+    # The host resolves through its local dnsmasq, as a managed host should.
+    echo "nameserver 127.0.0.1" > "/etc/netns/$HOST/resolv.conf"
     for i in $ISPS; do
         isp=$LAB-isp$i net=$(isp_net "$i")
         mkns "$isp"

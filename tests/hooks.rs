@@ -262,6 +262,23 @@ fn network_manager_routes_go_to_the_table_and_main_is_kept() {
             .output()
             .unwrap()
     };
+    // NetworkManager's default in main beats our rules: status says so,
+    // and doctor says which setting avoids it.
+    let out = status(&s);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{text}");
+    assert!(text.contains("default route in main not ours"), "{text}");
+    let out =
+        s.ns.cmd(env!("CARGO_BIN_EXE_mhr"))
+            .args(["doctor", "--db", db.to_str().unwrap(), "--tas-socket", SOCK])
+            .output()
+            .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ipv4.never-default"), "{text}");
+    // With ipv4.never-default, NetworkManager leaves main without it.
+    s.ns.ip(&[
+        "route", "del", "default", "via", "10.6.0.1", "dev", "v0", "metric", "600",
+    ]);
     let out = status(&s);
     assert_eq!(
         out.status.code(),

@@ -252,6 +252,28 @@ fn every_uplink_routes_by_its_own_isp_and_dns_follows() {
         assert!(a["lease_expires"].as_i64().is_some());
         assert_eq!(a["dns_servers"].as_array().unwrap().len(), 1, "{a}");
     }
+    // The whole DNS path holds: resolver, dnsmasq reading our file, servers.
+    let db = lab.state("leases.db");
+    let doctor = lab
+        .mhr(&["doctor", "--db", db.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(!text.contains("DNS:"), "{text}");
+    // A servers file no dnsmasq reads, and a pid file naming none: both said.
+    let doctor = lab
+        .mhr(&["doctor", "--db", db.to_str().unwrap()])
+        .env("MHR_SERVERS_FILE", "/nonexistent/servers")
+        .env("MHR_DNSMASQ_PID_FILE", "/nonexistent/pid")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(text.contains("DNS: dnsmasq runs (pid"), "{text}");
+    assert!(
+        text.contains("does not read /nonexistent/servers"),
+        "{text}"
+    );
+    assert_eq!(doctor.status.code(), Some(4));
 
     // Ten hooks updating DNS at once lose no line.
     let children: Vec<_> = (0..10)

@@ -198,8 +198,18 @@ fn run(args: Args) -> anyhow::Result<u8> {
                         .map(move |p| format!("table {} ({}): {p}", a.table, a.family))
                 }))
                 .collect();
+            // The DNS path: resolver, dnsmasq, our servers file.
+            let dns = mhr::status::dns_path::check(
+                &mhr::status::dns_path::gather(&ctx.servers_file, &ctx.dnsmasq_pid_file),
+                &st.addresses,
+            );
+            let problems: Vec<String> = problems.into_iter().chain(dns).collect();
             for p in &problems {
-                println!("{p}\n  -> {}", mhr::status::advice(p));
+                match p.strip_prefix("dns: ") {
+                    // Says what to do in its own words.
+                    Some(dns) => println!("DNS: {dns}"),
+                    None => println!("{p}\n  -> {}", mhr::status::advice(p)),
+                }
             }
             if problems.is_empty() {
                 println!("no problems found");

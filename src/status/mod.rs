@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::dns::ServerLine;
 pub use crate::health::{Health, Unbound};
 
+pub mod dns_path;
 mod prometheus;
 use crate::protocol::Family;
 use crate::rules::{PRIO_BOUND_DEVICE, PRIO_FROM, PRIO_IIF_LO, PRIO_TO};
@@ -81,6 +82,9 @@ pub struct KernelView {
     /// (family, table) pairs whose table has a default route.
     pub tables_with_default: Vec<(Family, u32)>,
     pub fallback_default_routes: Vec<String>,
+    /// Default routes in main that are not ours (NetworkManager's, dhcpcd's,
+    /// ifupdown's `gateway`, the kernel's from RAs).
+    pub foreign_main_defaults: Vec<String>,
 }
 
 pub fn assemble(
@@ -158,6 +162,14 @@ pub fn assemble(
                 .collect();
         }
     }
+    // Only a problem where we route something: then it defeats us.
+    if !kernel.rules.is_empty() {
+        for r in &kernel.foreign_main_defaults {
+            problems.push(format!(
+                "default route in main not ours: {r}: main (priority 32766) is consulted before the tracker's rule (50000) and the 91000 rules, so unbound and forwarded traffic leave by it whatever the tracker chose"
+            ));
+        }
+    }
     for r in &kernel.fallback_default_routes {
         problems.push(format!(
             "default route left in main by the no-table fallback: {r}"
@@ -184,6 +196,8 @@ pub fn advice(problem: &str) -> &'static str {
         "bring the interface up again (ifup / dhclient -n), or let the lease expire"
     } else if problem.contains("is missing") {
         "stop the address's client (table_allocator_client -r ...) and bring the interface up again"
+    } else if problem.contains("in main not ours") {
+        "NetworkManager: `nmcli connection modify ID ipv4.never-default yes ipv6.never-default yes` (the hook still puts its routes in the table), or `ipv4.route-table`; ifupdown: drop `gateway` from the stanza (the hook adds it to the table); dhcpcd: `nogateway`; else `ip route del` it"
     } else if problem.contains("fallback") {
         "no table could be had when the interface came up: check the server, then renew the interface's lease"
     } else if problem.contains("does not answer") {
@@ -227,11 +241,14 @@ pub async fn kernel_view(
             let table = crate::netlink::route_table(&r);
             if rules.iter().any(|rule| rule.table == table) {
                 view.tables_with_default.push((family, table));
-            } else if table == crate::routes::MAIN_TABLE
-                && u8::from(r.header.protocol) == crate::rules::RT_PROTO
-            {
-                view.fallback_default_routes
-                    .push(crate::netlink::describe_route(&r));
+            } else if table == crate::routes::MAIN_TABLE {
+                if crate::netlink::is_ours(&r) {
+                    view.fallback_default_routes
+                        .push(crate::netlink::describe_route(&r));
+                } else {
+                    view.foreign_main_defaults
+                        .push(crate::netlink::describe_route(&r));
+                }
             }
         }
         view.rules.extend(rules);
@@ -377,11 +394,35 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_foreign_default_in_main_is_a_problem_where_we_route() {
+        let mut kernel = KernelView {
+            rules: rules_for(&spec("wan1", "10.1.0.2"), 10000),
+            tables_with_default: vec![(Family::Inet, 10000)],
+            fallback_default_routes: vec![],
+            foreign_main_defaults: vec!["default via 10.6.0.1 dev #3 proto dhcp metric 600".into()],
+        };
+        let st = assemble(
+            &kernel,
+            Some(&[lease("wan1", "10.1.0.2", 10000)]),
+            &[],
+            Some(true),
+        );
+        assert!(!st.consistent());
+        assert!(st.problems[0].contains("not ours") && st.problems[0].contains("proto dhcp"));
+        assert!(advice(&st.problems[0]).contains("ipv4.never-default"));
+        // A host where we manage nothing: its default route is its own business.
+        kernel.rules.clear();
+        let st = assemble(&kernel, Some(&[]), &[], Some(true));
+        assert!(st.consistent(), "{:?}", st.problems);
+    }
+
+    #[test]
     fn consistent_and_inconsistent() {
         let mut kernel = KernelView {
             rules: rules_for(&spec("wan1", "10.1.0.2"), 10000),
             tables_with_default: vec![(Family::Inet, 10000)],
             fallback_default_routes: vec![],
+            foreign_main_defaults: vec![],
         };
         let dns = [ServerLine {
             server: "10.1.0.1".parse().unwrap(),

@@ -198,6 +198,7 @@ mod tests {
             rules: rules_for(&spec("wan1", "10.1.0.2"), 10000),
             tables_with_default: vec![(Family::Inet, 10000)],
             fallback_default_routes: vec![],
+            foreign_main_defaults: vec![],
         };
         let mut st = assemble(
             &kernel,
@@ -244,6 +245,7 @@ mod tests {
             rules: rules_for(&spec("wan1", "10.1.0.2"), 10000),
             tables_with_default: vec![(Family::Inet, 10000)],
             fallback_default_routes: vec![],
+            foreign_main_defaults: vec![],
         };
         let mut st = assemble(
             &kernel,
