@@ -84,6 +84,16 @@ pub struct ClientArgs {
     /// file's socket_path is the -d name.
     #[arg(long = "tables", value_name = "FIRST-LAST")]
     pub tables: Option<String>,
+    /// Interfaces whose forwarded traffic (a LAN, containers, VMs) uses the
+    /// address's table like the host's own unbound traffic: comma-separated
+    /// names, or `*` for every interface. Default: none.
+    #[arg(
+        long = "downstream",
+        env = "MHR_DOWNSTREAM",
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub downstream: String,
     /// The server's config file, read for its table pool.
     #[arg(
         long = "server-config",

@@ -40,9 +40,22 @@ pub struct ClientConfig {
     /// The server's pool (first, last table), when known: a table outside it
     /// is refused like a reserved one.
     pub tables: Option<(u32, u32)>,
+    /// Interfaces whose forwarded traffic gets a 91000 rule beside `iif lo`.
+    pub downstream: crate::rules::Downstream,
 }
 
 impl ClientConfig {
+    /// Every rule of the address: the four, and one per downstream.
+    pub fn rules(&self, table: u32) -> Vec<RuleSpec> {
+        let spec = self.address_spec();
+        let mut rules = rules_for(&spec, table);
+        rules.extend(
+            self.downstream
+                .rules(spec.family(), table, crate::rules::PRIO_IIF_LO),
+        );
+        rules
+    }
+
     pub fn address_spec(&self) -> AddressSpec {
         AddressSpec {
             ifname: self.key.ifname.to_string(),
@@ -424,7 +437,7 @@ pub struct Keeper {
 
 impl Keeper {
     fn rules(&self) -> Vec<RuleSpec> {
-        rules_for(&self.cfg.address_spec(), self.table)
+        self.cfg.rules(self.table)
     }
 
     /// True while our address is still on our interface.

@@ -180,6 +180,68 @@ pub fn rules_for(addr: &AddressSpec, table: u32) -> Vec<RuleSpec> {
     ]
 }
 
+/// Where forwarded traffic comes in (`MHR_DOWNSTREAM`: a LAN, a bridge of
+/// containers or VMs). Main holds no uplink default, so without rules of
+/// their own such packets have nowhere to go; these give them the same
+/// choice as the host's own unbound traffic: beside every `iif lo` rule
+/// (the tracker's at 50000, each address's at 91000) one for each
+/// downstream interface, or one for every interface (`*`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Downstream {
+    /// Only the host's own traffic (the original's behaviour).
+    #[default]
+    None,
+    /// Traffic from every interface.
+    All,
+    Named(Vec<String>),
+}
+
+impl Downstream {
+    /// `""`: none; `*`: every interface; else interface names, comma
+    /// separated (rules match names exactly: no other wildcards).
+    pub fn parse(text: &str) -> Result<Downstream, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(Downstream::None);
+        }
+        if text == "*" {
+            return Ok(Downstream::All);
+        }
+        let mut names = Vec::new();
+        for n in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if n.contains('*') {
+                return Err(format!(
+                    "{n:?}: only a lone `*` (every interface) is a pattern here"
+                ));
+            }
+            crate::protocol::validate_ifname(n).map_err(|e| e.message)?;
+            if n != "lo" {
+                names.push(n.to_owned());
+            }
+        }
+        Ok(Downstream::Named(names))
+    }
+
+    /// The rules for forwarded traffic to `table` at `priority`.
+    pub fn rules(&self, family: Family, table: u32, priority: u32) -> Vec<RuleSpec> {
+        let base = RuleSpec {
+            priority,
+            ..RuleSpec::new(family, table)
+        };
+        match self {
+            Downstream::None => Vec::new(),
+            Downstream::All => vec![base],
+            Downstream::Named(names) => names
+                .iter()
+                .map(|n| RuleSpec {
+                    iif: Some(n.clone()),
+                    ..base.clone()
+                })
+                .collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,5 +318,33 @@ mod tests {
         assert!(parse_netmask("129", Family::Inet6).is_err());
         assert!(parse_netmask("255.255.255.0", Family::Inet6).is_err());
         assert!(parse_netmask("x", Family::Inet).is_err());
+    }
+
+    #[test]
+    fn downstream_rules_sit_beside_the_iif_lo_rule() {
+        assert_eq!(Downstream::parse("").unwrap(), Downstream::None);
+        assert_eq!(Downstream::parse("*").unwrap(), Downstream::All);
+        assert_eq!(
+            Downstream::parse("lan0, br-vm,lo").unwrap(),
+            Downstream::Named(vec!["lan0".into(), "br-vm".into()])
+        );
+        assert!(Downstream::parse("lan*").is_err());
+        assert!(Downstream::parse("a/b").is_err());
+        let named = Downstream::parse("lan0,br0").unwrap();
+        let text: Vec<String> = named
+            .rules(Family::Inet, 10000, PRIO_IIF_LO)
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        assert_eq!(
+            text,
+            [
+                "91000:\tfrom all iif lan0 lookup 10000",
+                "91000:\tfrom all iif br0 lookup 10000"
+            ]
+        );
+        let all = Downstream::All.rules(Family::Inet6, 10001, 50000);
+        assert_eq!(all[0].to_string(), "50000:\tfrom all lookup 10001");
+        assert!(Downstream::None.rules(Family::Inet, 1, 1).is_empty());
     }
 }

@@ -215,4 +215,68 @@ fn ipv6_uplinks_are_tracked_with_icmp_tcp_and_dns_probes() {
     tracker.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(tracker.wait_exit(Duration::from_secs(5)).is_some());
     assert!(unbound().trim().is_empty());
+
+    // Two targets, one of which never answers (a filtered resolver): the
+    // uplinks are graded by the one that does, and the dead target is named.
+    std::fs::write(
+        &track,
+        format!(
+            r#"{{
+                targets: [
+                    {{kind: "icmp", address: "{INTERNET}"}},
+                    {{kind: "icmp", address: "2001:db8:dead::1"}},
+                ],
+                interval_ms: 100, timeout_ms: 300,
+                scripts_dir: "{}",
+                state_file: "{}",
+            }}"#,
+            dir.path().join("none").display(),
+            state.display()
+        ),
+    )
+    .unwrap();
+    let _ = std::fs::remove_file(&state);
+    let mut cmd = host.cmd(env!("CARGO_BIN_EXE_mhr"));
+    // A LAN behind the host: its forwarded traffic follows the same rule.
+    cmd.args(["track", "-c"])
+        .arg(&track)
+        .env("MHR_DOWNSTREAM", "lan0");
+    let tracker = Daemon::spawn(cmd, dir.path().join("track2.log"));
+    let graded = || {
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&state).unwrap_or_default())
+                .unwrap_or_default();
+        s["uplinks"].as_array().is_some_and(|u| {
+            u.len() == 2
+                && u.iter().all(|x| {
+                    x["health"]["state"] == "up"
+                        && x["last_error"].as_str().is_some_and(|e| {
+                            e.contains("2001:db8:dead::1") && e.contains("dead target")
+                        })
+                })
+        })
+    };
+    assert!(
+        wait_for(Duration::from_secs(8), graded),
+        "{}\n{}",
+        std::fs::read_to_string(&state).unwrap_or_default(),
+        tracker.log()
+    );
+    assert!(!unbound().trim().is_empty(), "an unbound rule once graded");
+    let rules = unbound();
+    let lo = rules.lines().find(|l| l.contains("iif lo")).unwrap();
+    let table = lo
+        .split("lookup ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    // (`[detached]`: no lan0 exists in this namespace; the rule waits for it.)
+    assert!(
+        rules
+            .lines()
+            .any(|l| l.contains("iif lan0") && l.ends_with(&format!("lookup {table} proto 77"))),
+        "{rules}"
+    );
 }

@@ -274,7 +274,10 @@ fn run(args: Args) -> anyhow::Result<u8> {
                 println!("{cfg:#?}");
                 return Ok(0);
             }
-            rt.block_on(mhr::track::run(cfg, mhr::shutdown::signal()))
+            let downstream =
+                mhr::rules::Downstream::parse(&std::env::var("MHR_DOWNSTREAM").unwrap_or_default())
+                    .map_err(|e| anyhow::anyhow!("MHR_DOWNSTREAM: {e}"))?;
+            rt.block_on(mhr::track::run(cfg, downstream, mhr::shutdown::signal()))
                 .context("tracker")?;
             Ok(0)
         }

@@ -16,7 +16,7 @@ use mhr::client::{
 use mhr::logging::{self, Target};
 use mhr::netlink::Netlink;
 use mhr::protocol::{Action, Family, LeaseKey, Reply};
-use mhr::rules::{parse_netmask, rules_for};
+use mhr::rules::parse_netmask;
 
 /// Exit status when no table could be had (after printing 0).
 const EXIT_NO_TABLE: u8 = 1;
@@ -88,6 +88,8 @@ fn config(args: &Args) -> anyhow::Result<ClientConfig> {
         retry: Duration::from_secs(2),
         server_uid: args.server_uid,
         tables,
+        downstream: mhr::rules::Downstream::parse(&args.downstream)
+            .map_err(|e| anyhow::anyhow!("--downstream (MHR_DOWNSTREAM): {e}"))?,
     })
 }
 
@@ -155,7 +157,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                 return Ok(Err(ExitCode::from(EXIT_NO_TABLE)));
             }
         };
-        let rules = rules_for(&cfg.address_spec(), table);
+        let rules = cfg.rules(table);
         let mut pending = Vec::new();
         // A refusal is retried briefly here, then in the background.
         for _ in 0..3 {

@@ -156,12 +156,17 @@ pub fn servers_files(args: &[String], read: impl Fn(&Path) -> Option<String>) ->
 /// Reads the host: /etc/resolv.conf, every dnsmasq in /proc, the pid file.
 pub fn gather(servers_file: &Path, pid_file: &Path) -> DnsPath {
     let read = |p: &Path| std::fs::read_to_string(p).ok();
+    // Only a dnsmasq in our network namespace can answer our resolver.
+    let netns = |p: &Path| std::fs::read_link(p.join("ns/net")).ok();
+    let ours = netns(Path::new("/proc/self"));
     let mut dnsmasq = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
         };
-        if read(&e.path().join("comm")).as_deref().map(str::trim_end) != Some("dnsmasq") {
+        if read(&e.path().join("comm")).as_deref().map(str::trim_end) != Some("dnsmasq")
+            || netns(&e.path()) != ours
+        {
             continue;
         }
         let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {

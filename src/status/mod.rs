@@ -34,6 +34,9 @@ pub struct AddressStatus {
     pub default_route: bool,
     pub dns_servers: Vec<IpAddr>,
     pub health: Option<Health>,
+    /// The tracker's last probe error for this uplink (a dead target, a
+    /// refused connection), when tracked.
+    pub last_error: Option<String>,
     pub problems: Vec<String>,
 }
 
@@ -53,6 +56,7 @@ impl AddressStatus {
             default_route: false,
             dns_servers: Vec::new(),
             health: None,
+            last_error: None,
             problems: Vec::new(),
         }
     }
@@ -107,7 +111,8 @@ pub fn assemble(
                 a.rule_to = true;
                 a.prefix_len = r.to.map(|(_, l)| l);
             }
-            PRIO_IIF_LO => a.rule_iif_lo = true,
+            // Downstream rules share the priority; they are extras.
+            PRIO_IIF_LO if r.iif.as_deref() == Some("lo") => a.rule_iif_lo = true,
             PRIO_BOUND_DEVICE => {
                 a.rule_oif = true;
                 a.ifname = r.oif.clone();
@@ -327,6 +332,9 @@ pub fn render(s: &Status, now_unix: i64) -> String {
                 .collect::<Vec<_>>()
                 .join(" "),
         ));
+        if let Some(e) = &a.last_error {
+            out.push_str(&format!("  last probe error: {e}\n"));
+        }
         for p in &a.problems {
             out.push_str(&format!("  ! {p}\n"));
         }
@@ -360,11 +368,12 @@ pub fn add_health(st: &mut Status, track: Option<&crate::track::TrackState>, now
         return;
     }
     for a in st.addresses.iter_mut() {
-        a.health = track
+        let u = track
             .uplinks
             .iter()
-            .find(|u| u.family == a.family && u.table == a.table)
-            .map(|u| u.health.clone());
+            .find(|u| u.family == a.family && u.table == a.table);
+        a.health = u.map(|u| u.health.clone());
+        a.last_error = u.and_then(|u| u.last_error.clone());
     }
     st.unbound = track.unbound.clone();
 }

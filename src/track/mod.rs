@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod probe;
+mod targets;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -116,7 +117,8 @@ struct Uplink {
     interval: Duration,
     budget: Option<u64>,
     next_probe: Instant,
-    next_target: usize,
+    /// Which targets answer; a silent one among answering ones is dead.
+    book: targets::TargetBook,
     seq: u16,
     probes_sent: u64,
     last_error: Option<String>,
@@ -128,6 +130,7 @@ impl Uplink {
         let budget = cfg.budget_for(&id.ifname);
         let cost = targets.iter().map(Target::cost).sum::<u64>() / targets.len().max(1) as u64;
         let interval = paced_interval(cfg.interval, cost, budget);
+        let book = targets::TargetBook::new(targets.len());
         Uplink {
             health: LinkHealth::new(unix_now()),
             meter: HourMeter::default(),
@@ -135,7 +138,7 @@ impl Uplink {
             interval,
             budget,
             next_probe: now,
-            next_target: 0,
+            book,
             seq: 0,
             probes_sent: 0,
             last_error: None,
@@ -165,6 +168,8 @@ struct Tracker {
     /// At start, the choice waits until every uplink has been graded (or
     /// this passes), so it does not go to whichever answered first.
     settle_until: Instant,
+    /// Interfaces whose forwarded traffic follows the unbound rule.
+    downstream: crate::rules::Downstream,
 }
 
 impl Tracker {
@@ -173,6 +178,17 @@ impl Tracker {
         r.priority = self.cfg.unbound_priority;
         r.iif = Some("lo".into());
         r
+    }
+
+    /// The unbound rule and, beside it, one per downstream interface
+    /// (MHR_DOWNSTREAM), so forwarded traffic follows the same choice.
+    fn unbound_rules(&self, family: Family, table: u32) -> Vec<RuleSpec> {
+        let mut rules = vec![self.unbound_rule(family, table)];
+        rules.extend(
+            self.downstream
+                .rules(family, table, self.cfg.unbound_priority),
+        );
+        rules
     }
 
     /// Brings the uplink set in line with our rules, and learns which
@@ -233,7 +249,9 @@ impl Tracker {
             for t in in_kernel {
                 let current = *self.unbound.entry(family).or_insert((t, unix_now()));
                 if current.0 != t {
-                    let _ = nl.del_rule(&self.unbound_rule(family, t)).await;
+                    for r in self.unbound_rules(family, t) {
+                        let _ = nl.del_rule(&r).await;
+                    }
                 }
             }
         }
@@ -246,8 +264,7 @@ impl Tracker {
             if up.next_probe > now || up.targets.is_empty() {
                 continue;
             }
-            let target = up.targets[up.next_target % up.targets.len()].clone();
-            up.next_target = up.next_target.wrapping_add(1);
+            let target = up.targets[up.book.next() % up.targets.len()].clone();
             up.seq = up.seq.wrapping_add(1);
             up.probes_sent += 1;
             // Keep the cadence; after a stall, start again from now.
@@ -278,11 +295,32 @@ impl Tracker {
         };
         let now = unix_now();
         up.meter.add(now, outcome.bytes);
-        if let Some(e) = &outcome.error {
+        self.dirty = true;
+        let index = up
+            .targets
+            .iter()
+            .position(|t| *t == probe.target)
+            .unwrap_or(usize::MAX);
+        let (feed, newly_dead) =
+            up.book
+                .record(index, outcome.rtt.is_some(), self.cfg.thresholds.down_after);
+        // A known-dead target's silence keeps the message that named it.
+        if let (Some(e), false) = (&outcome.error, feed == targets::Feed::Ignore) {
             up.last_error = Some(format!("{}: {e}", probe.target.describe()));
         }
-        self.dirty = true;
-        let Some((old, new)) = up.health.record(outcome.rtt, &self.cfg.thresholds, now) else {
+        if newly_dead {
+            let e = format!(
+                "target {} does not answer while another does: a dead target, not a dead uplink (probed now and then)",
+                probe.target.describe()
+            );
+            warn!(ifname = %up.id.ifname, address = %up.id.address, "{e}");
+            up.last_error = Some(e);
+        }
+        let rtt = match feed {
+            targets::Feed::Answer | targets::Feed::Loss => outcome.rtt,
+            targets::Feed::Ignore => return false,
+        };
+        let Some((old, new)) = up.health.record(rtt, &self.cfg.thresholds, now) else {
             return false;
         };
         let h = up.health();
@@ -333,14 +371,16 @@ impl Tracker {
                 continue;
             }
             if let Some(t) = want {
-                if let Err(e) = nl.add_rule(&self.unbound_rule(family, t)).await {
+                if let Some(e) = add_all(nl, &self.unbound_rules(family, t)).await {
                     warn!(table = t, %family, "cannot add the unbound rule: {e}");
                     continue;
                 }
             }
             if let Some(old) = current {
-                if let Err(e) = nl.del_rule(&self.unbound_rule(family, old)).await {
-                    warn!(table = old, %family, "cannot remove the old unbound rule: {e}");
+                for r in self.unbound_rules(family, old) {
+                    if let Err(e) = nl.del_rule(&r).await {
+                        warn!(table = old, %family, "cannot remove the old unbound rule: {e}");
+                    }
                 }
             }
             let ifname = |t: Option<u32>| {
@@ -464,10 +504,23 @@ impl Tracker {
     /// the state file goes so that `mhr status` does not show old health.
     async fn shutdown(&mut self, nl: &Netlink) {
         for (family, (table, _)) in std::mem::take(&mut self.unbound) {
-            let _ = nl.del_rule(&self.unbound_rule(family, table)).await;
+            for r in self.unbound_rules(family, table) {
+                let _ = nl.del_rule(&r).await;
+            }
         }
         let _ = std::fs::remove_file(&self.cfg.state_file);
     }
+}
+
+/// Adds every rule; the first error, if any.
+async fn add_all(nl: &Netlink, rules: &[RuleSpec]) -> Option<NetlinkError> {
+    let mut first = None;
+    for r in rules {
+        if let Err(e) = nl.add_rule(r).await {
+            first.get_or_insert(e);
+        }
+    }
+    first
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -499,8 +552,13 @@ fn uplink_env(id: &UplinkId, h: &Health) -> Vec<(String, String)> {
     ]
 }
 
-/// Runs the tracker until `shutdown` completes.
-pub async fn run(cfg: TrackConfig, shutdown: impl Future<Output = ()>) -> Result<(), TrackError> {
+/// Runs the tracker until `shutdown` completes. Forwarded traffic from
+/// `downstream` follows the same choice as the host's own.
+pub async fn run(
+    cfg: TrackConfig,
+    downstream: crate::rules::Downstream,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), TrackError> {
     let nl = Netlink::connect()?;
     let cfg_settle = cfg.interval * cfg.thresholds.up_after + cfg.timeout;
     let mut t = Tracker {
@@ -510,6 +568,7 @@ pub async fn run(cfg: TrackConfig, shutdown: impl Future<Output = ()>) -> Result
         unbound: BTreeMap::new(),
         dirty: true,
         settle_until: Instant::now() + cfg_settle,
+        downstream,
     };
     t.discover(&nl).await?;
     info!(
