@@ -92,6 +92,9 @@ pub struct DhcpLease {
     pub dns: Vec<IpAddr>,
     /// IF_METRIC, as dhclient-script reads it.
     pub metric: Option<u32>,
+    /// `new_host_name` and `old_host_name` (see `hostname`).
+    pub host_name: Option<String>,
+    pub old_host_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,6 +243,8 @@ pub fn dhclient(env: &Env) -> Result<DhcpAction, HookError> {
         mtu: dhcp_mtu(number(env, "new_interface_mtu")?),
         dns: addresses(env, "new_domain_name_servers")?,
         metric: number(env, "IF_METRIC")?,
+        host_name: get(env, "new_host_name").map(str::to_owned),
+        old_host_name: get(env, "old_host_name").map(str::to_owned),
     };
     let old = match ipv4(env, "old_ip_address")? {
         Some(a) if a != address => {

@@ -14,6 +14,7 @@ pub mod dns;
 pub mod files;
 pub mod health;
 pub mod hooks;
+pub mod hostname;
 pub mod jsonkeys;
 pub mod leases;
 pub mod logging;

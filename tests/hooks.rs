@@ -932,3 +932,139 @@ fn forwarded_traffic_from_a_downstream_lan_leaves_by_an_uplink() {
     .is_empty()));
     assert!(!route_get("lan0").status.success());
 }
+
+/// The host name from the lease, as dhclient-script would set it (the hook
+/// unsets `reason`, so it does not): only over `localhost` and the like.
+/// In a UTS namespace of the test's own: the machine's name is not touched.
+#[test]
+fn the_lease_names_the_host_only_where_no_name_was_chosen() {
+    require_netns!();
+    let s = setup("hostname", "");
+    let named = |current: &str, offered: &str| {
+        let mut c = std::process::Command::new("unshare");
+        c.args(["--uts", "sh", "-c"])
+            .arg("hostname \"$START\" && \"$@\" >/dev/null 2>&1; hostname")
+            .args([
+                "sh",
+                "ip",
+                "netns",
+                "exec",
+                &s.ns.name,
+                env!("CARGO_BIN_EXE_mhr"),
+                "dhclient-hook",
+            ]);
+        s.hook_env(
+            &mut c,
+            &[
+                ("reason", "BOUND"),
+                ("interface", "v0"),
+                ("new_ip_address", "10.6.0.7"),
+                ("new_subnet_mask", "255.255.255.0"),
+                ("new_routers", "10.6.0.1"),
+                ("new_host_name", offered),
+            ],
+        );
+        c.env("START", current);
+        check(&mut c).trim().to_owned()
+    };
+    assert_eq!(named("localhost", "modem-7"), "modem-7");
+    assert_eq!(named("edge-router", "modem-7"), "edge-router");
+    // A hostile option is ignored.
+    assert_eq!(named("localhost", "x;reboot"), "localhost");
+}
+
+/// Through Debian's own dhclient-script (a copy whose hook directories are
+/// this test's): EXPIRE removes the interface's DNS lines and dhclient-script
+/// deconfigures, after which the table client removes the rules; and when
+/// the hook fails (here: no table client to run), `reason` stays set, so
+/// dhclient-script configures the interface in main as it would without us
+/// (the uplink works; `mhr status` then reports the default route in main).
+#[test]
+fn dhclient_script_runs_the_hook_for_expire_and_after_a_failure() {
+    require_netns!();
+    let s = setup("dscript", "");
+    let d = s.dir.path();
+    for dir in ["enter.d", "exit.d"] {
+        std::fs::create_dir_all(d.join(dir)).unwrap();
+    }
+    let script = std::fs::read_to_string("/sbin/dhclient-script")
+        .unwrap()
+        .replace(
+            "/etc/dhcp/dhclient-enter-hooks.d",
+            &d.join("enter.d").display().to_string(),
+        )
+        .replace(
+            "/etc/dhcp/dhclient-exit-hooks.d",
+            &d.join("exit.d").display().to_string(),
+        );
+    std::fs::write(d.join("dhclient-script"), script).unwrap();
+    let shim = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/dhcp/multihomed-routing"
+    ))
+    .unwrap();
+    let hook = |client: &str| {
+        std::fs::write(
+            d.join("enter.d/multihomed-routing"),
+            format!(
+                "export MHR_DEFAULTS=/nonexistent MHR_CLIENT={client} MHR_TAS_SOCKET={SOCK} MHR_SERVERS_FILE={} MHR_DNSMASQ_PID_FILE={} MHR_CLIENT_LOG={}\nMHR={}\n{shim}",
+                d.join("servers").display(),
+                d.join("none.pid").display(),
+                d.join("client.log").display(),
+                env!("CARGO_BIN_EXE_mhr"),
+            ),
+        )
+        .unwrap();
+    };
+    let dhclient_script = |vars: &[(&str, &str)]| {
+        let mut c = s.ns.cmd("sh");
+        c.arg(d.join("dhclient-script"))
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        run(&mut c)
+    };
+    let bound = [
+        ("reason", "BOUND"),
+        ("interface", "v0"),
+        ("new_ip_address", "10.6.0.7"),
+        ("new_subnet_mask", "255.255.255.0"),
+        ("new_broadcast_address", "10.6.0.255"),
+        ("new_routers", "10.6.0.1"),
+        ("new_domain_name_servers", "10.6.0.1"),
+    ];
+    hook(client_bin());
+    let out = dhclient_script(&bound);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(our_rules(&s.ns, false).len(), 4);
+    assert!(std::fs::read_to_string(d.join("servers"))
+        .unwrap()
+        .contains("@v0@10.6.0.7"));
+
+    let expire = [
+        ("reason", "EXPIRE"),
+        ("interface", "v0"),
+        ("old_ip_address", "10.6.0.7"),
+        ("old_subnet_mask", "255.255.255.0"),
+        ("old_routers", "10.6.0.1"),
+    ];
+    let out = dhclient_script(&expire);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(std::fs::read_to_string(d.join("servers")).unwrap(), "");
+    assert!(!s.ns.ip(&["addr", "show", "v0"]).contains("10.6.0.7"));
+    assert!(wait_for(std::time::Duration::from_secs(3), || our_rules(
+        &s.ns, false
+    )
+    .is_empty()));
+
+    // The hook fails: dhclient-script configures main itself.
+    hook("/nonexistent/table_allocator_client");
+    let out = dhclient_script(&bound);
+    assert!(out.status.success(), "{out:?}");
+    assert!(our_rules(&s.ns, false).is_empty());
+    let main = s.ns.ip(&["route", "show", "table", "main"]);
+    assert!(main.contains("default via 10.6.0.1 dev v0"), "{main}");
+    assert!(s.ns.ip(&["addr", "show", "v0"]).contains("10.6.0.7/24"));
+}

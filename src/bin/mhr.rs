@@ -76,6 +76,19 @@ fn run(args: Args) -> anyhow::Result<u8> {
             } => match rt.block_on(ctx.configure_dhcp(&lease, old, check_router)) {
                 Ok(table) => {
                     info!(ifname = %lease.ifname, address = %lease.address, table, "configured");
+                    // dhclient-script's set_hostname (skipped with `reason`).
+                    if !check_router {
+                        match mhr::hostname::apply(
+                            lease.host_name.as_deref(),
+                            lease.old_host_name.as_deref(),
+                        ) {
+                            Ok(Some(name)) => {
+                                info!(hostname = %name, "host name set from the lease")
+                            }
+                            Ok(None) => {}
+                            Err(e) => warn!("cannot set the host name: {e}"),
+                        }
+                    }
                     Ok(EXIT_HANDLED)
                 }
                 Err(ApplyError::RouterDown(r)) => {
