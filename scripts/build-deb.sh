@@ -69,6 +69,25 @@ License: GPL-2.0-or-later
  On Debian systems the full text is in /usr/share/common-licenses/GPL-2.
 COPYRIGHT
 
+# Maintainer: Debian's DEBFULLNAME/DEBEMAIL, else the builder's git identity.
+name=${DEBFULLNAME:-$(git config user.name 2>/dev/null || true)}
+email=${DEBEMAIL:-$(git config user.email 2>/dev/null || true)}
+if [ -z "$name" ] || [ -z "$email" ]; then
+    echo "build-deb: set DEBFULLNAME and DEBEMAIL (or git's user.name/email) for the Maintainer field" >&2
+    exit 2
+fi
+maintainer="$name <$email>"
+# The Debian changelog, from CHANGELOG.md's newest entry.
+{
+    echo "$pkg ($version) unstable; urgency=medium"
+    echo
+    awk '/^## /{n++} n==1 && /^- /{sub(/^- /, "  * "); print; next} n==1 && /^  /{print "  " $0} n>1{exit}' CHANGELOG.md
+    echo
+    echo " -- $maintainer  $(date -R -d "@${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}")"
+} >"$stage/changelog.Debian"
+gzip -9n -c "$stage/changelog.Debian" >"$doc/changelog.Debian.gz"
+install -m 0644 CHANGELOG.md "$doc/CHANGELOG.md"
+
 # libc: the newest symbol version the binaries need.
 glibc=$(objdump -T "$root"/usr/sbin/* | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n1)
 mkdir -p "$root/DEBIAN"
@@ -76,7 +95,7 @@ cat >"$root/DEBIAN/control" <<CONTROL
 Package: $pkg
 Version: $version
 Architecture: $arch
-Maintainer: multihomed-routing developers <multihomed-routing@localhost>
+Maintainer: $maintainer
 Section: net
 Priority: optional
 Depends: libc6 (>= $glibc), libgcc-s1

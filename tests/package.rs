@@ -38,7 +38,9 @@ fn build_deb(out: &Path) -> PathBuf {
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/build-deb.sh"))
             .arg(out)
             .env("BIN_DIR", bin_dir)
-            .env("DEB_COMPRESS", "none"),
+            .env("DEB_COMPRESS", "none")
+            .env("DEBFULLNAME", "Test Builder")
+            .env("DEBEMAIL", "builder@example.org"),
     );
     PathBuf::from(stdout.trim())
 }
@@ -84,6 +86,9 @@ fn package_contents_and_maintainer_scripts() {
         "./usr/share/doc/multihomed-routing/copyright",
         "./usr/share/doc/multihomed-routing/status.md",
         "./usr/share/multihomed-routing/lab.sh",
+        "./usr/share/doc/multihomed-routing/changelog.Debian.gz",
+        "./usr/share/doc/multihomed-routing/security.md",
+        "./usr/share/doc/multihomed-routing/differences.md",
     ] {
         assert!(
             files.contains(&want),
@@ -124,6 +129,7 @@ fn package_contents_and_maintainer_scripts() {
         "Package: multihomed-routing\n",
         "Depends: libc6 (>= 2.",
         "Recommends: isc-dhcp-client",
+        "Maintainer: Test Builder <builder@example.org>\n",
     ] {
         assert!(fields.contains(want), "{want} not in:\n{fields}");
     }
