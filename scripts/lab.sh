@@ -203,7 +203,7 @@ status() {
         table=$(ip -n "$HOST" rule | grep "oif $dev lookup" | awk '{print $(NF-2)}' | head -1)
         rules=$(ip -n "$HOST" rule | grep -c "lookup ${table:-none} proto 77" || true)
         default=$(ip -n "$HOST" route show table "${table:-main}" default 2>/dev/null | head -1 | awk '{print $3}')
-        probe=$(in_host "$BIN/mhr" probe "$INTERNET" --device "$dev" 2>/dev/null || echo "no answer")
+        probe=$(in_host "$BIN/mhr" probe "$INTERNET" whoami.lab --device "$dev" 2>/dev/null || echo "no answer")
         printf '%-6s %-16s %-6s %-5s %-28s %s\n' "$dev" "${addr:--}" "${table:--}" "$rules" "${default:--}" "$probe"
     done
     echo

@@ -29,7 +29,7 @@ say "ip -6 route show table $t6 (wan1): the RA's routes, none in main"
 ip -n "$host" -6 route show table "$t6"
 a6=$(ip -n "$host" -6 -o addr show dev wan3 scope global | awk '{print $4}' | cut -d/ -f1 | grep '::1' | head -1)
 if [ -n "$a6" ]; then
-    echo "from wan3's DHCPv6 address $a6, answered by: $(ip netns exec "$host" "$BIN/mhr" probe 2001:db8:ffff::10 --source "$a6")"
+    echo "from wan3's DHCPv6 address $a6, answered by: $(ip netns exec "$host" "$BIN/mhr" probe 2001:db8:ffff::10 whoami.lab --source "$a6")"
 fi
 
 dir=/run/mhr-lab-$LAB
@@ -41,12 +41,12 @@ ip netns exec "$host" "$BIN/mhr" track -c "$dir/track.json" </dev/null >/dev/nul
 tracker=$!
 sleep 3
 ip -n "$host" rule show priority 50000
-echo "unbound probe answered by: $(ip netns exec "$host" "$BIN/mhr" probe 203.0.113.10)"
+echo "unbound probe answered by: $(ip netns exec "$host" "$BIN/mhr" probe 203.0.113.10 whoami.lab)"
 say "ISP1 loses the internet: within 2.5 s unbound traffic moves to wan3"
 ip -n "$LAB-isp1" addr del 203.0.113.10/32 dev lo
 sleep 3
 ip -n "$host" rule show priority 50000
-echo "unbound probe answered by: $(ip netns exec "$host" "$BIN/mhr" probe 203.0.113.10)"
+echo "unbound probe answered by: $(ip netns exec "$host" "$BIN/mhr" probe 203.0.113.10 whoami.lab)"
 ip -n "$LAB-isp1" addr add 203.0.113.10/32 dev lo
 sleep 3
 say "ISP1 is back, and so is the rule"

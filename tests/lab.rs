@@ -101,7 +101,11 @@ impl Lab {
     }
 
     fn probe(&self, args: &[&str]) -> String {
-        let out = self.mhr(&[&["probe"], args].concat()).output().unwrap();
+        // The lab's ISPs answer whoami.lab with their names.
+        let out = self
+            .mhr(&[&["probe", args[0], "whoami.lab"], &args[1..]].concat())
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 }
@@ -275,7 +279,20 @@ fn every_uplink_routes_by_its_own_isp_and_dns_follows() {
     );
     assert_eq!(doctor.status.code(), Some(4));
 
-    // Ten hooks updating DNS at once lose no line.
+    // Ten hooks updating DNS at once lose no line (for interfaces that
+    // exist: `mhr dns` refuses others).
+    for i in 0..10 {
+        lab.ip(&[
+            "link",
+            "add",
+            &format!("ppp{i}"),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &format!("pq{i}"),
+        ]);
+    }
     let children: Vec<_> = (0..10)
         .map(|i| {
             lab.mhr(&[
@@ -496,7 +513,7 @@ fn tracker_moves_unbound_traffic_to_a_working_uplink_and_back() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sender = {
         let stop = stop.clone();
-        let mut cmd = lab.mhr(&["probe", "203.0.113.10"]);
+        let mut cmd = lab.mhr(&["probe", "203.0.113.10", "whoami.lab"]);
         std::thread::spawn(move || {
             let mut answers = Vec::new();
             while !stop.load(Ordering::SeqCst) {

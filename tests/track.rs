@@ -146,7 +146,7 @@ fn ipv6_uplinks_are_tracked_with_icmp_tcp_and_dns_probes() {
     let whoami = || {
         let out = run(host
             .cmd(env!("CARGO_BIN_EXE_mhr"))
-            .args(["probe", INTERNET]));
+            .args(["probe", INTERNET, "whoami.lab"]));
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     };
     assert_eq!(whoami(), "isp2");

@@ -401,10 +401,10 @@ fn pid_files_are_not_trusted() {
         for bad in -1 0 $bystander; do
             echo $bad > "$D/dhclient.wwan0.pid"
             echo $bad > "$D/dnsmasq.pid"
-            "$MHR" --dhclient-pid-dir "$D" --servers-file "$D/servers" --dnsmasq-pid-file "$D/dnsmasq.pid" \
-                --stanza-dir "$D/stanzas" hotplug remove wwan0 2>>"$D/log"
-            "$MHR" --servers-file "$D/servers" --dnsmasq-pid-file "$D/dnsmasq.pid" \
-                dns wwan0 10.0.0.2 10.0.0.1 2>>"$D/log"
+            "$MHR" hotplug remove wwan0 --dhclient-pid-dir "$D" --servers-file "$D/servers" \
+                --dnsmasq-pid-file "$D/dnsmasq.pid" --stanza-dir "$D/stanzas" 2>>"$D/log"
+            "$MHR" dns lo 127.0.0.1 127.0.0.53 --servers-file "$D/servers" \
+                --dnsmasq-pid-file "$D/dnsmasq.pid" 2>>"$D/log"
             kill -0 $bystander || { echo "bystander killed by pid file $bad"; exit 1; }
         done
         echo survived

@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     // What the hooks and udev run logs to syslog too (identifier `mhr`):
     // their stderr is often /dev/null.
     let target = match args.command {
-        Cmd::DhclientHook | Cmd::IfupHook | Cmd::Hotplug { .. } | Cmd::Dns { .. } => {
+        Cmd::DhclientHook { .. } | Cmd::IfupHook { .. } | Cmd::Hotplug { .. } | Cmd::Dns { .. } => {
             Target::Hook { ident: "mhr" }
         }
         _ => Target::Stderr,
@@ -52,15 +52,21 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<u8> {
+    let paths = args
+        .command
+        .paths()
+        .cloned()
+        .unwrap_or_else(mhr::cli::HostPaths::from_env);
+    let track_state = paths.track_state.clone();
     let ctx = Context {
-        client_bin: args.client,
-        tas_socket: args.tas_socket,
-        servers_file: args.servers_file,
-        dnsmasq_pid_file: args.dnsmasq_pid_file,
-        dhclient_pid_dir: args.dhclient_pid_dir,
-        stanza_dir: args.stanza_dir,
-        hotplug_patterns: args.hotplug_patterns,
-        client_log: args.client_log,
+        client_bin: paths.client,
+        tas_socket: paths.tas_socket,
+        servers_file: paths.servers_file,
+        dnsmasq_pid_file: paths.dnsmasq_pid_file,
+        dhclient_pid_dir: paths.dhclient_pid_dir,
+        stanza_dir: paths.stanza_dir,
+        hotplug_patterns: paths.hotplug_patterns,
+        client_log: paths.client_log,
     };
     let env: HashMap<String, String> = std::env::vars().collect();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -68,7 +74,7 @@ fn run(args: Args) -> anyhow::Result<u8> {
         .build()
         .context("runtime")?;
     match args.command {
-        Cmd::DhclientHook => match hooks::dhclient(&env).context("dhclient variables")? {
+        Cmd::DhclientHook { .. } => match hooks::dhclient(&env).context("dhclient variables")? {
             DhcpAction::Configure {
                 lease,
                 old,
@@ -136,7 +142,7 @@ fn run(args: Args) -> anyhow::Result<u8> {
                 Ok(EXIT_NOT_HANDLED)
             }
         },
-        Cmd::IfupHook => match hooks::ifup(&env).context("if-up variables")? {
+        Cmd::IfupHook { .. } => match hooks::ifup(&env).context("if-up variables")? {
             IfupAction::Static(up) => {
                 let table = rt.block_on(ctx.configure_static(&up, MainPolicy::Move))?;
                 info!(ifname = %up.ifname, address = %up.address, table, "configured");
@@ -160,8 +166,9 @@ fn run(args: Args) -> anyhow::Result<u8> {
             prometheus,
             db,
             config,
+            ..
         } => {
-            let (st, _) = gather(&rt, &ctx, db, &config, &args.track_state)?;
+            let (st, _) = gather(&rt, &ctx, db, &config, &track_state)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&st)?);
             } else if prometheus {
@@ -178,8 +185,10 @@ fn run(args: Args) -> anyhow::Result<u8> {
                 EXIT_INCONSISTENT
             })
         }
-        Cmd::Doctor { repair, db, config } => {
-            let (mut st, kernel) = gather(&rt, &ctx, db.clone(), &config, &args.track_state)?;
+        Cmd::Doctor {
+            repair, db, config, ..
+        } => {
+            let (mut st, kernel) = gather(&rt, &ctx, db.clone(), &config, &track_state)?;
             if repair {
                 let stale = mhr::status::stale_tables(&st);
                 let removed = rt.block_on(async {
@@ -198,7 +207,7 @@ fn run(args: Args) -> anyhow::Result<u8> {
                     anyhow::Ok(n)
                 })?;
                 if removed > 0 {
-                    st = gather(&rt, &ctx, db, &config, &args.track_state)?.0;
+                    st = gather(&rt, &ctx, db, &config, &track_state)?.0;
                 }
             }
             let problems: Vec<String> = st
@@ -253,9 +262,16 @@ fn run(args: Args) -> anyhow::Result<u8> {
             ifname,
             source,
             servers,
+            ..
         } => {
             mhr::protocol::validate_ifname(&ifname)
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            // A typo must not write lines no interface will ever remove.
+            let exists =
+                rt.block_on(async { mhr::netlink::Netlink::connect()?.link_index(&ifname).await })?;
+            if exists.is_none() {
+                anyhow::bail!("interface {ifname} does not exist");
+            }
             ctx.set_dns(&ifname, source, &servers)?;
             Ok(EXIT_HANDLED)
         }
@@ -276,7 +292,7 @@ fn run(args: Args) -> anyhow::Result<u8> {
             println!("{}", answer.join(" "));
             Ok(0)
         }
-        Cmd::Ra { interfaces } => {
+        Cmd::Ra { interfaces, .. } => {
             rt.block_on(mhr::slaac::run(ctx, interfaces, mhr::shutdown::signal()))
                 .context("RA agent")?;
             Ok(0)
@@ -284,7 +300,7 @@ fn run(args: Args) -> anyhow::Result<u8> {
         Cmd::Track { config, check } => {
             let cfg = mhr::track::config::TrackConfig::load(&config)?;
             if check {
-                println!("{cfg:#?}");
+                println!("{}", serde_json::to_string_pretty(&cfg.effective())?);
                 return Ok(0);
             }
             let downstream =
@@ -294,7 +310,7 @@ fn run(args: Args) -> anyhow::Result<u8> {
                 .context("tracker")?;
             Ok(0)
         }
-        Cmd::Hotplug { action, ifname } => {
+        Cmd::Hotplug { action, ifname, .. } => {
             mhr::protocol::validate_ifname(&ifname)
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?;
             if action == "add" {

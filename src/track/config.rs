@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::health::Thresholds;
 use crate::protocol::Family;
@@ -31,7 +31,7 @@ pub enum TrackConfigError {
 }
 
 /// What a probe asks.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Target {
     /// ICMP echo (ICMPv6 for IPv6 targets).
@@ -117,7 +117,7 @@ struct Raw {
 /// The shipped probe budget for cellular uplinks (`ww*`), bytes an hour.
 pub const DEFAULT_WWAN_BUDGET: u64 = 200_000;
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Budget {
     /// Interface pattern (`*` wildcard).
@@ -140,6 +140,31 @@ pub struct TrackConfig {
     pub scripts_dir: PathBuf,
     pub script_timeout: Duration,
     pub state_file: PathBuf,
+}
+
+impl TrackConfig {
+    /// The settings in effect, under the config file's own keys (what
+    /// `mhr track --check` prints).
+    pub fn effective(&self) -> serde_json::Value {
+        let th = &self.thresholds;
+        serde_json::json!({
+            "interfaces": self.interfaces,
+            "targets": self.targets,
+            "interval_ms": self.interval.as_millis() as u64,
+            "timeout_ms": self.timeout.as_millis() as u64,
+            "down_after": th.down_after,
+            "up_after": th.up_after,
+            "window": th.window,
+            "degraded_loss_pct": th.degraded_loss_pct,
+            "degraded_rtt_ms": th.degraded_rtt_ms,
+            "preference": self.preference,
+            "budget_bytes_hour": self.budgets,
+            "unbound_priority": self.unbound_priority,
+            "scripts_dir": self.scripts_dir,
+            "script_timeout_ms": self.script_timeout.as_millis() as u64,
+            "state_file": self.state_file,
+        })
+    }
 }
 
 impl Default for TrackConfig {
@@ -352,6 +377,18 @@ mod tests {
     }
 
     /// Every key of the shipped config is in the reference.
+    #[test]
+    fn check_prints_the_files_own_keys() {
+        let shipped: serde_json::Value =
+            json5::from_str(include_str!("../../contrib/track/track.json")).unwrap();
+        let mut effective = TrackConfig::default().effective();
+        // The file writes whole numbers; the config holds floats.
+        for k in ["degraded_loss_pct", "degraded_rtt_ms"] {
+            effective[k] = serde_json::json!(effective[k].as_f64().unwrap() as u64);
+        }
+        assert_eq!(effective, shipped);
+    }
+
     #[test]
     fn reference_documents_every_key() {
         let shipped: serde_json::Value =

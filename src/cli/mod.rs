@@ -110,69 +110,60 @@ pub struct ClientArgs {
 #[command(
     name = "mhr",
     version,
+    disable_help_subcommand = true,
     after_help = "Examples:\n  mhr status                      what is managed, exit 4 when inconsistent\n  mhr status --json | jq '.addresses[] | {ifname, table, health}'\n  mhr doctor --repair             advice per problem; remove stale rules of ours\n  mhr track -c /etc/multihomed-routing/track.json   health checks and the unbound rule\n  mhr lab up && mhr lab status && mhr lab down       the namespace lab\n  reason=BOUND interface=eth1 new_ip_address=10.0.0.2 new_subnet_mask=255.255.255.0 \\\n    new_routers=10.0.0.1 mhr dhclient-hook          what dhclient's enter hook runs\n\nFiles: /etc/default/multihomed-routing (hook settings), /etc/table_allocator_server_config.json"
 )]
 pub struct MhrArgs {
+    #[command(subcommand)]
+    pub command: MhrCommand,
+}
+
+/// Where things are on this host: the settings file
+/// (/etc/default/multihomed-routing) and the environment give them; these
+/// options override both. Only the subcommands that use them take them.
+#[derive(clap::Args, Debug, Clone)]
+#[command(next_help_heading = "Host paths (MHR_* settings)")]
+pub struct HostPaths {
     /// table_allocator_client to run for each address.
     #[arg(
         long,
         env = "MHR_CLIENT",
-        default_value = "/usr/sbin/table_allocator_client",
-        global = true
+        default_value = "/usr/sbin/table_allocator_client"
     )]
     pub client: PathBuf,
     /// The allocator server's abstract socket name.
-    #[arg(
-        long,
-        env = "MHR_TAS_SOCKET",
-        default_value = "tas_socket",
-        global = true
-    )]
+    #[arg(long, env = "MHR_TAS_SOCKET", default_value = "tas_socket")]
     pub tas_socket: String,
     /// The dnsmasq servers file (servers-file= in the dnsmasq snippet).
-    #[arg(long, env = "MHR_SERVERS_FILE", default_value = crate::dns::DEFAULT_SERVERS_FILE, global = true)]
+    #[arg(long, env = "MHR_SERVERS_FILE", default_value = crate::dns::DEFAULT_SERVERS_FILE)]
     pub servers_file: PathBuf,
     /// dnsmasq's pid file, for SIGHUP after a change.
-    #[arg(long, env = "MHR_DNSMASQ_PID_FILE", default_value = crate::dns::DEFAULT_DNSMASQ_PID_FILE, global = true)]
+    #[arg(long, env = "MHR_DNSMASQ_PID_FILE", default_value = crate::dns::DEFAULT_DNSMASQ_PID_FILE)]
     pub dnsmasq_pid_file: PathBuf,
     /// Where dhclient pid files (dhclient.IFACE.pid) live.
-    #[arg(
-        long,
-        env = "MHR_DHCLIENT_PID_DIR",
-        default_value = "/run",
-        global = true
-    )]
+    #[arg(long, env = "MHR_DHCLIENT_PID_DIR", default_value = "/run")]
     pub dhclient_pid_dir: PathBuf,
     /// ifupdown source-directory for dynamic stanzas.
-    #[arg(
-        long,
-        env = "MHR_STANZA_DIR",
-        default_value = "/run/network-conf",
-        global = true
-    )]
+    #[arg(long, env = "MHR_STANZA_DIR", default_value = "/run/network-conf")]
     pub stanza_dir: PathBuf,
     /// Interfaces (comma-separated patterns, `*` wildcard) that get a dynamic stanza.
     #[arg(
         long,
         env = "MHR_HOTPLUG_PATTERNS",
         default_value = "ww*,enx*,usb*",
-        value_delimiter = ',',
-        global = true
+        value_delimiter = ','
     )]
     pub hotplug_patterns: Vec<String>,
     /// Log file for the table clients (default: syslog).
-    #[arg(long, env = "MHR_CLIENT_LOG", global = true)]
+    #[arg(long, env = "MHR_CLIENT_LOG")]
     pub client_log: Option<PathBuf>,
     /// The tracker's state file, read by status and doctor.
     #[arg(
         long,
         env = "MHR_TRACK_STATE",
         default_value = crate::track::config::DEFAULT_STATE_FILE,
-        global = true
     )]
     pub track_state: PathBuf,
-    #[command(subcommand)]
-    pub command: MhrCommand,
 }
 
 #[derive(Subcommand, Debug)]
@@ -180,10 +171,16 @@ pub enum MhrCommand {
     /// dhclient enter hook: reads reason, interface, new_*, old_* from the
     /// environment. Exit 0: handled (unset reason); 2: TIMEOUT and the router
     /// is down; 3: not handled; 1: error.
-    DhclientHook,
+    DhclientHook {
+        #[command(flatten)]
+        paths: HostPaths,
+    },
     /// ifupdown if-up.d hook (IFACE, ADDRFAM, METHOD, IF_*), and the
-    /// NetworkManager dispatcher path (DEVICE_IFACE, IP4_*).
-    IfupHook,
+    /// NetworkManager dispatcher path (DEVICE_IP_IFACE, IP4_*).
+    IfupHook {
+        #[command(flatten)]
+        paths: HostPaths,
+    },
     /// The namespace lab (test bed and demonstration): `up`, `status`,
     /// `down`. Runs the lab script (MHR_LAB_SCRIPT, else scripts/lab.sh of
     /// the source tree this binary was built in, else
@@ -201,7 +198,8 @@ pub enum MhrCommand {
     /// lease, a missing rule, a fallback default route in main, a silent
     /// server), so it can serve as a watchdog.
     Status {
-        /// Machine-readable output (field names are stable, docs/status.md).
+        /// Machine-readable output (field names are stable:
+        /// /usr/share/doc/multihomed-routing/status.md).
         #[arg(long, conflicts_with = "prometheus")]
         json: bool,
         /// Prometheus text format, for node_exporter's textfile collector.
@@ -213,40 +211,60 @@ pub enum MhrCommand {
         /// The server config to find db_path in.
         #[arg(long, default_value = crate::config::DEFAULT_CONFIG_PATH)]
         config: PathBuf,
+        #[command(flatten)]
+        paths: HostPaths,
     },
     /// The checks of `status`, each problem with one line of advice;
     /// `--repair` removes stale rules of ours (protocol 77) whose lease is
     /// gone. Exit 4 while problems remain.
     Doctor {
+        /// Remove our rules (protocol 77) whose lease is gone.
         #[arg(long)]
         repair: bool,
+        /// The lease database (default: db_path of the server config).
         #[arg(long)]
         db: Option<PathBuf>,
+        /// The server config to find db_path in.
         #[arg(long, default_value = crate::config::DEFAULT_CONFIG_PATH)]
         config: PathBuf,
+        #[command(flatten)]
+        paths: HostPaths,
     },
     /// Writes bash, zsh and fish completions of the three binaries into DIR.
-    Completions { dir: PathBuf },
+    Completions {
+        /// The directory to write into (made if missing).
+        dir: PathBuf,
+    },
     /// Writes the man pages of table_allocator_server, table_allocator_client
     /// and mhr (generated from these definitions) into DIR.
-    Man { dir: PathBuf },
+    Man {
+        /// The directory to write into (made if missing).
+        dir: PathBuf,
+    },
     /// Sets an interface's name servers in the dnsmasq servers file (none:
     /// removes them) and tells dnsmasq.
     Dns {
+        /// The interface the servers are reached through (it must exist).
         ifname: String,
         /// The interface's address the queries leave from.
         source: std::net::IpAddr,
+        /// The name servers; none removes the interface's lines.
         servers: Vec<std::net::IpAddr>,
+        #[command(flatten)]
+        paths: HostPaths,
     },
     /// Asks a DNS server for TXT records of NAME from a given source address
     /// or device, and prints them: who answers shows which uplink carried
     /// the query (the lab's ISPs answer whoami.lab with their names).
     Probe {
+        /// The DNS server to ask.
         server: std::net::IpAddr,
-        #[arg(default_value = "whoami.lab")]
+        /// The name whose TXT records to ask for (the lab: whoami.lab).
         name: String,
+        /// Send from this address (and so by its table).
         #[arg(long)]
         source: Option<std::net::IpAddr>,
+        /// Send through this device (SO_BINDTODEVICE).
         #[arg(long)]
         device: Option<String>,
     },
@@ -254,7 +272,7 @@ pub enum MhrCommand {
     /// managed address from its address and device, grades it up, degraded
     /// or down, and points one `iif lo` rule per family (priority 50000) at
     /// the best usable uplink. Runs until SIGTERM, which removes that rule.
-    /// See docs/track.md.
+    /// See /usr/share/doc/multihomed-routing/track.md.
     Track {
         /// The tracker config (JSON with comments); missing at the default
         /// path means the defaults.
@@ -278,6 +296,8 @@ pub enum MhrCommand {
             value_delimiter = ','
         )]
         interfaces: Vec<String>,
+        #[command(flatten)]
+        paths: HostPaths,
     },
     /// udev hotplug: `add` writes a dynamic stanza for matching interfaces;
     /// `remove` stops dhclient and removes DNS lines and the stanza.
@@ -287,81 +307,13 @@ pub enum MhrCommand {
         /// Interface name (udev's $env{INTERFACE}).
         #[arg(env = "INTERFACE")]
         ifname: String,
+        #[command(flatten)]
+        paths: HostPaths,
     },
 }
 
-/// Writes a man page for each binary (and each `mhr` subcommand) into `dir`.
-pub fn write_man_pages(dir: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
-    use clap::CommandFactory;
-    std::fs::create_dir_all(dir)?;
-    let mut written = Vec::new();
-    for (cmd, section) in [
-        (ServerArgs::command(), "8"),
-        (ClientArgs::command(), "8"),
-        (MhrArgs::command(), "8"),
-    ] {
-        let mut pages = vec![cmd.clone()];
-        pages.extend(cmd.get_subcommands().map(|sub| {
-            sub.clone()
-                .name(format!("{}-{}", cmd.get_name(), sub.get_name()))
-        }));
-        for page in pages {
-            let path = dir.join(format!("{}.{section}", page.get_name()));
-            let mut out = Vec::new();
-            clap_mangen::Man::new(page)
-                .section(section)
-                .render(&mut out)?;
-            std::fs::write(&path, out)?;
-            written.push(path);
-        }
-    }
-    let path = dir.join("table_allocator_server_config.json.5");
-    std::fs::write(&path, config_man_page())?;
-    written.push(path);
-    Ok(written)
-}
-
-/// The config file's page, from the key table the parser uses.
-pub fn config_man_page() -> String {
-    fn esc(text: &str) -> String {
-        let t = text.replace('\\', "\\e").replace('-', "\\-");
-        if t.starts_with('.') || t.starts_with('\'') {
-            format!("\\&{t}")
-        } else {
-            t
-        }
-    }
-    let mut out = format!(
-        ".TH TABLE_ALLOCATOR_SERVER_CONFIG.JSON 5 \"\" \"multihomed-routing {}\"\n",
-        env!("CARGO_PKG_VERSION")
-    );
-    out.push_str(".SH NAME\ntable_allocator_server_config.json \\- configuration of table_allocator_server\n");
-    out.push_str(".SH DESCRIPTION\n");
-    out.push_str(&esc(
-        "table_allocator_server reads /etc/table_allocator_server_config.json, or the file given with -c. \
-         It is JSON with // and /* */ comments. Unknown keys are logged and ignored; \
-         a wrong type or an impossible value stops the server at start with a message naming the key.",
-    ));
-    out.push_str("\n.SH KEYS\n");
-    for k in crate::config::KEYS {
-        out.push_str(&format!(
-            ".TP\n.B {}\n({}, default {})\n{}\n",
-            esc(k.name),
-            esc(k.kind),
-            esc(k.default),
-            esc(k.meaning)
-        ));
-    }
-    out.push_str(".SH EXAMPLE\n.nf\n");
-    for line in include_str!("../examples/server_config.json").lines() {
-        out.push_str(&esc(line));
-        out.push('\n');
-    }
-    out.push_str(
-        ".fi\n.SH SEE ALSO\ntable_allocator_server(8), table_allocator_client(8), mhr(8)\n",
-    );
-    out
-}
+mod man;
+pub use man::{config_man_page, write_man_pages};
 
 /// Writes bash, zsh and fish completions for each binary into `dir`.
 pub fn write_completions(dir: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
@@ -380,6 +332,38 @@ pub fn write_completions(dir: &std::path::Path) -> std::io::Result<Vec<PathBuf>>
         }
     }
     Ok(written)
+}
+
+impl HostPaths {
+    /// The paths from the environment (and settings file) and defaults, for
+    /// the subcommands that take no path options.
+    pub fn from_env() -> HostPaths {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            paths: HostPaths,
+        }
+        Only::try_parse_from(["mhr"])
+            .map(|o| o.paths)
+            .expect("every host path has a default")
+    }
+}
+
+impl MhrCommand {
+    /// The host paths of a subcommand that takes them.
+    pub fn paths(&self) -> Option<&HostPaths> {
+        use MhrCommand::*;
+        match self {
+            DhclientHook { paths }
+            | IfupHook { paths }
+            | Status { paths, .. }
+            | Doctor { paths, .. }
+            | Dns { paths, .. }
+            | Ra { paths, .. }
+            | Hotplug { paths, .. } => Some(paths),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -410,8 +394,27 @@ mod tests {
         ] {
             assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
         }
+        assert!(!names.iter().any(|n| n == "mhr-help.8"), "{names:?}");
         let client = std::fs::read_to_string(dir.path().join("table_allocator_client.8")).unwrap();
         assert!(client.contains("destination"));
+        for section in [
+            ".SH EXIT STATUS",
+            ".SH FILES",
+            ".SH SEE ALSO",
+            ".SH EXAMPLES",
+        ] {
+            assert!(client.contains(section), "{section}");
+        }
+        let status = std::fs::read_to_string(dir.path().join("mhr-status.8")).unwrap();
+        // The synopsis names the command as typed, not the page.
+        assert!(status.contains("\\fBmhr status\\fR"), "{status}");
+        assert!(
+            !status.contains("docs/"),
+            "no paths relative to the source tree"
+        );
+        // Examples keep their lines.
+        let top = std::fs::read_to_string(dir.path().join("mhr.8")).unwrap();
+        assert!(top.contains(".SH EXAMPLES\n.nf\nmhr status "), "{top}");
         let config =
             std::fs::read_to_string(dir.path().join("table_allocator_server_config.json.5"))
                 .unwrap();
@@ -423,7 +426,7 @@ mod tests {
     /// docs/config.md and the parser's key table describe the same keys.
     #[test]
     fn config_doc_lists_every_key() {
-        let doc = include_str!("../docs/config.md");
+        let doc = include_str!("../../docs/config.md");
         for k in crate::config::KEYS {
             assert!(
                 doc.contains(&format!("| `{}` |", k.name)),
