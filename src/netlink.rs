@@ -595,11 +595,94 @@ pub fn describe_route(m: &RouteMessage) -> String {
             _ => None,
         })
         .unwrap_or_else(|| "default".into());
-    format!(
-        "{dst}/{} table {}",
-        m.header.destination_prefix_length,
-        route_table(m)
-    )
+    let mut out = format!("{dst}/{}", m.header.destination_prefix_length);
+    if let Some(gw) = route_gateway(m) {
+        out.push_str(&format!(" via {gw}"));
+    }
+    if let Some(dev) = m.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Oif(i) => Some(*i),
+        _ => None,
+    }) {
+        out.push_str(&format!(" dev #{dev}"));
+    }
+    let proto = u8::from(m.header.protocol);
+    let proto = match proto {
+        2 => "kernel".to_owned(),
+        3 => "boot".to_owned(),
+        4 => "static".to_owned(),
+        9 => "ra".to_owned(),
+        16 => "dhcp".to_owned(),
+        p => p.to_string(),
+    };
+    out.push_str(&format!(" proto {proto} table {}", route_table(m)));
+    out
+}
+
+impl Netlink {
+    /// What the kernel would do with a packet to `dst` (`ip route get`):
+    /// the route it picks, with the table it came from.
+    pub async fn route_get(
+        &self,
+        dst: IpAddr,
+        src: Option<IpAddr>,
+        iif: Option<u32>,
+        uid: Option<u32>,
+    ) -> Result<RouteMessage, NetlinkError> {
+        let addr = |ip: IpAddr| match ip {
+            IpAddr::V4(a) => RouteAddress::Inet(a),
+            IpAddr::V6(a) => RouteAddress::Inet6(a),
+        };
+        let family = crate::rules::family_of(&dst);
+        let mut m = RouteMessage::default();
+        m.header.address_family = netlink_family(family);
+        m.header.destination_prefix_length = crate::rules::max_prefix(&dst);
+        m.header.flags |= RouteFlags::LookupTable;
+        m.attributes.push(RouteAttribute::Destination(addr(dst)));
+        if let Some(s) = src {
+            m.header.source_prefix_length = crate::rules::max_prefix(&s);
+            m.attributes.push(RouteAttribute::Source(addr(s)));
+        }
+        if let Some(i) = iif {
+            m.attributes.push(RouteAttribute::Iif(i));
+        }
+        if let Some(u) = uid {
+            m.attributes.push(RouteAttribute::Uid(u));
+        }
+        let what = format!("look up the route to {dst}");
+        let mut req = NetlinkMessage::from(RouteNetlinkMessage::GetRoute(m));
+        req.header.flags = NLM_F_REQUEST;
+        let mut handle = self.handle.clone();
+        let mut resp = handle
+            .request(req)
+            .map_err(|e| NetlinkError::from_rt(&what, e))?;
+        while let Some(msg) = resp.next().await {
+            match msg.payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => return Ok(r),
+                NetlinkPayload::Error(err) => {
+                    if let Some(code) = err.code {
+                        return Err(NetlinkError::Kernel {
+                            what,
+                            errno: -code.get(),
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        Err(NetlinkError::Kernel {
+            what,
+            errno: libc::ENOENT,
+        })
+    }
+}
+
+/// A route's gateway, if it has one.
+pub fn route_gateway(m: &RouteMessage) -> Option<IpAddr> {
+    m.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Gateway(RouteAddress::Inet(a)) => Some(IpAddr::V4(*a)),
+        RouteAttribute::Gateway(RouteAddress::Inet6(a)) => Some(IpAddr::V6(*a)),
+        _ => None,
+    })
 }
 
 /// What the watcher reports.

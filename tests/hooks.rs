@@ -383,6 +383,28 @@ fn status_exits_4_on_each_inconsistency() {
     );
     let (code, text) = s.status();
     assert_eq!(code, Some(0), "{text}");
+    // The link state and the gateway are shown; the address below its row.
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("v0 "))
+        .unwrap_or_default();
+    assert!(row.contains(" all ") && row.contains("10.6.0.1"), "{text}");
+    // -j and an interface filter.
+    let json = |filter: &str| -> serde_json::Value {
+        let out =
+            s.ns.cmd(env!("CARGO_BIN_EXE_mhr"))
+                .args(["status", "-j", "--tas-socket", SOCK, "--db"])
+                .arg(s.dir.path().join("leases.db"))
+                .arg(filter)
+                .output()
+                .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let v0 = json("v*");
+    assert_eq!(v0["addresses"].as_array().unwrap().len(), 1, "{v0}");
+    assert_eq!(v0["addresses"][0]["gateway"], "10.6.0.1");
+    assert!(v0["addresses"][0]["link"].is_string(), "{v0}");
+    assert!(json("wwan*")["addresses"].as_array().unwrap().is_empty());
 
     // A rule deleted behind our back.
     s.ns.ip(&["rule", "del", "priority", "20000", "table", "10000"]);
@@ -917,6 +939,32 @@ fn forwarded_traffic_from_a_downstream_lan_leaves_by_an_uplink() {
     assert!(
         got.status.success() && text.contains("via 10.6.0.1 dev v0 table 10000"),
         "{got:?}"
+    );
+    // `mhr route get` says the same, in our terms.
+    let out = run(s.ns.cmd(env!("CARGO_BIN_EXE_mhr")).args([
+        "route",
+        "get",
+        "203.0.113.10",
+        "from",
+        "192.168.50.10",
+        "iif",
+        "lan0",
+    ]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text.contains("rule  91000:\tfrom all iif lan0 lookup 10000 (ours)"),
+        "{text}"
+    );
+    assert!(text.contains("uplink v0 10.6.0.7"), "{text}");
+    let out = run(s
+        .ns
+        .cmd(env!("CARGO_BIN_EXE_mhr"))
+        .args(["route", "get", "10.6.0.1", "from", "10.6.0.7"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("rule  10000:\tfrom 10.6.0.7 lookup 10000 (ours)"),
+        "{text}"
     );
     // And real traffic: the LAN host reaches the internet through the host.
     let ping = run(lan.cmd("ping").args(["-c", "1", "-W", "2", "203.0.113.10"]));

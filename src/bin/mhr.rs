@@ -166,9 +166,26 @@ fn run(args: Args) -> anyhow::Result<u8> {
             prometheus,
             db,
             config,
+            watch,
+            interfaces,
             ..
         } => {
-            let (st, _) = gather(&rt, &ctx, db, &config, &track_state)?;
+            if let Some(secs) = watch {
+                loop {
+                    let (mut st, _) = gather(&rt, &ctx, db.clone(), &config, &track_state)?;
+                    mhr::status::filter(&mut st, &interfaces);
+                    // Home and clear, then the table: a terminal redraw.
+                    print!(
+                        "\x1b[H\x1b[2J{}",
+                        mhr::status::render(&st, mhr::leases::unix_now())
+                    );
+                    use std::io::Write;
+                    std::io::stdout().flush()?;
+                    std::thread::sleep(std::time::Duration::from_secs(secs.max(1)));
+                }
+            }
+            let (mut st, _) = gather(&rt, &ctx, db, &config, &track_state)?;
+            mhr::status::filter(&mut st, &interfaces);
             if json {
                 println!("{}", serde_json::to_string_pretty(&st)?);
             } else if prometheus {
@@ -310,6 +327,40 @@ fn run(args: Args) -> anyhow::Result<u8> {
                 .context("tracker")?;
             Ok(0)
         }
+        Cmd::Route {
+            action: mhr::cli::RouteAction::Get { dest, selectors },
+            ..
+        } => {
+            let q = mhr::status::route::Query::parse(dest, &selectors)
+                .map_err(|e| anyhow::anyhow!("route get: {e}"))?;
+            let text = rt.block_on(async {
+                let nl = mhr::netlink::Netlink::connect()?;
+                let iif = match &q.iif {
+                    Some(name) => Some(
+                        nl.link_index(name)
+                            .await?
+                            .ok_or_else(|| anyhow::anyhow!("interface {name} does not exist"))?,
+                    ),
+                    None => None,
+                };
+                let route = nl.route_get(dest, q.src, iif, q.uid).await?;
+                let table = mhr::netlink::route_table(&route);
+                let kernel = mhr::status::kernel_view(&nl).await?;
+                let mut st = mhr::status::assemble(&kernel, None, &[], None);
+                let track = mhr::track::TrackState::read(&track_state);
+                mhr::status::add_health(&mut st, track.as_ref(), mhr::leases::unix_now());
+                // Our rules, the tracker's (50000) among them.
+                anyhow::Ok(mhr::status::route::explain(
+                    &q,
+                    table,
+                    &mhr::netlink::describe_route(&route),
+                    &kernel.rules,
+                    &st,
+                ))
+            })?;
+            print!("{text}");
+            Ok(0)
+        }
         Cmd::Hotplug { action, ifname, .. } => {
             mhr::protocol::validate_ifname(&ifname)
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?;
@@ -375,6 +426,7 @@ fn gather(
     st.lease_database = Some(db.display().to_string());
     let track = mhr::track::TrackState::read(track_state);
     mhr::status::add_health(&mut st, track.as_ref(), mhr::leases::unix_now());
+    mhr::status::add_links(&mut st);
     if let Err(e) = &leases {
         st.problems
             .push(format!("lease database {} unreadable: {e}", db.display()));

@@ -118,6 +118,19 @@ pub struct MhrArgs {
     pub command: MhrCommand,
 }
 
+#[derive(Subcommand, Debug)]
+pub enum RouteAction {
+    /// The route, rule and uplink a packet to DEST takes.
+    Get {
+        /// The destination address.
+        dest: std::net::IpAddr,
+        /// `from SRC`, `iif IF` (a forwarded packet's interface; default:
+        /// this host's own traffic), `uid N`.
+        #[arg(value_name = "from SRC | iif IF | uid N", num_args = 0..)]
+        selectors: Vec<String>,
+    },
+}
+
 /// Where things are on this host: the settings file
 /// (/etc/default/multihomed-routing) and the environment give them; these
 /// options override both. Only the subcommands that use them take them.
@@ -200,8 +213,14 @@ pub enum MhrCommand {
     Status {
         /// Machine-readable output (field names are stable:
         /// /usr/share/doc/multihomed-routing/status.md).
-        #[arg(long, conflicts_with = "prometheus")]
+        #[arg(short = 'j', long, conflicts_with = "prometheus")]
         json: bool,
+        /// Redraw every SECS seconds until interrupted.
+        #[arg(short = 'w', long, value_name = "SECS", num_args = 0..=1, default_missing_value = "2", conflicts_with_all = ["json", "prometheus"])]
+        watch: Option<u64>,
+        /// Only these interfaces (patterns, `*` wildcard).
+        #[arg(value_name = "IFNAME")]
+        interfaces: Vec<String>,
         /// Prometheus text format, for node_exporter's textfile collector.
         #[arg(long)]
         prometheus: bool,
@@ -299,6 +318,15 @@ pub enum MhrCommand {
         #[command(flatten)]
         paths: HostPaths,
     },
+    /// Which uplink does a packet use? `mhr route get DEST [from SRC] [iif
+    /// IF] [uid N]` asks the kernel (as `ip route get` does) and names the
+    /// rule of ours that chose the table, the uplink and its health.
+    Route {
+        #[command(subcommand)]
+        action: RouteAction,
+        #[command(flatten)]
+        paths: HostPaths,
+    },
     /// udev hotplug: `add` writes a dynamic stanza for matching interfaces;
     /// `remove` stops dhclient and removes DNS lines and the stanza.
     Hotplug {
@@ -360,6 +388,7 @@ impl MhrCommand {
             | Doctor { paths, .. }
             | Dns { paths, .. }
             | Ra { paths, .. }
+            | Route { paths, .. }
             | Hotplug { paths, .. } => Some(paths),
             _ => None,
         }

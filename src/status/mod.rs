@@ -37,6 +37,11 @@ pub struct AddressStatus {
     /// The tracker's last probe error for this uplink (a dead target, a
     /// refused connection), when tracked.
     pub last_error: Option<String>,
+    /// The gateway of the table's default route.
+    pub gateway: Option<IpAddr>,
+    /// The interface's operational state (`up`, `down`, `dormant`, …), as
+    /// /sys/class/net says; null when the interface is gone.
+    pub link: Option<String>,
     pub problems: Vec<String>,
 }
 
@@ -57,6 +62,8 @@ impl AddressStatus {
             dns_servers: Vec::new(),
             health: None,
             last_error: None,
+            gateway: None,
+            link: None,
             problems: Vec::new(),
         }
     }
@@ -89,6 +96,8 @@ pub struct KernelView {
     /// Default routes in main that are not ours (NetworkManager's, dhcpcd's,
     /// ifupdown's `gateway`, the kernel's from RAs).
     pub foreign_main_defaults: Vec<String>,
+    /// The gateway of each table's default route.
+    pub gateways: Vec<((Family, u32), IpAddr)>,
 }
 
 pub fn assemble(
@@ -144,6 +153,11 @@ pub fn assemble(
     }
     for ((family, table), a) in by_table.iter_mut() {
         a.default_route = kernel.tables_with_default.contains(&(*family, *table));
+        a.gateway = kernel
+            .gateways
+            .iter()
+            .find(|(k, _)| *k == (*family, *table))
+            .map(|(_, g)| *g);
         if leases.is_some() && a.lease_expires.is_none() {
             a.problems
                 .push("rules without a lease: stale rules (mhr doctor can remove them)".into());
@@ -246,6 +260,9 @@ pub async fn kernel_view(
             let table = crate::netlink::route_table(&r);
             if rules.iter().any(|rule| rule.table == table) {
                 view.tables_with_default.push((family, table));
+                if let Some(gw) = crate::netlink::route_gateway(&r) {
+                    view.gateways.push(((family, table), gw));
+                }
             } else if table == crate::routes::MAIN_TABLE {
                 if crate::netlink::is_ours(&r) {
                     view.fallback_default_routes
@@ -261,94 +278,32 @@ pub async fn kernel_view(
     Ok(view)
 }
 
-/// Time left as `1h02m`, `59m59s`, `42s`; `expired` when gone.
-fn left(secs: i64) -> String {
-    match secs {
-        s if s <= 0 => "expired".into(),
-        s if s < 60 => format!("{s}s"),
-        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
-        s if s < 86400 * 2 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
-        s => format!("{}d", s / 86400),
+mod render;
+pub mod route;
+pub use render::render;
+
+/// Each address's link state, from /sys/class/net (the namespace's own).
+pub fn add_links(st: &mut Status) {
+    for a in st.addresses.iter_mut() {
+        a.link = a.ifname.as_deref().and_then(|i| {
+            std::fs::read_to_string(format!("/sys/class/net/{i}/operstate"))
+                .ok()
+                .map(|s| s.trim().to_owned())
+        });
     }
 }
 
-/// A human table; lease times are shown as time left from `now_unix`.
-pub fn render(s: &Status, now_unix: i64) -> String {
-    let mut out = String::new();
-    out.push_str(&format!(
-        "server: {}\n",
-        match s.server_reachable {
-            Some(true) => "answering",
-            Some(false) => "NOT answering",
-            None => "not checked",
-        }
-    ));
-    out.push_str(&format!(
-        "{:<10} {:<6} {:<42} {:<6} {:<10} {:<5} {:<7} {:<24} {}\n",
-        "interface",
-        "family",
-        "address",
-        "table",
-        "lease",
-        "rules",
-        "default",
-        "health (rtt, loss)",
-        "dns"
-    ));
-    for a in &s.addresses {
-        let rules = [a.rule_from, a.rule_to, a.rule_iif_lo, a.rule_oif]
-            .iter()
-            .filter(|x| **x)
-            .count();
-        out.push_str(&format!(
-            "{:<10} {:<6} {:<42} {:<6} {:<10} {:<5} {:<7} {:<24} {}\n",
-            a.ifname.as_deref().unwrap_or("?"),
-            a.family,
-            match (a.address, a.prefix_len) {
-                (Some(ad), Some(p)) => format!("{ad}/{p}"),
-                (Some(ad), None) => ad.to_string(),
-                _ => "?".into(),
-            },
-            a.table,
-            a.lease_expires
-                .map(|e| left(e - now_unix))
-                .unwrap_or_else(|| "none".into()),
-            format!("{rules}/4"),
-            if a.default_route { "yes" } else { "no" },
-            a.health
-                .as_ref()
-                .map(|h| format!(
-                    "{} {} {}%",
-                    h.state,
-                    h.rtt_ms
-                        .map(|r| format!("{r:.1}ms"))
-                        .unwrap_or_else(|| "-".into()),
-                    h.loss_pct
-                ))
-                .unwrap_or_else(|| "-".into()),
-            a.dns_servers
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(" "),
-        ));
-        if let Some(e) = &a.last_error {
-            out.push_str(&format!("  last probe error: {e}\n"));
-        }
-        for p in &a.problems {
-            out.push_str(&format!("  ! {p}\n"));
-        }
+/// Keeps the addresses on interfaces matching `patterns` (`*` wildcard);
+/// none keeps all.
+pub fn filter(st: &mut Status, patterns: &[String]) {
+    if patterns.is_empty() {
+        return;
     }
-    for u in &s.unbound {
-        out.push_str(&format!(
-            "unbound {} traffic: {} (table {}) since {}\n",
-            u.family, u.ifname, u.table, u.since
-        ));
-    }
-    for p in &s.problems {
-        out.push_str(&format!("! {p}\n"));
-    }
-    out
+    st.addresses.retain(|a| {
+        a.ifname
+            .as_deref()
+            .is_some_and(|i| patterns.iter().any(|p| crate::apply::glob_match(p, i)))
+    });
 }
 
 /// The tracker's state older than this is a tracker that stopped.
@@ -409,6 +364,7 @@ pub(crate) mod tests {
             tables_with_default: vec![(Family::Inet, 10000)],
             fallback_default_routes: vec![],
             foreign_main_defaults: vec!["default via 10.6.0.1 dev #3 proto dhcp metric 600".into()],
+            gateways: vec![],
         };
         let st = assemble(
             &kernel,
@@ -432,6 +388,7 @@ pub(crate) mod tests {
             tables_with_default: vec![(Family::Inet, 10000)],
             fallback_default_routes: vec![],
             foreign_main_defaults: vec![],
+            gateways: vec![],
         };
         let dns = [ServerLine {
             server: "10.1.0.1".parse().unwrap(),

@@ -199,6 +199,7 @@ mod tests {
             tables_with_default: vec![(Family::Inet, 10000)],
             fallback_default_routes: vec![],
             foreign_main_defaults: vec![],
+            gateways: vec![],
         };
         let mut st = assemble(
             &kernel,
@@ -246,6 +247,7 @@ mod tests {
             tables_with_default: vec![(Family::Inet, 10000)],
             fallback_default_routes: vec![],
             foreign_main_defaults: vec![],
+            gateways: vec![],
         };
         let mut st = assemble(
             &kernel,
