@@ -330,6 +330,25 @@ fn network_manager_routes_go_to_the_table_and_main_is_kept() {
 }
 
 impl Setup {
+    /// ifupdown's if-up.d hook for `inet static` 10.6.0.7/24 via 10.6.0.1
+    /// on v0 (the address already added), with `extra` variables.
+    fn ifup_static(&self, extra: &[(&str, &str)]) {
+        let vars = [
+            ("IFACE", "v0"),
+            ("ADDRFAM", "inet"),
+            ("METHOD", "static"),
+            ("IF_ADDRESS", "10.6.0.7"),
+            ("IF_NETMASK", "255.255.255.0"),
+            ("IF_GATEWAY", "10.6.0.1"),
+        ];
+        let out = self.mhr("ifup-hook", &[&vars[..], extra].concat());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     fn status(&self) -> (Option<i32>, String) {
         let out = self
             .ns
@@ -365,22 +384,7 @@ fn status_exits_4_on_each_inconsistency() {
     require_netns!();
     let s = setup("st", "");
     s.ns.ip(&["addr", "add", "10.6.0.7/24", "dev", "v0"]);
-    let out = s.mhr(
-        "ifup-hook",
-        &[
-            ("IFACE", "v0"),
-            ("ADDRFAM", "inet"),
-            ("METHOD", "static"),
-            ("IF_ADDRESS", "10.6.0.7"),
-            ("IF_NETMASK", "255.255.255.0"),
-            ("IF_GATEWAY", "10.6.0.1"),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    s.ifup_static(&[]);
     let (code, text) = s.status();
     assert_eq!(code, Some(0), "{text}");
     // The link state and the gateway are shown; the address below its row.
@@ -910,23 +914,7 @@ fn forwarded_traffic_from_a_downstream_lan_leaves_by_an_uplink() {
             iif,
         ])
     };
-    let out = s.mhr(
-        "ifup-hook",
-        &[
-            ("IFACE", "v0"),
-            ("ADDRFAM", "inet"),
-            ("METHOD", "static"),
-            ("IF_ADDRESS", "10.6.0.7"),
-            ("IF_NETMASK", "255.255.255.0"),
-            ("IF_GATEWAY", "10.6.0.1"),
-            ("MHR_DOWNSTREAM", "lan0"),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    s.ifup_static(&[("MHR_DOWNSTREAM", "lan0")]);
     let rules = our_rules(&s.ns, false);
     assert!(
         rules

@@ -887,15 +887,20 @@ fn ipv6_uplinks_from_router_advertisements_and_dhcpv6() {
                 lifetime: u32::MAX,
             })
             .collect();
-        send_ra(
-            &isp1,
-            "lan",
-            &mhr::ra::RouterAdvert {
-                router_lifetime: 1800,
-                routes,
-                ..Default::default()
-            },
-        );
+        let advertise = |ra: mhr::ra::RouterAdvert| {
+            send_ra(
+                &isp1,
+                "lan",
+                &mhr::ra::RouterAdvert {
+                    router_lifetime: 1800,
+                    ..ra
+                },
+            )
+        };
+        advertise(mhr::ra::RouterAdvert {
+            routes,
+            ..Default::default()
+        });
         let rdnss = (0..80u16)
             .map(|j| {
                 (
@@ -904,15 +909,10 @@ fn ipv6_uplinks_from_router_advertisements_and_dhcpv6() {
                 )
             })
             .collect();
-        send_ra(
-            &isp1,
-            "lan",
-            &mhr::ra::RouterAdvert {
-                router_lifetime: 1800,
-                rdnss,
-                ..Default::default()
-            },
-        );
+        advertise(mhr::ra::RouterAdvert {
+            rdnss,
+            ..Default::default()
+        });
     }
     std::thread::sleep(Duration::from_secs(2));
     let table1 = lab.ip(&["-6", "route", "show", "table", &t1]);

@@ -68,6 +68,15 @@ fn isp(host: &Netns, i: u32, dir: &std::path::Path) -> Isp {
     Isp { ns, _dns: dns }
 }
 
+/// A tracker config: `keys`, no event scripts, the state file at `state`.
+fn track_config(keys: &str, dir: &std::path::Path, state: &std::path::Path) -> String {
+    format!(
+        "{{ {keys} scripts_dir: \"{}\", state_file: \"{}\" }}",
+        dir.join("none").display(),
+        state.display()
+    )
+}
+
 #[test]
 fn ipv6_uplinks_are_tracked_with_icmp_tcp_and_dns_probes() {
     require_netns!();
@@ -108,21 +117,19 @@ fn ipv6_uplinks_are_tracked_with_icmp_tcp_and_dns_probes() {
     let track = dir.path().join("track.json");
     std::fs::write(
         &track,
-        format!(
-            r#"{{
-                targets: [
+        track_config(
+            &format!(
+                r#"targets: [
                     {{kind: "icmp", address: "{INTERNET}"}},
                     {{kind: "tcp", address: "{INTERNET}", port: 9}},
                     {{kind: "dns", address: "{INTERNET}", name: "whoami.lab"}},
                 ],
                 preference: ["v2"],
                 budget_bytes_hour: [{{interfaces: "v1", bytes: 2000000}}],
-                interval_ms: 200, timeout_ms: 500,
-                scripts_dir: "{}",
-                state_file: "{}",
-            }}"#,
-            dir.path().join("none").display(),
-            state.display()
+                interval_ms: 200, timeout_ms: 500,"#
+            ),
+            dir.path(),
+            &state,
         ),
     )
     .unwrap();
@@ -220,18 +227,16 @@ fn ipv6_uplinks_are_tracked_with_icmp_tcp_and_dns_probes() {
     // uplinks are graded by the one that does, and the dead target is named.
     std::fs::write(
         &track,
-        format!(
-            r#"{{
-                targets: [
+        track_config(
+            &format!(
+                r#"targets: [
                     {{kind: "icmp", address: "{INTERNET}"}},
                     {{kind: "icmp", address: "2001:db8:dead::1"}},
                 ],
-                interval_ms: 100, timeout_ms: 300,
-                scripts_dir: "{}",
-                state_file: "{}",
-            }}"#,
-            dir.path().join("none").display(),
-            state.display()
+                interval_ms: 100, timeout_ms: 300,"#
+            ),
+            dir.path(),
+            &state,
         ),
     )
     .unwrap();

@@ -403,6 +403,7 @@ fn pid_files_are_not_trusted() {
             echo $bad > "$D/dnsmasq.pid"
             "$MHR" hotplug remove wwan0 --dhclient-pid-dir "$D" --servers-file "$D/servers" \
                 --dnsmasq-pid-file "$D/dnsmasq.pid" --stanza-dir "$D/stanzas" 2>>"$D/log"
+            rm -f "$D/servers"   # a change, so dnsmasq is to be told
             "$MHR" dns lo 127.0.0.1 127.0.0.53 --servers-file "$D/servers" \
                 --dnsmasq-pid-file "$D/dnsmasq.pid" 2>>"$D/log"
             kill -0 $bystander || { echo "bystander killed by pid file $bad"; exit 1; }

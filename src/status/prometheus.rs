@@ -192,8 +192,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn prometheus_shows_rules_and_consistency_without_addresses_in_labels() {
+    /// wan1 10.1.0.2 in table 10000, tracked in `state`, unbound traffic on it.
+    fn fixture(state: LinkState) -> (KernelView, super::super::Status) {
         let kernel = KernelView {
             rules: rules_for(&spec("wan1", "10.1.0.2"), 10000),
             tables_with_default: vec![(Family::Inet, 10000)],
@@ -207,13 +207,19 @@ mod tests {
             &[],
             Some(true),
         );
-        st.addresses[0].health = Some(health(LinkState::Degraded));
+        st.addresses[0].health = Some(health(state));
         st.unbound = vec![Unbound {
             family: "inet".into(),
             table: 10000,
             ifname: "wan1".into(),
             since: 1_900_000_000,
         }];
+        (kernel, st)
+    }
+
+    #[test]
+    fn prometheus_shows_rules_and_consistency_without_addresses_in_labels() {
+        let (kernel, st) = fixture(LinkState::Degraded);
         let text = prometheus(&st);
         let l = r#"interface="wan1",family="inet",table="10000""#;
         for want in [
@@ -242,26 +248,7 @@ mod tests {
 
     #[test]
     fn every_series_is_documented() {
-        let kernel = KernelView {
-            rules: rules_for(&spec("wan1", "10.1.0.2"), 10000),
-            tables_with_default: vec![(Family::Inet, 10000)],
-            fallback_default_routes: vec![],
-            foreign_main_defaults: vec![],
-            gateways: vec![],
-        };
-        let mut st = assemble(
-            &kernel,
-            Some(&[lease("wan1", "10.1.0.2", 10000)]),
-            &[],
-            Some(true),
-        );
-        st.addresses[0].health = Some(health(LinkState::Up));
-        st.unbound = vec![Unbound {
-            family: "inet".into(),
-            table: 10000,
-            ifname: "wan1".into(),
-            since: 1,
-        }];
+        let (_, st) = fixture(LinkState::Up);
         let doc = include_str!("../../docs/status.md");
         for name in series_names(&prometheus(&st)) {
             assert!(
