@@ -392,7 +392,11 @@ fn status_exits_4_on_each_inconsistency() {
         .lines()
         .find(|l| l.starts_with("v0 "))
         .unwrap_or_default();
-    assert!(row.contains(" all ") && row.contains("10.6.0.1"), "{text}");
+    assert!(row.contains(" all "), "{text}");
+    assert!(
+        text.contains("10.6.0.7/24   default via 10.6.0.1"),
+        "{text}"
+    );
     // -j and an interface filter.
     let json = |filter: &str| -> serde_json::Value {
         let out =

@@ -52,11 +52,43 @@ fn health(a: &AddressStatus) -> String {
 }
 
 /// One row; the interface column holds the longest name the kernel allows.
-fn row(cols: [&str; 8]) -> String {
+/// Variable-width parts (address, gateway, servers) go on the lines below.
+fn row(cols: [&str; 7]) -> String {
     format!(
-        "{:<15} {:<7} {:<5} {:>6} {:<9} {:<14} {:<20} {}\n",
-        cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7]
+        "{:<15} {:<7} {:<3} {:>6} {:<8} {:<17} {}\n",
+        cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6]
     )
+}
+
+/// /sys's operstate, at most 7 characters.
+fn link(state: Option<&str>) -> &str {
+    match state {
+        None => "gone",
+        Some("lowerlayerdown") => "lldown",
+        Some("notpresent") => "absent",
+        Some(s) => s,
+    }
+}
+
+/// `dns A B …` wrapped to 100 columns.
+fn dns_lines(servers: &[std::net::IpAddr]) -> String {
+    let mut out = String::new();
+    let mut line = String::from("  dns");
+    for s in servers {
+        let s = s.to_string();
+        if line.len() + 1 + s.len() > 100 {
+            out.push_str(&line);
+            out.push('\n');
+            line = String::from("     ");
+        }
+        line.push(' ');
+        line.push_str(&s);
+    }
+    if !servers.is_empty() {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
 }
 
 /// A human table; times are shown from `now_unix`.
@@ -81,22 +113,16 @@ pub fn render(s: &Status, now_unix: i64) -> String {
         "TABLE",
         "LEASE",
         "RULES",
-        "DEFAULT VIA",
         "HEALTH",
     ]));
     for a in &s.addresses {
-        let gateway = match (a.default_route, a.gateway) {
-            (true, Some(g)) => g.to_string(),
-            (true, None) => "yes".into(),
-            (false, _) => "none".into(),
-        };
         let lease = a
             .lease_expires
             .map(|e| left(e - now_unix))
             .unwrap_or_else(|| "none".into());
         out.push_str(&row([
             a.ifname.as_deref().unwrap_or("?"),
-            a.link.as_deref().unwrap_or("gone"),
+            link(a.link.as_deref()),
             match a.family.as_str() {
                 "inet" => "v4",
                 "inet6" => "v6",
@@ -105,7 +131,6 @@ pub fn render(s: &Status, now_unix: i64) -> String {
             &a.table.to_string(),
             &lease,
             &rules(a),
-            &gateway,
             &health(a),
         ]));
         let address = match (a.address, a.prefix_len) {
@@ -113,15 +138,13 @@ pub fn render(s: &Status, now_unix: i64) -> String {
             (Some(ad), None) => ad.to_string(),
             _ => "?".into(),
         };
-        let dns: Vec<String> = a.dns_servers.iter().map(|d| d.to_string()).collect();
-        out.push_str(&format!(
-            "  {address}{}\n",
-            if dns.is_empty() {
-                String::new()
-            } else {
-                format!("   dns {}", dns.join(" "))
-            }
-        ));
+        let gateway = match (a.default_route, a.gateway) {
+            (true, Some(g)) => format!("default via {g}"),
+            (true, None) => "default route".into(),
+            (false, _) => "NO default route".into(),
+        };
+        out.push_str(&format!("  {address}   {gateway}\n"));
+        out.push_str(&dns_lines(&a.dns_servers));
         if let Some(e) = &a.last_error {
             out.push_str(&format!("  last probe error: {e}\n"));
         }
@@ -187,7 +210,14 @@ mod tests {
         }
         let row = text.lines().nth(2).unwrap();
         assert!(row.starts_with(&format!("{long} up ")), "{text}");
-        assert!(row.contains("no to") && row.contains("10.1.0.1"), "{text}");
+        assert!(row.contains("no to"), "{text}");
+        assert!(
+            text.lines()
+                .nth(3)
+                .unwrap()
+                .contains("default via 10.1.0.1"),
+            "{text}"
+        );
         assert!(row.contains("1h00m"), "lease time left: {text}");
         assert!(!text.contains("1899"), "no raw unix times: {text}");
         assert!(text.contains("for 2m05s"), "{text}");
