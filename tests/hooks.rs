@@ -67,12 +67,9 @@ impl Setup {
         let dev = self.dir.path().join("dev");
         std::fs::create_dir_all(&dev).unwrap();
         let _ = std::fs::remove_file(dev.join("log"));
-        check(
-            std::process::Command::new("mknod")
-                .args(["-m", "666"])
-                .arg(dev.join("null"))
-                .args(["c", "1", "3"]),
-        );
+        // The host's /dev/null is bound onto this file inside the private
+        // namespace (no mknod: the test directory may be mounted nodev).
+        std::fs::write(dev.join("null"), "").unwrap();
         let sock = std::os::unix::net::UnixDatagram::bind(dev.join("log")).unwrap();
         sock.set_read_timeout(Some(std::time::Duration::from_millis(50)))
             .unwrap();
@@ -92,7 +89,7 @@ impl Setup {
         });
         let mut c = std::process::Command::new("unshare");
         c.args(["--mount", "--propagation", "private", "sh", "-c"])
-            .arg("mount --bind \"$MHR_TEST_DEV\" /dev && exec \"$@\"")
+            .arg("mount --bind /dev/null \"$MHR_TEST_DEV/null\" && mount --rbind \"$MHR_TEST_DEV\" /dev && exec \"$@\"")
             .args([
                 "sh",
                 "ip",
