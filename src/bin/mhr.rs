@@ -227,37 +227,14 @@ fn run(args: Args) -> anyhow::Result<u8> {
                     st = gather(&rt, &ctx, db, &config, &track_state)?.0;
                 }
             }
-            let problems: Vec<String> = st
-                .problems
-                .iter()
-                .cloned()
-                .chain(st.addresses.iter().flat_map(|a| {
-                    a.problems
-                        .iter()
-                        .map(move |p| format!("table {} ({}): {p}", a.table, a.family))
-                }))
-                .collect();
             // The DNS path: resolver, dnsmasq, our servers file.
             let dns = mhr::status::dns_path::check(
                 &mhr::status::dns_path::gather(&ctx.servers_file, &ctx.dnsmasq_pid_file),
                 &st.addresses,
             );
-            let problems: Vec<String> = problems.into_iter().chain(dns).collect();
-            for p in &problems {
-                match p.strip_prefix("dns: ") {
-                    // Says what to do in its own words.
-                    Some(dns) => println!("DNS: {dns}"),
-                    None => println!("{p}\n  -> {}", mhr::status::advice(p)),
-                }
-            }
-            if problems.is_empty() {
-                println!("no problems found");
-            }
-            Ok(if problems.is_empty() {
-                0
-            } else {
-                EXIT_INCONSISTENT
-            })
+            let (text, found) = mhr::status::doctor_report(&st, &dns);
+            print!("{text}");
+            Ok(if found == 0 { 0 } else { EXIT_INCONSISTENT })
         }
         Cmd::Completions { dir } => {
             for f in mhr::cli::write_completions(&dir)
@@ -428,8 +405,10 @@ fn gather(
     mhr::status::add_health(&mut st, track.as_ref(), mhr::leases::unix_now());
     mhr::status::add_links(&mut st);
     if let Err(e) = &leases {
-        st.problems
-            .push(format!("lease database {} unreadable: {e}", db.display()));
+        st.problems.push(mhr::status::Problem::DatabaseUnreadable {
+            path: db.display().to_string(),
+            error: e.to_string(),
+        });
     }
     Ok((st, kernel))
 }

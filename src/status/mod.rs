@@ -11,6 +11,8 @@ use crate::dns::ServerLine;
 pub use crate::health::{Health, Unbound};
 
 pub mod dns_path;
+mod problem;
+pub use problem::{doctor_report, Problem};
 mod prometheus;
 use crate::protocol::Family;
 use crate::rules::{PRIO_BOUND_DEVICE, PRIO_FROM, PRIO_IIF_LO, PRIO_TO};
@@ -42,7 +44,7 @@ pub struct AddressStatus {
     /// The interface's operational state (`up`, `down`, `dormant`, …), as
     /// /sys/class/net says; null when the interface is gone.
     pub link: Option<String>,
-    pub problems: Vec<String>,
+    pub problems: Vec<Problem>,
 }
 
 impl AddressStatus {
@@ -76,7 +78,7 @@ pub struct Status {
     pub addresses: Vec<AddressStatus>,
     /// Default routes of ours in main: the no-table fallback is in use.
     pub fallback_default_routes: Vec<String>,
-    pub problems: Vec<String>,
+    pub problems: Vec<Problem>,
     pub unbound: Vec<Unbound>,
 }
 
@@ -144,10 +146,12 @@ pub fn assemble(
                     // addresses); the lease names the address it is for.
                     a.address = Some(l.key.address);
                 }
-                None => problems.push(format!(
-                    "lease without rules: table {} for {} on {} ({}); the client holding it is gone",
-                    l.table, l.key.address, l.key.ifname, l.key.family
-                )),
+                None => problems.push(Problem::LeaseWithoutRules {
+                    table: l.table,
+                    address: l.key.address,
+                    ifname: l.key.ifname.to_string(),
+                    family: l.key.family,
+                }),
             }
         }
     }
@@ -159,8 +163,7 @@ pub fn assemble(
             .find(|(k, _)| *k == (*family, *table))
             .map(|(_, g)| *g);
         if leases.is_some() && a.lease_expires.is_none() {
-            a.problems
-                .push("rules without a lease: stale rules (mhr doctor can remove them)".into());
+            a.problems.push(Problem::RulesWithoutLease);
         }
         for (present, prio) in [
             (a.rule_from, PRIO_FROM),
@@ -169,8 +172,7 @@ pub fn assemble(
             (a.rule_oif, PRIO_BOUND_DEVICE),
         ] {
             if !present {
-                a.problems
-                    .push(format!("rule at priority {prio} is missing"));
+                a.problems.push(Problem::RuleMissing { priority: prio });
             }
         }
         if let (Some(ifname), Some(addr)) = (&a.ifname, a.address) {
@@ -184,18 +186,14 @@ pub fn assemble(
     // Only a problem where we route something: then it defeats us.
     if !kernel.rules.is_empty() {
         for r in &kernel.foreign_main_defaults {
-            problems.push(format!(
-                "default route in main not ours: {r}: main (priority 32766) is consulted before the tracker's rule (50000) and the 91000 rules, so unbound and forwarded traffic leave by it whatever the tracker chose"
-            ));
+            problems.push(Problem::ForeignMainDefault { route: r.clone() });
         }
     }
     for r in &kernel.fallback_default_routes {
-        problems.push(format!(
-            "default route left in main by the no-table fallback: {r}"
-        ));
+        problems.push(Problem::FallbackDefault { route: r.clone() });
     }
     if server_reachable == Some(false) {
-        problems.push("the table allocator server does not answer".into());
+        problems.push(Problem::ServerSilent);
     }
     Status {
         server_reachable,
@@ -207,27 +205,6 @@ pub fn assemble(
     }
 }
 
-/// One line of advice for a problem `assemble` reported.
-pub fn advice(problem: &str) -> &'static str {
-    if problem.contains("rules without a lease") {
-        "remove them with `mhr doctor --repair`, or bring the interface up again so its hook leases a table"
-    } else if problem.contains("lease without rules") {
-        "bring the interface up again (ifup / dhclient -n), or let the lease expire"
-    } else if problem.contains("is missing") {
-        "stop the address's client (table_allocator_client -r ...) and bring the interface up again"
-    } else if problem.contains("in main not ours") {
-        "NetworkManager: `nmcli connection modify ID ipv4.never-default yes ipv6.never-default yes` (the hook still puts its routes in the table), or `ipv4.route-table`; ifupdown: drop `gateway` from the stanza (the hook adds it to the table); dhcpcd: `nogateway`; else `ip route del` it"
-    } else if problem.contains("fallback") {
-        "no table could be had when the interface came up: check the server, then renew the interface's lease"
-    } else if problem.contains("does not answer") {
-        "start the server: systemctl restart table-allocator-server"
-    } else if problem.contains("unreadable") {
-        "check db_path in the server config, or pass --db"
-    } else {
-        "see mhr status"
-    }
-}
-
 /// The (family, table) pairs whose rules have no lease: stale, ours to
 /// remove.
 pub fn stale_tables(st: &Status) -> Vec<(Family, u32)> {
@@ -236,7 +213,7 @@ pub fn stale_tables(st: &Status) -> Vec<(Family, u32)> {
         .filter(|a| {
             a.problems
                 .iter()
-                .any(|p| p.contains("rules without a lease"))
+                .any(|p| matches!(p, Problem::RulesWithoutLease))
         })
         .filter_map(|a| {
             let f = Family::ALL.into_iter().find(|f| f.name() == a.family)?;
@@ -316,10 +293,9 @@ pub fn add_health(st: &mut Status, track: Option<&crate::track::TrackState>, now
         return;
     };
     if now_unix - track.updated > TRACK_STATE_MAX_AGE {
-        st.problems.push(format!(
-            "the tracker's state is {} s old: mhr track is not running (its unbound rule may be stale)",
-            now_unix - track.updated
-        ));
+        st.problems.push(Problem::TrackerStale {
+            age_secs: now_unix - track.updated,
+        });
         return;
     }
     for a in st.addresses.iter_mut() {
@@ -373,8 +349,11 @@ pub(crate) mod tests {
             Some(true),
         );
         assert!(!st.consistent());
-        assert!(st.problems[0].contains("not ours") && st.problems[0].contains("proto dhcp"));
-        assert!(advice(&st.problems[0]).contains("ipv4.never-default"));
+        assert!(
+            matches!(&st.problems[0], Problem::ForeignMainDefault { route } if route.contains("proto dhcp"))
+        );
+        assert!(st.problems[0].to_string().contains("not ours"));
+        assert!(st.problems[0].advice().contains("ipv4.never-default"));
         // A host where we manage nothing: its default route is its own business.
         kernel.rules.clear();
         let st = assemble(&kernel, Some(&[]), &[], Some(true));
@@ -418,8 +397,11 @@ pub(crate) mod tests {
             Some(true),
         );
         assert!(!bad.consistent());
-        assert!(bad.problems[0].contains("lease without rules"));
-        assert!(bad.addresses[1].problems[0].contains("rules without a lease"));
+        assert!(matches!(
+            bad.problems[0],
+            Problem::LeaseWithoutRules { table: 10002, .. }
+        ));
+        assert_eq!(bad.addresses[1].problems[0], Problem::RulesWithoutLease);
         // A missing rule, the fallback in main, a silent server.
         kernel
             .rules
@@ -430,10 +412,17 @@ pub(crate) mod tests {
         let worse = assemble(&kernel, None, &[], Some(false));
         assert!(worse.addresses[0]
             .problems
-            .iter()
-            .any(|p| p.contains("20000")));
+            .contains(&Problem::RuleMissing { priority: 20000 }));
         assert_eq!(worse.problems.len(), 2);
         let json = serde_json::to_value(&worse).unwrap();
+        // Problems stay strings in the JSON, as documented.
+        assert!(json["problems"][1]
+            .as_str()
+            .is_some_and(|p| p.contains("does not answer")));
+        let (text, n) = doctor_report(&worse, &["dns: no dnsmasq runs".into()]);
+        assert_eq!(n, 4, "{text}");
+        assert!(text.contains("table 10000 (inet): rule at priority 20000 is missing\n  -> stop"));
+        assert!(text.ends_with("DNS: no dnsmasq runs\n"), "{text}");
         for key in [
             "server_reachable",
             "addresses",

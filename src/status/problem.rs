@@ -1,0 +1,130 @@
+//! What `mhr status` and `mhr doctor` find wrong, as data. Rendered to the
+//! same text for people and for `--json` (an array of strings, stable), with
+//! one line of advice each.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::{Serialize, Serializer};
+
+use super::Status;
+use crate::protocol::Family;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// The database holds a lease no rule of ours points at.
+    LeaseWithoutRules {
+        table: u32,
+        address: IpAddr,
+        ifname: String,
+        family: Family,
+    },
+    /// Rules of ours point at a table no lease holds.
+    RulesWithoutLease,
+    RuleMissing {
+        priority: u32,
+    },
+    /// A default route in main that is not ours, where we route.
+    ForeignMainDefault {
+        route: String,
+    },
+    /// Ours, left in main by the no-table fallback.
+    FallbackDefault {
+        route: String,
+    },
+    ServerSilent,
+    DatabaseUnreadable {
+        path: String,
+        error: String,
+    },
+    TrackerStale {
+        age_secs: i64,
+    },
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::LeaseWithoutRules {
+                table,
+                address,
+                ifname,
+                family,
+            } => write!(
+                f,
+                "lease without rules: table {table} for {address} on {ifname} ({family}); the client holding it is gone"
+            ),
+            Problem::RulesWithoutLease => {
+                f.write_str("rules without a lease: stale rules (mhr doctor can remove them)")
+            }
+            Problem::RuleMissing { priority } => write!(f, "rule at priority {priority} is missing"),
+            Problem::ForeignMainDefault { route } => write!(
+                f,
+                "default route in main not ours: {route}: main (priority 32766) is consulted before the tracker's rule (50000) and the 91000 rules, so unbound and forwarded traffic leave by it whatever the tracker chose"
+            ),
+            Problem::FallbackDefault { route } => {
+                write!(f, "default route left in main by the no-table fallback: {route}")
+            }
+            Problem::ServerSilent => f.write_str("the table allocator server does not answer"),
+            Problem::DatabaseUnreadable { path, error } => {
+                write!(f, "lease database {path} unreadable: {error}")
+            }
+            Problem::TrackerStale { age_secs } => write!(
+                f,
+                "the tracker's state is {age_secs} s old: mhr track is not running (its unbound rule may be stale)"
+            ),
+        }
+    }
+}
+
+impl Serialize for Problem {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl Problem {
+    /// One line of advice.
+    pub fn advice(&self) -> &'static str {
+        match self {
+            Problem::RulesWithoutLease => "remove them with `mhr doctor --repair`, or bring the interface up again so its hook leases a table",
+            Problem::LeaseWithoutRules { .. } => "bring the interface up again (ifup / dhclient -n), or let the lease expire",
+            Problem::RuleMissing { .. } => "stop the address's client (table_allocator_client -r ...) and bring the interface up again",
+            Problem::ForeignMainDefault { .. } => "NetworkManager: `nmcli connection modify ID ipv4.never-default yes ipv6.never-default yes` (the hook still puts its routes in the table), or `ipv4.route-table`; ifupdown: drop `gateway` from the stanza (the hook adds it to the table); dhcpcd: `nogateway`; else `ip route del` it",
+            Problem::FallbackDefault { .. } => "no table could be had when the interface came up: check the server, then renew the interface's lease",
+            Problem::ServerSilent => "start the server: systemctl restart table-allocator-server",
+            Problem::DatabaseUnreadable { .. } => "check db_path in the server config, or pass --db",
+            Problem::TrackerStale { .. } => "start the tracker (systemctl start mhr-track), or remove its state file",
+        }
+    }
+}
+
+/// What `mhr doctor` prints: each problem with its advice (those of an
+/// address prefixed with its table), then the DNS path's findings (`dns: `
+/// lines, which say what to do themselves). Returns the text and how many
+/// problems it holds.
+pub fn doctor_report(st: &Status, dns: &[String]) -> (String, usize) {
+    let mut out = String::new();
+    let mut n = 0;
+    let all = st
+        .problems
+        .iter()
+        .map(|p| (String::new(), p))
+        .chain(st.addresses.iter().flat_map(|a| {
+            a.problems
+                .iter()
+                .map(move |p| (format!("table {} ({}): ", a.table, a.family), p))
+        }));
+    for (prefix, p) in all {
+        out.push_str(&format!("{prefix}{p}\n  -> {}\n", p.advice()));
+        n += 1;
+    }
+    for d in dns {
+        out.push_str(&format!("DNS: {}\n", d.strip_prefix("dns: ").unwrap_or(d)));
+        n += 1;
+    }
+    if n == 0 {
+        out.push_str("no problems found\n");
+    }
+    (out, n)
+}
