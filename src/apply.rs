@@ -363,7 +363,11 @@ impl Context {
     /// udev add: an `iface IFACE inet dhcp` stanza for matching interfaces.
     /// Returns whether one was written.
     pub fn hotplug_add(&self, ifname: &str) -> Result<bool, ApplyError> {
-        if !self.hotplug_patterns.iter().any(|p| glob_match(p, ifname)) {
+        if !self
+            .hotplug_patterns
+            .iter()
+            .any(|p| crate::patterns::glob_match(p, ifname))
+        {
             tracing::debug!(ifname, patterns = ?self.hotplug_patterns, "no hotplug pattern matches: no stanza");
             return Ok(false);
         }
@@ -392,19 +396,6 @@ async fn router_answers(ifname: &str, source: IpAddr, router: IpAddr) -> bool {
         seq: 1,
     };
     crate::track::probe::run(&probe).await.rtt.is_some()
-}
-
-/// `*` matches any run of characters; everything else matches itself.
-pub fn glob_match(pattern: &str, name: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == name,
-        Some((head, rest)) => {
-            let Some(tail) = name.strip_prefix(head) else {
-                return false;
-            };
-            (0..=tail.len()).any(|i| tail.is_char_boundary(i) && glob_match(rest, &tail[i..]))
-        }
-    }
 }
 
 #[cfg(test)]
@@ -469,15 +460,5 @@ mod tests {
         assert_eq!(servers, "server=10.1.0.1@eth0@10.1.0.2\n");
         // Removing what is already gone is fine.
         c.hotplug_remove("wwan0").unwrap();
-    }
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("wwan*", "wwan0"));
-        assert!(glob_match("usb*", "usb"));
-        assert!(glob_match("*", "eth0"));
-        assert!(glob_match("en*s*", "enp0s3"));
-        assert!(!glob_match("wwan*", "eth0"));
-        assert!(!glob_match("eth0", "eth01"));
     }
 }

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::dgram;
-use crate::leases::Peer;
+use crate::dgram::Peer;
 use crate::netlink::{Event, Netlink, NetlinkError, Watcher};
 use crate::protocol::{
     abstract_name, check_table, client_socket_name, wire_clock_secs, Action, ErrorCode, LeaseKey,

@@ -9,8 +9,23 @@ use nix::sys::socket::{self, sockopt, ControlMessageOwned, MsgFlags, UnixAddr};
 use tokio::io::Interest;
 use tokio::net::UnixDatagram;
 
-use crate::leases::Peer;
 use crate::protocol::abstract_addr;
+
+/// The sender of a datagram, from SCM_CREDENTIALS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub pid: i32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Peer {
+    pub const ROOT: Peer = Peer {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+}
 
 /// Binds a non-blocking datagram socket to an abstract name.
 pub fn bind_abstract(name: &str, padded: bool) -> io::Result<UnixDatagram> {

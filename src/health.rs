@@ -216,7 +216,7 @@ pub fn choose(cands: &[Candidate], preference: &[String], current: Option<u32>) 
         let class = u8::from(c.state != LinkState::Up);
         let pref = preference
             .iter()
-            .position(|p| crate::apply::glob_match(p, &c.ifname))
+            .position(|p| crate::patterns::glob_match(p, &c.ifname))
             .unwrap_or(preference.len());
         (class, pref)
     };

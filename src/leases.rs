@@ -11,23 +11,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::allocator::Pool;
+use crate::dgram::Peer;
 use crate::protocol::{Action, ErrorCode, Family, LeaseKey, Request, WireError};
-
-/// The sender of a datagram, from SCM_CREDENTIALS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Peer {
-    pub pid: i32,
-    pub uid: u32,
-    pub gid: u32,
-}
-
-impl Peer {
-    pub const ROOT: Peer = Peer {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-}
+use crate::timer::unix_now;
 
 /// Who may talk to the server at all. Root always may.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -59,13 +45,6 @@ impl Now {
             wall: unix_now(),
         }
     }
-}
-
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -21,6 +21,7 @@ pub mod logging;
 pub mod metrics;
 pub mod netlink;
 pub mod outbox;
+pub mod patterns;
 pub mod pidfile;
 pub mod probe;
 pub mod protocol;

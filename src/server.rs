@@ -11,8 +11,9 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::config::ServerConfig;
+use crate::dgram::Peer;
 use crate::dgram::{self, Received};
-use crate::leases::{Access, LeaseTable, Now, Outcome, Peer, StoreOp};
+use crate::leases::{Access, LeaseTable, Now, Outcome, StoreOp};
 use crate::metrics::Exposition;
 use crate::outbox::Outbox;
 use crate::protocol::{wire_clock_secs, ErrorCode, Reply, Request, WireError, MAX_DATAGRAM};
@@ -70,7 +71,7 @@ impl Server {
             config,
             store,
             refusals: [0; ErrorCode::ALL.len()],
-            started_unix: crate::leases::unix_now(),
+            started_unix: crate::timer::unix_now(),
             refusal_log: RateLimit::new(REFUSAL_LOG_BURST, REFUSAL_LOG_WINDOW),
             outbox: Outbox::default(),
         };
@@ -356,7 +357,7 @@ fn adopt_clock(config: &ServerConfig) -> AdoptClock {
         .unwrap_or(0);
     AdoptClock {
         raw_now: wire_clock_secs(),
-        boot_wall: crate::leases::unix_now() - boot,
+        boot_wall: crate::timer::unix_now() - boot,
         table_timeout: config.table_timeout,
     }
 }

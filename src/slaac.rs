@@ -108,7 +108,7 @@ impl Agent {
         let name = self.ifname(index).await?;
         self.patterns
             .iter()
-            .any(|p| crate::apply::glob_match(p, &name))
+            .any(|p| crate::patterns::glob_match(p, &name))
             .then_some(name)
     }
 

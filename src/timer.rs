@@ -20,3 +20,10 @@ pub fn ticker(period: Duration) -> Interval {
     t.set_missed_tick_behavior(MissedTickBehavior::Delay);
     t
 }
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -177,7 +177,7 @@ fn run(args: Args) -> anyhow::Result<u8> {
                     // Home and clear, then the table: a terminal redraw.
                     print!(
                         "\x1b[H\x1b[2J{}",
-                        mhr::status::render(&st, mhr::leases::unix_now())
+                        mhr::status::render(&st, mhr::timer::unix_now())
                     );
                     use std::io::Write;
                     std::io::stdout().flush()?;
@@ -194,7 +194,7 @@ fn run(args: Args) -> anyhow::Result<u8> {
                 print!("{}", mhr::status::prometheus(&st));
                 return Ok(0);
             } else {
-                print!("{}", mhr::status::render(&st, mhr::leases::unix_now()));
+                print!("{}", mhr::status::render(&st, mhr::timer::unix_now()));
             }
             Ok(if st.consistent() {
                 0
@@ -325,7 +325,7 @@ fn run(args: Args) -> anyhow::Result<u8> {
                 let kernel = mhr::status::kernel_view(&nl).await?;
                 let mut st = mhr::status::assemble(&kernel, None, &[], None);
                 let track = mhr::track::TrackState::read(&track_state);
-                mhr::status::add_health(&mut st, track.as_ref(), mhr::leases::unix_now());
+                mhr::status::add_health(&mut st, track.as_ref(), mhr::timer::unix_now());
                 // Our rules, the tracker's (50000) among them.
                 anyhow::Ok(mhr::status::route::explain(
                     &q,
@@ -402,7 +402,7 @@ fn gather(
     let mut st = mhr::status::assemble(&kernel, leases.as_deref().ok(), &dns, Some(up));
     st.lease_database = Some(db.display().to_string());
     let track = mhr::track::TrackState::read(track_state);
-    mhr::status::add_health(&mut st, track.as_ref(), mhr::leases::unix_now());
+    mhr::status::add_health(&mut st, track.as_ref(), mhr::timer::unix_now());
     mhr::status::add_links(&mut st);
     if let Err(e) = &leases {
         st.problems.push(mhr::status::Problem::DatabaseUnreadable {

@@ -279,7 +279,7 @@ pub fn filter(st: &mut Status, patterns: &[String]) {
     st.addresses.retain(|a| {
         a.ifname
             .as_deref()
-            .is_some_and(|i| patterns.iter().any(|p| crate::apply::glob_match(p, i)))
+            .is_some_and(|i| patterns.iter().any(|p| crate::patterns::glob_match(p, i)))
     });
 }
 

@@ -307,13 +307,13 @@ impl TrackConfig {
     pub fn tracks(&self, ifname: &str) -> bool {
         self.interfaces
             .iter()
-            .any(|p| crate::apply::glob_match(p, ifname))
+            .any(|p| crate::patterns::glob_match(p, ifname))
     }
 
     pub fn budget_for(&self, ifname: &str) -> Option<u64> {
         self.budgets
             .iter()
-            .find(|b| crate::apply::glob_match(&b.interfaces, ifname))
+            .find(|b| crate::patterns::glob_match(&b.interfaces, ifname))
             .map(|b| b.bytes)
     }
 

@@ -26,10 +26,10 @@ use tracing::{info, warn};
 use crate::health::{
     choose, paced_interval, Candidate, Health, HourMeter, LinkHealth, LinkState, Unbound,
 };
-use crate::leases::unix_now;
 use crate::netlink::{Netlink, NetlinkError};
 use crate::protocol::Family;
 use crate::rules::{RuleSpec, PRIO_BOUND_DEVICE, PRIO_FROM};
+use crate::timer::unix_now;
 
 use config::{Target, TrackConfig};
 use probe::{Outcome, Probe};
