@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mhr::protocol::{abstract_addr, Action, Family, LeaseKey, Reply, Request};
+use mhr::dgram::abstract_addr;
+use mhr::protocol::{Action, Family, LeaseKey, Reply, Request};
 
 const TABLES: u32 = 4096;
 const RENEW_ROUNDS: usize = 4;

@@ -14,12 +14,12 @@ use tokio::net::UnixDatagram;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::dgram;
 use crate::dgram::Peer;
+use crate::dgram::{self, unix_addr};
 use crate::netlink::{Event, Netlink, NetlinkError, Watcher};
 use crate::protocol::{
-    abstract_name, check_table, client_socket_name, wire_clock_secs, Action, ErrorCode, LeaseKey,
-    Reply, Request, WireError, MAX_DATAGRAM,
+    check_table, client_socket_name, wire_clock_secs, Action, ErrorCode, LeaseKey, Reply, Request,
+    WireError, MAX_DATAGRAM,
 };
 use crate::rules::{rules_for, AddressSpec, RuleSpec};
 
@@ -71,11 +71,6 @@ impl ClientConfig {
     fn server_addr(&self) -> io::Result<UnixAddr> {
         unix_addr(&self.server, self.padded)
     }
-}
-
-/// nix's form of `protocol::abstract_addr`, for sending with nix.
-fn unix_addr(name: &str, padded: bool) -> io::Result<UnixAddr> {
-    UnixAddr::new_abstract(&abstract_name(name, padded)?).map_err(io::Error::from)
 }
 
 /// Error replies to strangers at the control socket stop while this much of
@@ -336,10 +331,8 @@ pub async fn ask_running_client(
 /// name whose sender the kernel reports as root or `server_uid` counts.
 pub fn server_answers(name: &str, padded: bool, server_uid: u32) -> bool {
     let me = format!("mhr-status-{}", std::process::id());
-    let (Ok(mine), Ok(server)) = (
-        crate::protocol::abstract_addr(&me, padded),
-        unix_addr(name, padded),
-    ) else {
+    let (Ok(mine), Ok(server)) = (dgram::abstract_addr(&me, padded), unix_addr(name, padded))
+    else {
         return false;
     };
     let Ok(sock) = std::os::unix::net::UnixDatagram::bind_addr(&mine) else {

@@ -9,7 +9,41 @@ use nix::sys::socket::{self, sockopt, ControlMessageOwned, MsgFlags, UnixAddr};
 use tokio::io::Interest;
 use tokio::net::UnixDatagram;
 
-use crate::protocol::abstract_addr;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::SocketAddr;
+
+/// `sun_path` is 108 bytes; the abstract name follows the leading NUL.
+pub const MAX_ABSTRACT_NAME: usize = 107;
+
+/// Builds an abstract socket address. The original binds and sends with the
+/// full `sockaddr_un`, so its names are NUL-padded to 107 bytes; a peer that
+/// uses the short form addresses a different socket.
+pub fn abstract_addr(name: &str, padded: bool) -> io::Result<SocketAddr> {
+    SocketAddr::from_abstract_name(abstract_name(name, padded)?)
+}
+
+/// The abstract name's bytes (without the leading NUL), validated, and
+/// NUL-padded to 107 bytes when `padded`.
+pub fn abstract_name(name: &str, padded: bool) -> io::Result<Vec<u8>> {
+    let mut bytes = name.as_bytes().to_vec();
+    if bytes.is_empty() || bytes.len() > MAX_ABSTRACT_NAME || bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "abstract socket name {name:?} must be 1 to {MAX_ABSTRACT_NAME} bytes without NUL"
+            ),
+        ));
+    }
+    if padded {
+        bytes.resize(MAX_ABSTRACT_NAME, 0);
+    }
+    Ok(bytes)
+}
+
+/// nix's form of `abstract_addr`, for sending with nix.
+pub fn unix_addr(name: &str, padded: bool) -> io::Result<UnixAddr> {
+    UnixAddr::new_abstract(&abstract_name(name, padded)?).map_err(io::Error::from)
+}
 
 /// The sender of a datagram, from SCM_CREDENTIALS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,4 +261,21 @@ pub fn holders_of(name: &str) -> Vec<Holder> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abstract_names() {
+        let a = abstract_addr("tas_ns", true).unwrap();
+        let name = a.as_abstract_name().unwrap();
+        assert_eq!(name.len(), MAX_ABSTRACT_NAME);
+        assert!(name.starts_with(b"tas_ns\0"));
+        let short = abstract_addr("tas_ns", false).unwrap();
+        assert_eq!(short.as_abstract_name().unwrap(), b"tas_ns");
+        assert!(abstract_addr(&"x".repeat(108), true).is_err());
+        assert!(unix_addr("tas_ns", true).is_ok());
+    }
 }

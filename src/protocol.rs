@@ -6,8 +6,6 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::SocketAddr;
 use std::str::FromStr;
 
 use serde::Serialize;
@@ -19,8 +17,6 @@ pub const MAX_DATAGRAM: usize = 512;
 /// `IFNAMSIZ - 1`.
 pub const MAX_IFNAME: usize = 15;
 pub const MAX_TAG: usize = 127;
-/// `sun_path` is 108 bytes; the abstract name follows the leading NUL.
-pub const MAX_ABSTRACT_NAME: usize = 107;
 pub const DEFAULT_SERVER_NAME: &str = "tas_socket";
 
 pub const CMD_REQ: u64 = 0;
@@ -574,31 +570,6 @@ pub fn client_socket_name(key: &LeaseKey) -> String {
     format!("{}-{}-{}", key.ifname, key.address, key.family.code())
 }
 
-/// Builds an abstract socket address. The original binds and sends with the
-/// full `sockaddr_un`, so its names are NUL-padded to 107 bytes; a peer that
-/// uses the short form addresses a different socket.
-pub fn abstract_addr(name: &str, padded: bool) -> std::io::Result<SocketAddr> {
-    SocketAddr::from_abstract_name(abstract_name(name, padded)?)
-}
-
-/// The abstract name's bytes (without the leading NUL), validated, and
-/// NUL-padded to 107 bytes when `padded`.
-pub fn abstract_name(name: &str, padded: bool) -> std::io::Result<Vec<u8>> {
-    let mut bytes = name.as_bytes().to_vec();
-    if bytes.is_empty() || bytes.len() > MAX_ABSTRACT_NAME || bytes.contains(&0) {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!(
-                "abstract socket name {name:?} must be 1 to {MAX_ABSTRACT_NAME} bytes without NUL"
-            ),
-        ));
-    }
-    if padded {
-        bytes.resize(MAX_ABSTRACT_NAME, 0);
-    }
-    Ok(bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -758,14 +729,7 @@ mod tests {
     }
 
     #[test]
-    fn abstract_names() {
-        let a = abstract_addr("tas_ns", true).unwrap();
-        let name = a.as_abstract_name().unwrap();
-        assert_eq!(name.len(), MAX_ABSTRACT_NAME);
-        assert!(name.starts_with(b"tas_ns\0"));
-        let short = abstract_addr("tas_ns", false).unwrap();
-        assert_eq!(short.as_abstract_name().unwrap(), b"tas_ns");
-        assert!(abstract_addr(&"x".repeat(108), true).is_err());
+    fn client_socket_names() {
         assert_eq!(client_socket_name(&key()), "veth0-10.10.0.2-2");
     }
 
