@@ -60,7 +60,7 @@ impl Scope {
     fn covers(&self, l: &ServerLine) -> bool {
         match self {
             Scope::Interface => true,
-            Scope::Family(f) => crate::rules::family_of(&l.source) == *f,
+            Scope::Family(f) => crate::addr::family_of(&l.source) == *f,
             Scope::Source(s) => l.source == *s,
         }
     }

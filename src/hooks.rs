@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::addr::parse_netmask;
 use crate::protocol::{validate_ifname, Family};
 use crate::routes::StaticRoute;
-use crate::rules::parse_netmask;
 
 pub type Env = HashMap<String, String>;
 
@@ -291,7 +291,7 @@ pub fn parse_rfc3442(text: &str) -> Result<Vec<StaticRoute>, String> {
         dest[..significant].copy_from_slice(&octets[i + 1..i + 1 + significant]);
         let g = &octets[i + 1 + significant..i + need];
         routes.push(StaticRoute {
-            dest: crate::rules::network(IpAddr::V4(Ipv4Addr::from(dest)), plen)
+            dest: crate::addr::network(IpAddr::V4(Ipv4Addr::from(dest)), plen)
                 .to_string()
                 .parse()
                 .expect("IPv4"),

@@ -4,6 +4,7 @@
 //! allocator server; rules pick the table. Decision logic is pure and returns
 //! plans; thin layers apply them to sockets, sqlite and netlink.
 
+pub mod addr;
 pub mod allocator;
 pub mod apply;
 pub mod cli;

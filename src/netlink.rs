@@ -632,14 +632,14 @@ impl Netlink {
             IpAddr::V4(a) => RouteAddress::Inet(a),
             IpAddr::V6(a) => RouteAddress::Inet6(a),
         };
-        let family = crate::rules::family_of(&dst);
+        let family = crate::addr::family_of(&dst);
         let mut m = RouteMessage::default();
         m.header.address_family = netlink_family(family);
-        m.header.destination_prefix_length = crate::rules::max_prefix(&dst);
+        m.header.destination_prefix_length = crate::addr::max_prefix(&dst);
         m.header.flags |= RouteFlags::LookupTable;
         m.attributes.push(RouteAttribute::Destination(addr(dst)));
         if let Some(s) = src {
-            m.header.source_prefix_length = crate::rules::max_prefix(&s);
+            m.header.source_prefix_length = crate::addr::max_prefix(&s);
             m.attributes.push(RouteAttribute::Source(addr(s)));
         }
         if let Some(i) = iif {

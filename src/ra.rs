@@ -251,7 +251,7 @@ pub fn admit<T>(
 }
 
 fn network(a: Ipv6Addr, len: u8) -> Ipv6Addr {
-    match crate::rules::network(IpAddr::V6(a), len) {
+    match crate::addr::network(IpAddr::V6(a), len) {
         IpAddr::V6(n) => n,
         IpAddr::V4(_) => unreachable!("an IPv6 network"),
     }

@@ -5,8 +5,8 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
+use crate::addr::{family_of, network};
 use crate::protocol::Family;
-use crate::rules::{family_of, network};
 
 pub const MAIN_TABLE: u32 = 254;
 

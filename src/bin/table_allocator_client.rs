@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use tracing::{info, warn, Level};
 
+use mhr::addr::parse_netmask;
 use mhr::cli::ClientArgs as Args;
 use mhr::client::{
     ask_running_client, install_rules, Acquired, ClientConfig, Keeper, LeaseSocket, Stop,
@@ -16,7 +17,6 @@ use mhr::client::{
 use mhr::logging::{self, Target};
 use mhr::netlink::Netlink;
 use mhr::protocol::{Action, Family, LeaseKey, Reply};
-use mhr::rules::parse_netmask;
 
 /// Exit status when no table could be had (after printing 0).
 const EXIT_NO_TABLE: u8 = 1;
@@ -67,7 +67,7 @@ fn config(args: &Args) -> anyhow::Result<ClientConfig> {
     let key = LeaseKey::new(family, &args.ifname, &args.address)
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     let prefix_len = match &args.netmask {
-        Some(n) => parse_netmask(n, mhr::rules::family_of(&key.address))
+        Some(n) => parse_netmask(n, mhr::addr::family_of(&key.address))
             .map_err(|e| anyhow::anyhow!("netmask: {e}"))?,
         None => 0, // filled in from the kernel
     };

@@ -51,8 +51,8 @@ impl Query {
 }
 
 fn within(addr: IpAddr, net: (IpAddr, u8)) -> bool {
-    crate::rules::family_of(&addr) == crate::rules::family_of(&net.0)
-        && crate::rules::network(addr, net.1) == crate::rules::network(net.0, net.1)
+    crate::addr::family_of(&addr) == crate::addr::family_of(&net.0)
+        && crate::addr::network(addr, net.1) == crate::addr::network(net.0, net.1)
 }
 
 /// The first of `rules` (by priority) the packet meets that points at

@@ -61,7 +61,7 @@ impl Target {
     }
 
     pub fn family(&self) -> Family {
-        crate::rules::family_of(&self.address())
+        crate::addr::family_of(&self.address())
     }
 
     /// Bytes a probe costs on the wire, both ways, IP headers included
