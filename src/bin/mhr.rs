@@ -275,7 +275,7 @@ fn run(args: Args) -> anyhow::Result<u8> {
             source,
             device,
         } => {
-            let answer = mhr::probe::whoami(
+            let answer = mhr::dns_txt::whoami(
                 server,
                 &name,
                 source,
@@ -287,7 +287,7 @@ fn run(args: Args) -> anyhow::Result<u8> {
             Ok(0)
         }
         Cmd::Ra { interfaces, .. } => {
-            rt.block_on(mhr::slaac::run(ctx, interfaces, mhr::shutdown::signal()))
+            rt.block_on(mhr::ra::run(ctx, interfaces, mhr::shutdown::signal()))
                 .context("RA agent")?;
             Ok(0)
         }

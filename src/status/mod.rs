@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::dns::ServerLine;
-pub use crate::health::{Health, Unbound};
+pub use crate::track::health::{Health, Unbound};
 
 pub mod dns_path;
 mod problem;

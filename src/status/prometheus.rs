@@ -7,9 +7,9 @@
 //! wrong (`mhr status --prometheus` exits 0 whenever it could look).
 
 use super::Status;
-use crate::health::LinkState;
 use crate::metrics::Exposition;
 use crate::rules::{PRIO_BOUND_DEVICE, PRIO_FROM, PRIO_IIF_LO, PRIO_TO};
+use crate::track::health::LinkState;
 
 const STATES: [(LinkState, &str); 4] = [
     (LinkState::Up, "up"),
@@ -177,9 +177,9 @@ mod tests {
     use super::super::tests::{lease, spec};
     use super::super::{assemble, KernelView, Unbound};
     use super::*;
-    use crate::health::Health;
     use crate::protocol::Family;
     use crate::rules::rules_for;
+    use crate::track::health::Health;
 
     fn health(state: LinkState) -> Health {
         Health {

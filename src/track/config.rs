@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::health::Thresholds;
 use crate::protocol::Family;
+use crate::track::health::Thresholds;
 
 pub const DEFAULT_TRACK_CONFIG: &str = "/etc/multihomed-routing/track.json";
 pub const DEFAULT_STATE_FILE: &str = "/run/multihomed-routing/track-state.json";

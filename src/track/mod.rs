@@ -9,6 +9,7 @@
 //! the 91000 rules are in charge again.
 
 pub mod config;
+pub mod health;
 pub mod probe;
 mod targets;
 
@@ -23,13 +24,13 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::health::{
-    choose, paced_interval, Candidate, Health, HourMeter, LinkHealth, LinkState, Unbound,
-};
 use crate::netlink::{Netlink, NetlinkError};
 use crate::protocol::Family;
 use crate::rules::{RuleSpec, PRIO_BOUND_DEVICE, PRIO_FROM};
 use crate::timer::unix_now;
+use crate::track::health::{
+    choose, paced_interval, Candidate, Health, HourMeter, LinkHealth, LinkState, Unbound,
+};
 
 use config::{Target, TrackConfig};
 use probe::{Outcome, Probe};

@@ -86,7 +86,7 @@ impl TargetBook {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::{LinkHealth, LinkState, Thresholds};
+    use crate::track::health::{LinkHealth, LinkState, Thresholds};
     use std::time::Duration;
 
     /// Drives a book and a health machine: `answers(target, round)`.

@@ -1,6 +1,7 @@
-//! A DNS TXT query sent from a chosen source address and device: which
-//! uplink carries a packet shows in who answers (the lab's ISPs answer
-//! `whoami.lab` with their own names).
+//! DNS TXT queries, shared by `mhr probe` and the tracker's DNS probe: a
+//! query sent from a chosen source address and device shows by who answers
+//! which uplink carried it (the lab's ISPs answer `whoami.lab` with their
+//! own names).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
