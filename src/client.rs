@@ -14,7 +14,6 @@ use tokio::net::UnixDatagram;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::dgram::Peer;
 use crate::dgram::{self, unix_addr};
 use crate::netlink::{Event, Netlink, NetlinkError, Watcher};
 use crate::protocol::{
@@ -173,25 +172,23 @@ impl LeaseSocket {
         if r.from.as_ref() != Some(&self.server) {
             return false;
         }
-        match r.peer {
-            Some(p) if p.uid == 0 || p.uid == self.server_uid => true,
-            other => {
-                // Logged at 1, 2, 4, 8, ... such replies: an impostor that
-                // floods must not flood the log.
-                let n = self.impostor_replies.get() + 1;
-                self.impostor_replies.set(n);
-                if n.is_power_of_two() {
-                    warn!(
-                        server = %dgram::describe(r.from.as_ref()),
-                        uid = ?other.map(|p| p.uid),
-                        pid = ?other.map(|p| p.pid),
-                        ignored = n,
-                        "ignored a reply at the server's name from a process that is not the server"
-                    );
-                }
-                false
-            }
+        if r.sent_by(&self.server, self.server_uid) {
+            return true;
         }
+        // Logged at 1, 2, 4, 8, ... such replies: an impostor that floods
+        // must not flood the log.
+        let n = self.impostor_replies.get() + 1;
+        self.impostor_replies.set(n);
+        if n.is_power_of_two() {
+            warn!(
+                server = %dgram::describe(r.from.as_ref()),
+                uid = ?r.peer.map(|p| p.uid),
+                pid = ?r.peer.map(|p| p.pid),
+                ignored = n,
+                "ignored a reply at the server's name from a process that is not the server"
+            );
+        }
+        false
     }
 
     /// Sends `action` to the server and waits `timeout` for its reply,
@@ -300,9 +297,7 @@ pub async fn ask_running_client(
                 ))
             }
         };
-        let genuine =
-            r.from.as_ref() == Some(&to) && matches!(r.peer, Some(p) if p.uid == 0 || p.uid == me);
-        if !genuine {
+        if !r.sent_by(&to, me) {
             warn!(
                 name = %cfg.socket_name(),
                 uid = ?r.peer.map(|p| p.uid),
@@ -331,25 +326,20 @@ pub async fn ask_running_client(
 /// name whose sender the kernel reports as root or `server_uid` counts.
 pub fn server_answers(name: &str, padded: bool, server_uid: u32) -> bool {
     let me = format!("mhr-status-{}", std::process::id());
-    let (Ok(mine), Ok(server)) = (dgram::abstract_addr(&me, padded), unix_addr(name, padded))
-    else {
+    let (Ok(mine), Ok(to), Ok(server)) = (
+        dgram::abstract_addr(&me, padded),
+        dgram::abstract_addr(name, padded),
+        unix_addr(name, padded),
+    ) else {
         return false;
     };
     let Ok(sock) = std::os::unix::net::UnixDatagram::bind_addr(&mine) else {
         return false;
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(1);
-    if nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::PassCred, &true).is_err()
-        || nix::sys::socket::sendto(
-            std::os::fd::AsRawFd::as_raw_fd(&sock),
-            b"{}",
-            &server,
-            nix::sys::socket::MsgFlags::empty(),
-        )
-        .is_err()
-    {
+    if dgram::enable_credentials(&sock).is_err() || sock.send_to_addr(b"{}", &to).is_err() {
         return false;
     }
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
     let mut buf = [0u8; MAX_DATAGRAM + 1];
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -359,9 +349,7 @@ pub fn server_answers(name: &str, padded: bool, server_uid: u32) -> bool {
         let Ok(r) = dgram::recv_with_credentials_std(&sock, &mut buf) else {
             return false;
         };
-        if r.from.as_ref() == Some(&server)
-            && matches!(r.peer, Some(p) if p.uid == 0 || p.uid == server_uid)
-        {
+        if r.sent_by(&server, server_uid) {
             return true;
         }
         warn!(server = name, uid = ?r.peer.map(|p| p.uid), "an answer at the server's name came from a process that is not the server");
@@ -589,7 +577,7 @@ impl Keeper {
     async fn on_control(&mut self, bytes: &[u8], r: &dgram::Received) -> Option<Stop> {
         let from = r.from?;
         let me = nix::unistd::getuid().as_raw();
-        let allowed = matches!(r.peer, Some(Peer { uid, .. }) if uid == 0 || uid == me);
+        let allowed = r.peer.is_some_and(|p| p.is_root_or(me));
         // Credentials first: a stranger's datagram is not even parsed.
         let reply = if !allowed {
             Reply::Error(WireError::new(

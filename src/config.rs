@@ -160,6 +160,16 @@ impl Default for ServerConfig {
     }
 }
 
+/// A json5 read error for people (shared with the tracker's config).
+pub fn json5_message(e: crate::jsonkeys::ReadError) -> String {
+    match e {
+        crate::jsonkeys::ReadError::Duplicate(key) => {
+            format!("the key {key} is given twice; say it once")
+        }
+        crate::jsonkeys::ReadError::Syntax(message) => message,
+    }
+}
+
 /// A parsed config and the warnings it produced (unknown keys).
 #[derive(Debug)]
 pub struct Loaded {
@@ -177,22 +187,14 @@ impl ServerConfig {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
-        let value: Value = json5::from_str(text).map_err(|e| ConfigError::Syntax {
+        let syntax = |message: String| ConfigError::Syntax {
             path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        let Value::Object(obj) = value else {
-            return Err(ConfigError::Syntax {
-                path: path.to_owned(),
-                message: "the top level must be an object".into(),
-            });
+            message,
         };
-        if let Some(key) = crate::jsonkeys::duplicate_in_json5(text) {
-            return Err(ConfigError::Syntax {
-                path: path.to_owned(),
-                message: format!("the key {key} is given twice; say it once"),
-            });
-        }
+        let value = crate::jsonkeys::parse_json5(text).map_err(|e| syntax(json5_message(e)))?;
+        let Value::Object(obj) = value else {
+            return Err(syntax("the top level must be an object".into()));
+        };
         let r = Reader { path, obj: &obj };
         let mut warnings = Vec::new();
         for key in obj.keys() {

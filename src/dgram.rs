@@ -59,6 +59,11 @@ impl Peer {
         uid: 0,
         gid: 0,
     };
+
+    /// Root, or `uid`.
+    pub fn is_root_or(&self, uid: u32) -> bool {
+        self.uid == 0 || self.uid == uid
+    }
 }
 
 /// Binds a non-blocking datagram socket to an abstract name.
@@ -71,7 +76,7 @@ pub fn bind_abstract(name: &str, padded: bool) -> io::Result<UnixDatagram> {
 
 /// Asks the kernel to attach SCM_CREDENTIALS to every datagram we receive;
 /// SO_PEERCRED says nothing for datagram sockets.
-pub fn enable_credentials(sock: &UnixDatagram) -> io::Result<()> {
+pub fn enable_credentials(sock: &impl std::os::fd::AsFd) -> io::Result<()> {
     socket::setsockopt(sock, sockopt::PassCred, &true).map_err(io::Error::from)
 }
 
@@ -82,6 +87,14 @@ pub struct Received {
     pub len: usize,
     pub from: Option<UnixAddr>,
     pub peer: Option<Peer>,
+}
+
+impl Received {
+    /// Sent from `name` by a process the kernel says runs as root or `uid`:
+    /// the only proof an abstract name can give.
+    pub fn sent_by(&self, name: &UnixAddr, uid: u32) -> bool {
+        self.from.as_ref() == Some(name) && self.peer.is_some_and(|p| p.is_root_or(uid))
+    }
 }
 
 /// Receives one datagram without waiting; `WouldBlock` when none is queued.

@@ -112,14 +112,26 @@ pub fn init(target: Target<'_>, default_level: Level) -> io::Result<()> {
     Ok(())
 }
 
-struct Syslog;
+/// Where a line with its priority goes: syslog(3), or stderr read by
+/// journald, where `<N>` before the line is its priority (systemd's
+/// SyslogLevelPrefix) and journald adds the time.
+#[derive(Clone, Copy)]
+enum Sink {
+    Syslog,
+    Journal,
+}
 
-pub struct SyslogLine {
+struct Syslog;
+struct Journal;
+
+/// One log line, buffered until the event is formatted, then sent whole.
+pub struct Line {
+    sink: Sink,
     priority: libc::c_int,
     buf: Vec<u8>,
 }
 
-impl Write for SyslogLine {
+impl Write for Line {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         self.buf.extend_from_slice(data);
         Ok(data.len())
@@ -129,74 +141,53 @@ impl Write for SyslogLine {
     }
 }
 
-impl Drop for SyslogLine {
+impl Drop for Line {
     fn drop(&mut self) {
-        let text = String::from_utf8_lossy(&self.buf);
-        let text = text.trim_end();
-        if text.is_empty() {
-            return;
+        match self.sink {
+            Sink::Syslog => {
+                let text = String::from_utf8_lossy(&self.buf);
+                let text = text.trim_end();
+                if text.is_empty() {
+                    return;
+                }
+                if let Ok(line) = CString::new(text.replace('\0', " ")) {
+                    // SAFETY: a constant format and a NUL-terminated line.
+                    unsafe { libc::syslog(self.priority, c"%s".as_ptr(), line.as_ptr()) };
+                }
+            }
+            Sink::Journal => {
+                let mut out = format!("<{}>", self.priority).into_bytes();
+                out.extend_from_slice(&self.buf);
+                let _ = io::stderr().lock().write_all(&out);
+            }
         }
-        if let Ok(line) = CString::new(text.replace('\0', " ")) {
-            unsafe { libc::syslog(self.priority, c"%s".as_ptr(), line.as_ptr()) };
-        }
+    }
+}
+
+fn line(sink: Sink, level: Option<&Level>) -> Line {
+    Line {
+        sink,
+        priority: level.map_or(libc::LOG_INFO, priority),
+        buf: Vec::new(),
     }
 }
 
 impl<'a> MakeWriter<'a> for Syslog {
-    type Writer = SyslogLine;
-    fn make_writer(&'a self) -> SyslogLine {
-        SyslogLine {
-            priority: libc::LOG_INFO,
-            buf: Vec::new(),
-        }
+    type Writer = Line;
+    fn make_writer(&'a self) -> Line {
+        line(Sink::Syslog, None)
     }
-    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> SyslogLine {
-        SyslogLine {
-            priority: priority(meta.level()),
-            buf: Vec::new(),
-        }
-    }
-}
-
-/// stderr read by journald: `<N>` before each line is its priority
-/// (systemd's SyslogLevelPrefix), and journald adds the time.
-struct Journal;
-
-pub struct JournalLine {
-    priority: libc::c_int,
-    buf: Vec<u8>,
-}
-
-impl Write for JournalLine {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for JournalLine {
-    fn drop(&mut self) {
-        let mut out = format!("<{}>", self.priority).into_bytes();
-        out.extend_from_slice(&self.buf);
-        let _ = io::stderr().lock().write_all(&out);
+    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Line {
+        line(Sink::Syslog, Some(meta.level()))
     }
 }
 
 impl<'a> MakeWriter<'a> for Journal {
-    type Writer = JournalLine;
-    fn make_writer(&'a self) -> JournalLine {
-        JournalLine {
-            priority: libc::LOG_INFO,
-            buf: Vec::new(),
-        }
+    type Writer = Line;
+    fn make_writer(&'a self) -> Line {
+        line(Sink::Journal, None)
     }
-    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> JournalLine {
-        JournalLine {
-            priority: priority(meta.level()),
-            buf: Vec::new(),
-        }
+    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Line {
+        line(Sink::Journal, Some(meta.level()))
     }
 }

@@ -294,12 +294,10 @@ impl Request {
         }
         // The original sent C strings; tolerate a trailing NUL.
         let bytes = bytes.strip_suffix(&[0]).unwrap_or(bytes);
-        let value: Value = serde_json::from_slice(bytes)
-            .map_err(|e| WireError::new(ErrorCode::Malformed, format!("invalid JSON: {e}")))?;
+        let value = read_json(bytes, "request")?;
         let obj = value
             .as_object()
             .ok_or_else(|| WireError::new(ErrorCode::NotObject, "request is not a JSON object"))?;
-        reject_duplicate_keys(bytes, "request")?;
 
         match obj.get("version").and_then(Value::as_u64) {
             Some(VERSION) => {}
@@ -410,16 +408,17 @@ pub fn fit_json_string(text: &str, room: usize) -> std::borrow::Cow<'_, str> {
     text.into()
 }
 
-/// Refuses a JSON object with a repeated key: serde_json keeps the last
-/// silently, so a log line and the decision could read different values.
-fn reject_duplicate_keys(bytes: &[u8], what: &str) -> Result<(), WireError> {
-    match crate::jsonkeys::duplicate_in_json(bytes) {
-        Some(key) => Err(WireError::new(
+/// Parses a datagram, refusing a repeated key: serde_json would keep the
+/// last silently, so a log line and the decision could read different values.
+fn read_json(bytes: &[u8], what: &str) -> Result<Value, WireError> {
+    use crate::jsonkeys::{parse_json, ReadError};
+    parse_json(bytes).map_err(|e| match e {
+        ReadError::Duplicate(key) => WireError::new(
             ErrorCode::Malformed,
             format!("{what} repeats the key {key}"),
-        )),
-        None => Ok(()),
-    }
+        ),
+        ReadError::Syntax(e) => WireError::new(ErrorCode::Malformed, format!("invalid JSON: {e}")),
+    })
 }
 
 /// Tables a reply may never name: `unspec` (0), `default` (253), `main`
@@ -510,12 +509,10 @@ impl Reply {
 
     pub fn decode(bytes: &[u8]) -> Result<Reply, WireError> {
         let bytes = bytes.strip_suffix(&[0]).unwrap_or(bytes);
-        let value: Value = serde_json::from_slice(bytes)
-            .map_err(|e| WireError::new(ErrorCode::Malformed, format!("invalid JSON: {e}")))?;
+        let value = read_json(bytes, "reply")?;
         let obj = value
             .as_object()
             .ok_or_else(|| WireError::new(ErrorCode::NotObject, "reply is not a JSON object"))?;
-        reject_duplicate_keys(bytes, "reply")?;
         if obj.get("version").and_then(Value::as_u64) != Some(VERSION) {
             return Err(WireError::new(
                 ErrorCode::BadVersion,

@@ -58,6 +58,7 @@ fn run(args: Args) -> anyhow::Result<u8> {
         .cloned()
         .unwrap_or_else(mhr::cli::HostPaths::from_env);
     let track_state = paths.track_state.clone();
+    let server_uid = paths.server_uid;
     let ctx = Context {
         client_bin: paths.client,
         tas_socket: paths.tas_socket,
@@ -170,22 +171,22 @@ fn run(args: Args) -> anyhow::Result<u8> {
             interfaces,
             ..
         } => {
+            let look = || -> anyhow::Result<mhr::status::Status> {
+                let (mut st, _) = gather(&rt, &ctx, server_uid, db.clone(), &config, &track_state)?;
+                mhr::status::filter(&mut st, &interfaces);
+                Ok(st)
+            };
             if let Some(secs) = watch {
                 loop {
-                    let (mut st, _) = gather(&rt, &ctx, db.clone(), &config, &track_state)?;
-                    mhr::status::filter(&mut st, &interfaces);
                     // Home and clear, then the table: a terminal redraw.
-                    print!(
-                        "\x1b[H\x1b[2J{}",
-                        mhr::status::render(&st, mhr::timer::unix_now())
-                    );
+                    let table = mhr::status::render(&look()?, mhr::timer::unix_now());
+                    print!("\x1b[H\x1b[2J{table}");
                     use std::io::Write;
                     std::io::stdout().flush()?;
                     std::thread::sleep(std::time::Duration::from_secs(secs.max(1)));
                 }
             }
-            let (mut st, _) = gather(&rt, &ctx, db, &config, &track_state)?;
-            mhr::status::filter(&mut st, &interfaces);
+            let st = look()?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&st)?);
             } else if prometheus {
@@ -205,7 +206,8 @@ fn run(args: Args) -> anyhow::Result<u8> {
         Cmd::Doctor {
             repair, db, config, ..
         } => {
-            let (mut st, kernel) = gather(&rt, &ctx, db.clone(), &config, &track_state)?;
+            let (mut st, kernel) =
+                gather(&rt, &ctx, server_uid, db.clone(), &config, &track_state)?;
             if repair {
                 let stale = mhr::status::stale_tables(&st);
                 let removed = rt.block_on(async {
@@ -224,7 +226,7 @@ fn run(args: Args) -> anyhow::Result<u8> {
                     anyhow::Ok(n)
                 })?;
                 if removed > 0 {
-                    st = gather(&rt, &ctx, db, &config, &track_state)?.0;
+                    st = gather(&rt, &ctx, server_uid, db, &config, &track_state)?.0;
                 }
             }
             // The DNS path: resolver, dnsmasq, our servers file.
@@ -291,15 +293,16 @@ fn run(args: Args) -> anyhow::Result<u8> {
                 .context("RA agent")?;
             Ok(0)
         }
-        Cmd::Track { config, check } => {
+        Cmd::Track {
+            config,
+            check,
+            downstream,
+        } => {
             let cfg = mhr::track::config::TrackConfig::load(&config)?;
             if check {
                 println!("{}", serde_json::to_string_pretty(&cfg.effective())?);
                 return Ok(0);
             }
-            let downstream =
-                mhr::rules::Downstream::parse(&std::env::var("MHR_DOWNSTREAM").unwrap_or_default())
-                    .map_err(|e| anyhow::anyhow!("MHR_DOWNSTREAM: {e}"))?;
             rt.block_on(mhr::track::run(cfg, downstream, mhr::shutdown::signal()))
                 .context("tracker")?;
             Ok(0)
@@ -380,6 +383,7 @@ fn lab(action: &str, name: &str) -> anyhow::Result<u8> {
 fn gather(
     rt: &tokio::runtime::Runtime,
     ctx: &Context,
+    server_uid: u32,
     db: Option<PathBuf>,
     config: &std::path::Path,
     track_state: &std::path::Path,
@@ -398,7 +402,7 @@ fn gather(
         .lines()
         .filter_map(mhr::dns::ServerLine::parse)
         .collect();
-    let up = mhr::client::server_answers(&ctx.tas_socket, true, server_uid());
+    let up = mhr::client::server_answers(&ctx.tas_socket, true, server_uid);
     let mut st = mhr::status::assemble(&kernel, leases.as_deref().ok(), &dns, Some(up));
     st.lease_database = Some(db.display().to_string());
     let track = mhr::track::TrackState::read(track_state);
@@ -411,12 +415,4 @@ fn gather(
         });
     }
     Ok((st, kernel))
-}
-
-/// The uid the allocator server runs as (MHR_SERVER_UID, default root).
-fn server_uid() -> u32 {
-    std::env::var("MHR_SERVER_UID")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }

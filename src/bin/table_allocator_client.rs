@@ -88,8 +88,7 @@ fn config(args: &Args) -> anyhow::Result<ClientConfig> {
         retry: Duration::from_secs(2),
         server_uid: args.server_uid,
         tables,
-        downstream: mhr::rules::Downstream::parse(&args.downstream)
-            .map_err(|e| anyhow::anyhow!("--downstream (MHR_DOWNSTREAM): {e}"))?,
+        downstream: args.downstream.clone(),
     })
 }
 

@@ -91,9 +91,10 @@ pub struct ClientArgs {
         long = "downstream",
         env = "MHR_DOWNSTREAM",
         default_value = "",
-        hide_default_value = true
+        hide_default_value = true,
+        value_parser = crate::rules::Downstream::parse
     )]
-    pub downstream: String,
+    pub downstream: crate::rules::Downstream,
     /// The server's config file, read for its table pool.
     #[arg(
         long = "server-config",
@@ -170,6 +171,10 @@ pub struct HostPaths {
     /// Log file for the table clients (default: syslog).
     #[arg(long, env = "MHR_CLIENT_LOG")]
     pub client_log: Option<PathBuf>,
+    /// The uid the allocator server runs as: `status` believes only its
+    /// answers (and root's).
+    #[arg(long, env = "MHR_SERVER_UID", default_value_t = 0)]
+    pub server_uid: u32,
     /// The tracker's state file, read by status and doctor.
     #[arg(
         long,
@@ -300,6 +305,16 @@ pub enum MhrCommand {
         /// Check the config and print the settings in effect, then exit.
         #[arg(long)]
         check: bool,
+        /// Interfaces whose forwarded traffic follows the unbound rule too:
+        /// comma-separated names, or `*` for every interface.
+        #[arg(
+            long,
+            env = "MHR_DOWNSTREAM",
+            default_value = "",
+            hide_default_value = true,
+            value_parser = crate::rules::Downstream::parse
+        )]
+        downstream: crate::rules::Downstream,
     },
     /// IPv6 uplinks from router advertisements: leases a table for each
     /// address the kernel makes from an RA, routes temporary (privacy)

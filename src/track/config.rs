@@ -223,10 +223,9 @@ impl TrackConfig {
             path: path.to_owned(),
             message,
         };
-        if let Some(key) = crate::jsonkeys::duplicate_in_json5(text) {
-            return Err(bad(format!("the key {key} is given twice; say it once")));
-        }
-        let raw: Raw = json5::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let value =
+            crate::jsonkeys::parse_json5(text).map_err(|e| bad(crate::config::json5_message(e)))?;
+        let raw: Raw = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
         let d = TrackConfig::default();
         let ms = |key: &str, v: Option<u64>, default: Duration, max: u64| match v {
             None => Ok(default),

@@ -174,17 +174,13 @@ struct Tracker {
 }
 
 impl Tracker {
-    fn unbound_rule(&self, family: Family, table: u32) -> RuleSpec {
-        let mut r = RuleSpec::new(family, table);
-        r.priority = self.cfg.unbound_priority;
-        r.iif = Some("lo".into());
-        r
-    }
-
     /// The unbound rule and, beside it, one per downstream interface
     /// (MHR_DOWNSTREAM), so forwarded traffic follows the same choice.
     fn unbound_rules(&self, family: Family, table: u32) -> Vec<RuleSpec> {
-        let mut rules = vec![self.unbound_rule(family, table)];
+        let mut lo = RuleSpec::new(family, table);
+        lo.priority = self.cfg.unbound_priority;
+        lo.iif = Some("lo".into());
+        let mut rules = vec![lo];
         rules.extend(
             self.downstream
                 .rules(family, table, self.cfg.unbound_priority),
