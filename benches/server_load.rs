@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use mhr::addr::Family;
 use mhr::dgram::abstract_addr;
-use mhr::protocol::{Action, Family, LeaseKey, Reply, Request};
+use mhr::protocol::{Action, LeaseKey, Reply, Request};
 
 const TABLES: u32 = 4096;
 const RENEW_ROUNDS: usize = 4;

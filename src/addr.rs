@@ -3,7 +3,63 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::protocol::Family;
+use std::fmt;
+
+/// Address family codes (Linux `AF_*` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    Unspec,
+    Inet,
+    Inet6,
+}
+
+impl Family {
+    pub const ALL: [Family; 3] = [Family::Unspec, Family::Inet, Family::Inet6];
+
+    pub fn code(self) -> u8 {
+        match self {
+            Family::Unspec => 0,
+            Family::Inet => 2,
+            Family::Inet6 => 10,
+        }
+    }
+
+    pub fn from_code(code: u64) -> Option<Family> {
+        match code {
+            0 => Some(Family::Unspec),
+            2 => Some(Family::Inet),
+            10 => Some(Family::Inet6),
+            _ => None,
+        }
+    }
+
+    /// The config key naming this family's pool.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Unspec => "unspec",
+            Family::Inet => "inet",
+            Family::Inet6 => "inet6",
+        }
+    }
+
+    /// Parses an address of this family; `2001:DB8::1` and `2001:db8::1`
+    /// are one address and so name one lease.
+    pub fn parse_address(self, text: &str) -> Option<IpAddr> {
+        let addr: IpAddr = text.parse().ok()?;
+        match (self, addr) {
+            (Family::Inet, IpAddr::V4(_))
+            | (Family::Inet6, IpAddr::V6(_))
+            | (Family::Unspec, _) => Some(addr),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 pub fn family_of(addr: &IpAddr) -> Family {
     match addr {

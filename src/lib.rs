@@ -5,34 +5,23 @@
 //! plans; thin layers apply them to sockets, sqlite and netlink.
 
 pub mod addr;
-pub mod allocator;
-pub mod apply;
 pub mod cli;
 pub mod client;
-pub mod config;
 pub mod dgram;
 pub mod dns;
-pub mod dns_txt;
 pub mod files;
 pub mod hooks;
-pub mod hostname;
 pub mod jsonkeys;
-pub mod leases;
 pub mod logging;
-pub mod metrics;
 pub mod netlink;
-pub mod outbox;
 pub mod patterns;
 pub mod pidfile;
 pub mod protocol;
 pub mod ra;
 pub mod ratelimit;
-pub mod routes;
-pub mod rules;
 pub mod server;
 pub mod settings;
 pub mod shutdown;
 pub mod status;
-pub mod store;
 pub mod timer;
 pub mod track;

@@ -8,11 +8,11 @@ use anyhow::Context as _;
 use clap::Parser;
 use tracing::{info, warn, Level};
 
-use mhr::apply::{ApplyError, Context};
 use mhr::cli::{MhrArgs as Args, MhrCommand as Cmd};
+use mhr::hooks::apply::{ApplyError, Context};
 use mhr::hooks::{self, DhcpAction, IfupAction};
 use mhr::logging::{self, Target};
-use mhr::routes::MainPolicy;
+use mhr::netlink::routes::MainPolicy;
 
 /// Hook handled: the shim unsets `reason` so dhclient-script does not redo it.
 const EXIT_HANDLED: u8 = 0;
@@ -85,7 +85,7 @@ fn run(args: Args) -> anyhow::Result<u8> {
                     info!(ifname = %lease.ifname, address = %lease.address, table, "configured");
                     // dhclient-script's set_hostname (skipped with `reason`).
                     if !check_router {
-                        match mhr::hostname::apply(
+                        match mhr::hooks::hostname::apply(
                             lease.host_name.as_deref(),
                             lease.old_host_name.as_deref(),
                         ) {
@@ -105,10 +105,7 @@ fn run(args: Args) -> anyhow::Result<u8> {
                 Err(e) => Err(e).with_context(|| format!("configuring {}", lease.ifname)),
             },
             DhcpAction::RemoveDns { ifname } => {
-                ctx.remove_dns(
-                    &ifname,
-                    mhr::dns::Scope::Family(mhr::protocol::Family::Inet),
-                )?;
+                ctx.remove_dns(&ifname, mhr::dns::Scope::Family(mhr::addr::Family::Inet))?;
                 // dhclient-script still deconfigures the interface.
                 Ok(EXIT_NOT_HANDLED)
             }
@@ -277,7 +274,7 @@ fn run(args: Args) -> anyhow::Result<u8> {
             source,
             device,
         } => {
-            let answer = mhr::dns_txt::whoami(
+            let answer = mhr::dns::txt::whoami(
                 server,
                 &name,
                 source,
@@ -389,11 +386,11 @@ fn gather(
     track_state: &std::path::Path,
 ) -> anyhow::Result<(mhr::status::Status, mhr::status::KernelView)> {
     let db = db.unwrap_or_else(|| {
-        mhr::config::ServerConfig::load(config)
+        mhr::server::config::ServerConfig::load(config)
             .map(|l| l.config.db_path)
-            .unwrap_or_else(|_| mhr::config::DEFAULT_DB_PATH.into())
+            .unwrap_or_else(|_| mhr::server::config::DEFAULT_DB_PATH.into())
     });
-    let leases = mhr::store::read_only(&db);
+    let leases = mhr::server::store::read_only(&db);
     let kernel = rt
         .block_on(async { mhr::status::kernel_view(&mhr::netlink::Netlink::connect()?).await })
         .context("reading rules and routes")?;

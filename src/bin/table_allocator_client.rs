@@ -10,13 +10,14 @@ use clap::Parser;
 use tracing::{info, warn, Level};
 
 use mhr::addr::parse_netmask;
+use mhr::addr::Family;
 use mhr::cli::ClientArgs as Args;
 use mhr::client::{
     ask_running_client, install_rules, Acquired, ClientConfig, Keeper, LeaseSocket, Stop,
 };
 use mhr::logging::{self, Target};
 use mhr::netlink::Netlink;
-use mhr::protocol::{Action, Family, LeaseKey, Reply};
+use mhr::protocol::{Action, LeaseKey, Reply};
 
 /// Exit status when no table could be had (after printing 0).
 const EXIT_NO_TABLE: u8 = 1;
@@ -106,7 +107,7 @@ fn parse_tables(text: &str) -> anyhow::Result<(u32, u32)> {
 /// The pool of the server named `server`, from its config file when there is
 /// one and it describes that server.
 fn pool_from_config(path: &std::path::Path, server: &str) -> Option<(u32, u32)> {
-    let loaded = mhr::config::ServerConfig::load(path).ok()?;
+    let loaded = mhr::server::config::ServerConfig::load(path).ok()?;
     let c = loaded.config;
     (c.socket_path == server && c.num_tables > 0).then(|| {
         (

@@ -5,8 +5,8 @@ use clap::Parser;
 use tracing::{info, warn, Level};
 
 use mhr::cli::ServerArgs;
-use mhr::config::ServerConfig;
 use mhr::logging::{self, Target};
+use mhr::server::config::ServerConfig;
 use mhr::server::{self, Server};
 
 fn main() -> anyhow::Result<()> {

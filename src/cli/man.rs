@@ -64,7 +64,7 @@ pub fn config_man_page() -> String {
          a wrong type or an impossible value stops the server at start with a message naming the key.",
     ));
     out.push_str("\n.SH KEYS\n");
-    for k in crate::config::KEYS {
+    for k in crate::server::config::KEYS {
         out.push_str(&format!(
             ".TP\n.B {}\n({}, default {})\n{}\n",
             esc(k.name),

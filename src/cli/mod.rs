@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 )]
 pub struct ServerArgs {
     /// Path to the JSON config (comments allowed).
-    #[arg(short = 'c', long = "config", default_value = crate::config::DEFAULT_CONFIG_PATH)]
+    #[arg(short = 'c', long = "config", default_value = crate::server::config::DEFAULT_CONFIG_PATH)]
     pub config: PathBuf,
     /// Log to syslog, whatever the config says.
     #[arg(short = 's', long = "syslog")]
@@ -92,9 +92,9 @@ pub struct ClientArgs {
         env = "MHR_DOWNSTREAM",
         default_value = "",
         hide_default_value = true,
-        value_parser = crate::rules::Downstream::parse
+        value_parser = crate::netlink::rules::Downstream::parse
     )]
-    pub downstream: crate::rules::Downstream,
+    pub downstream: crate::netlink::rules::Downstream,
     /// The server's config file, read for its table pool.
     #[arg(
         long = "server-config",
@@ -233,7 +233,7 @@ pub enum MhrCommand {
         #[arg(long)]
         db: Option<PathBuf>,
         /// The server config to find db_path in.
-        #[arg(long, default_value = crate::config::DEFAULT_CONFIG_PATH)]
+        #[arg(long, default_value = crate::server::config::DEFAULT_CONFIG_PATH)]
         config: PathBuf,
         #[command(flatten)]
         paths: HostPaths,
@@ -249,7 +249,7 @@ pub enum MhrCommand {
         #[arg(long)]
         db: Option<PathBuf>,
         /// The server config to find db_path in.
-        #[arg(long, default_value = crate::config::DEFAULT_CONFIG_PATH)]
+        #[arg(long, default_value = crate::server::config::DEFAULT_CONFIG_PATH)]
         config: PathBuf,
         #[command(flatten)]
         paths: HostPaths,
@@ -312,9 +312,9 @@ pub enum MhrCommand {
             env = "MHR_DOWNSTREAM",
             default_value = "",
             hide_default_value = true,
-            value_parser = crate::rules::Downstream::parse
+            value_parser = crate::netlink::rules::Downstream::parse
         )]
-        downstream: crate::rules::Downstream,
+        downstream: crate::netlink::rules::Downstream,
     },
     /// IPv6 uplinks from router advertisements: leases a table for each
     /// address the kernel makes from an RA, routes temporary (privacy)
@@ -462,7 +462,7 @@ mod tests {
         let config =
             std::fs::read_to_string(dir.path().join("table_allocator_server_config.json.5"))
                 .unwrap();
-        for k in crate::config::KEYS {
+        for k in crate::server::config::KEYS {
             assert!(config.contains(&format!(".B {}", k.name)), "{}", k.name);
         }
     }
@@ -471,7 +471,7 @@ mod tests {
     #[test]
     fn config_doc_lists_every_key() {
         let doc = include_str!("../../docs/config.md");
-        for k in crate::config::KEYS {
+        for k in crate::server::config::KEYS {
             assert!(
                 doc.contains(&format!("| `{}` |", k.name)),
                 "{} missing",

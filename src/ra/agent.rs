@@ -33,13 +33,13 @@ use tokio::io::unix::AsyncFd;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::apply::Context;
+use crate::addr::Family;
 use crate::dns::Scope;
+use crate::hooks::apply::Context;
+use crate::netlink::routes::{Origin, RouteSpec, MAIN_TABLE};
+use crate::netlink::rules::{RuleSpec, PRIO_BOUND_DEVICE, PRIO_FROM};
 use crate::netlink::{route_message, route_table, Addr6, Event, Netlink, NetlinkError, Watcher};
-use crate::protocol::Family;
 use crate::ra::{self, RaRoute};
-use crate::routes::{Origin, RouteSpec, MAIN_TABLE};
-use crate::rules::{RuleSpec, PRIO_BOUND_DEVICE, PRIO_FROM};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RaError {

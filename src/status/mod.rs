@@ -14,9 +14,9 @@ pub mod dns_path;
 mod problem;
 pub use problem::{doctor_report, Problem};
 mod prometheus;
-use crate::protocol::Family;
-use crate::rules::{PRIO_BOUND_DEVICE, PRIO_FROM, PRIO_IIF_LO, PRIO_TO};
-use crate::store::StoredLease;
+use crate::addr::Family;
+use crate::netlink::rules::{PRIO_BOUND_DEVICE, PRIO_FROM, PRIO_IIF_LO, PRIO_TO};
+use crate::server::store::StoredLease;
 pub use prometheus::prometheus;
 
 /// One managed address. Field names are part of the `--json` interface.
@@ -91,7 +91,7 @@ impl Status {
 /// What the kernel holds that is ours.
 #[derive(Debug, Clone, Default)]
 pub struct KernelView {
-    pub rules: Vec<crate::rules::RuleSpec>,
+    pub rules: Vec<crate::netlink::rules::RuleSpec>,
     /// (family, table) pairs whose table has a default route.
     pub tables_with_default: Vec<(Family, u32)>,
     pub fallback_default_routes: Vec<String>,
@@ -240,7 +240,7 @@ pub async fn kernel_view(
                 if let Some(gw) = crate::netlink::route_gateway(&r) {
                     view.gateways.push(((family, table), gw));
                 }
-            } else if table == crate::routes::MAIN_TABLE {
+            } else if table == crate::netlink::routes::MAIN_TABLE {
                 if crate::netlink::is_ours(&r) {
                     view.fallback_default_routes
                         .push(crate::netlink::describe_route(&r));
@@ -312,8 +312,8 @@ pub fn add_health(st: &mut Status, track: Option<&crate::track::TrackState>, now
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::netlink::rules::{rules_for, AddressSpec};
     use crate::protocol::LeaseKey;
-    use crate::rules::{rules_for, AddressSpec};
 
     pub(crate) fn spec(ifname: &str, addr: &str) -> AddressSpec {
         AddressSpec {

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use serde::{Serialize, Serializer};
 
 use super::Status;
-use crate::protocol::Family;
+use crate::addr::Family;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {

@@ -7,8 +7,8 @@
 //! wrong (`mhr status --prometheus` exits 0 whenever it could look).
 
 use super::Status;
-use crate::metrics::Exposition;
-use crate::rules::{PRIO_BOUND_DEVICE, PRIO_FROM, PRIO_IIF_LO, PRIO_TO};
+use crate::netlink::rules::{PRIO_BOUND_DEVICE, PRIO_FROM, PRIO_IIF_LO, PRIO_TO};
+use crate::server::metrics::Exposition;
 use crate::track::health::LinkState;
 
 const STATES: [(LinkState, &str); 4] = [
@@ -177,8 +177,8 @@ mod tests {
     use super::super::tests::{lease, spec};
     use super::super::{assemble, KernelView, Unbound};
     use super::*;
-    use crate::protocol::Family;
-    use crate::rules::rules_for;
+    use crate::addr::Family;
+    use crate::netlink::rules::rules_for;
     use crate::track::health::Health;
 
     fn health(state: LinkState) -> Health {

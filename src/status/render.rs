@@ -172,14 +172,14 @@ mod tests {
     use super::super::tests::{lease, spec};
     use super::super::{assemble, KernelView, Unbound};
     use super::*;
-    use crate::protocol::Family;
-    use crate::rules::rules_for;
+    use crate::addr::Family;
+    use crate::netlink::rules::rules_for;
 
     #[test]
     fn fits_100_columns_and_names_what_is_missing() {
         let long = "wwp0s20u4i6abcd"; // 15 characters
         let mut rules = rules_for(&spec(long, "10.1.0.2"), 10000);
-        rules.retain(|r| r.priority != crate::rules::PRIO_TO);
+        rules.retain(|r| r.priority != crate::netlink::rules::PRIO_TO);
         let kernel = KernelView {
             rules,
             tables_with_default: vec![(Family::Inet, 10000)],

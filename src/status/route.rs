@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use super::{AddressStatus, Status};
-use crate::rules::RuleSpec;
+use crate::netlink::rules::RuleSpec;
 
 /// A packet to explain.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -83,7 +83,7 @@ pub fn explain(q: &Query, table: u32, route: &str, rules: &[RuleSpec], st: &Stat
     out.push('\n');
     match matching_rule(rules, q, table) {
         Some(r) => out.push_str(&format!("  rule  {r} (ours)\n")),
-        None if table == crate::routes::MAIN_TABLE => out.push_str(
+        None if table == crate::netlink::routes::MAIN_TABLE => out.push_str(
             "  rule  32766: from all lookup main (not ours: main decides, before every uplink rule of ours at 50000 and 91000)\n",
         ),
         None => out.push_str(&format!("  rule  a rule that is not ours chose table {table}\n")),
@@ -111,8 +111,8 @@ pub fn explain(q: &Query, table: u32, route: &str, rules: &[RuleSpec], st: &Stat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Family;
-    use crate::rules::{rules_for, AddressSpec, Downstream, PRIO_IIF_LO};
+    use crate::addr::Family;
+    use crate::netlink::rules::{rules_for, AddressSpec, Downstream, PRIO_IIF_LO};
 
     fn rules() -> Vec<RuleSpec> {
         let spec = AddressSpec {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::Family;
+use crate::addr::Family;
 use crate::track::health::Thresholds;
 
 pub const DEFAULT_TRACK_CONFIG: &str = "/etc/multihomed-routing/track.json";
@@ -223,8 +223,8 @@ impl TrackConfig {
             path: path.to_owned(),
             message,
         };
-        let value =
-            crate::jsonkeys::parse_json5(text).map_err(|e| bad(crate::config::json5_message(e)))?;
+        let value = crate::jsonkeys::parse_json5(text)
+            .map_err(|e| bad(crate::server::config::json5_message(e)))?;
         let raw: Raw = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
         let d = TrackConfig::default();
         let ms = |key: &str, v: Option<u64>, default: Duration, max: u64| match v {

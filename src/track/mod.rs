@@ -24,9 +24,9 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::addr::Family;
+use crate::netlink::rules::{RuleSpec, PRIO_BOUND_DEVICE, PRIO_FROM};
 use crate::netlink::{Netlink, NetlinkError};
-use crate::protocol::Family;
-use crate::rules::{RuleSpec, PRIO_BOUND_DEVICE, PRIO_FROM};
 use crate::timer::unix_now;
 use crate::track::health::{
     choose, paced_interval, Candidate, Health, HourMeter, LinkHealth, LinkState, Unbound,
@@ -170,7 +170,7 @@ struct Tracker {
     /// this passes), so it does not go to whichever answered first.
     settle_until: Instant,
     /// Interfaces whose forwarded traffic follows the unbound rule.
-    downstream: crate::rules::Downstream,
+    downstream: crate::netlink::rules::Downstream,
 }
 
 impl Tracker {
@@ -553,7 +553,7 @@ fn uplink_env(id: &UplinkId, h: &Health) -> Vec<(String, String)> {
 /// `downstream` follows the same choice as the host's own.
 pub async fn run(
     cfg: TrackConfig,
-    downstream: crate::rules::Downstream,
+    downstream: crate::netlink::rules::Downstream,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), TrackError> {
     let nl = Netlink::connect()?;
@@ -614,7 +614,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::{rules_for, AddressSpec};
+    use crate::netlink::rules::{rules_for, AddressSpec};
 
     #[test]
     fn uplinks_come_from_our_rules() {

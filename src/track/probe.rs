@@ -197,7 +197,7 @@ async fn dns(p: &Probe, server: IpAddr, name: &str) -> Sized {
         .await
         .map_err(|e| (0, e))?;
     bind_device(&sock, &p.device).map_err(|e| (0, e))?;
-    let query = crate::dns_txt::txt_query(p.ident, name);
+    let query = crate::dns::txt::txt_query(p.ident, name);
     sock.send_to(&query, SocketAddr::new(server, 53))
         .await
         .map_err(|e| (0, e))?;

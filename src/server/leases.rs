@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::allocator::Pool;
+use crate::addr::Family;
 use crate::dgram::Peer;
-use crate::protocol::{Action, ErrorCode, Family, LeaseKey, Request, WireError};
+use crate::protocol::{Action, ErrorCode, LeaseKey, Request, WireError};
+use crate::server::allocator::Pool;
 use crate::timer::unix_now;
 
 /// Who may talk to the server at all. Root always may.

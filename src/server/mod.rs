@@ -2,6 +2,13 @@
 //! requests in batches. Each batch is one sqlite transaction, committed
 //! before any reply of that batch leaves, so every granted table is on disk.
 
+pub mod allocator;
+pub mod config;
+pub mod leases;
+pub mod metrics;
+pub mod outbox;
+pub mod store;
+
 use std::future::Future;
 use std::time::Duration;
 
@@ -10,15 +17,15 @@ use tokio::net::UnixDatagram;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::config::ServerConfig;
 use crate::dgram::Peer;
 use crate::dgram::{self, Received};
-use crate::leases::{Access, LeaseTable, Now, Outcome, StoreOp};
-use crate::metrics::Exposition;
-use crate::outbox::Outbox;
 use crate::protocol::{wire_clock_secs, ErrorCode, Reply, Request, WireError, MAX_DATAGRAM};
 use crate::ratelimit::{RateLimit, Verdict};
-use crate::store::{AdoptClock, Store, StoreError};
+use crate::server::config::ServerConfig;
+use crate::server::leases::{Access, LeaseTable, Now, Outcome, StoreOp};
+use crate::server::metrics::Exposition;
+use crate::server::outbox::Outbox;
+use crate::server::store::{AdoptClock, Store, StoreError};
 
 /// Datagrams handled per transaction at most.
 const MAX_BATCH: usize = 256;

@@ -1,6 +1,9 @@
 //! The thin layer that applies plans to the kernel over rtnetlink, and the
 //! watcher for address and link removals. No `ip` subprocesses.
 
+pub mod routes;
+pub mod rules;
+
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
@@ -22,9 +25,9 @@ use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::sys::AsyncSocket;
 use rtnetlink::{Handle, IpVersion, MulticastGroup};
 
-use crate::protocol::Family;
-use crate::routes::{Origin, RoutePlan, RouteSpec};
-use crate::rules::{RuleSpec, RT_PROTO};
+use crate::addr::Family;
+use crate::netlink::routes::{Origin, RoutePlan, RouteSpec};
+use crate::netlink::rules::{RuleSpec, RT_PROTO};
 
 pub const EEXIST: i32 = libc::EEXIST;
 pub const ENOENT: i32 = libc::ENOENT;
@@ -897,7 +900,7 @@ fn attach_removal_filter(fd: std::os::fd::RawFd, index: u32) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::{rules_for, AddressSpec};
+    use crate::netlink::rules::{rules_for, AddressSpec};
 
     #[test]
     fn rule_messages_round_trip() {

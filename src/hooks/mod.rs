@@ -1,12 +1,16 @@
 //! The variables dhclient-script, ifupdown and NetworkManager hand their
 //! hooks, turned into what to do. Pure: an environment in, an action out.
 
+pub mod apply;
+pub mod hostname;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::addr::parse_netmask;
-use crate::protocol::{validate_ifname, Family};
-use crate::routes::StaticRoute;
+use crate::addr::Family;
+use crate::netlink::routes::StaticRoute;
+use crate::protocol::validate_ifname;
 
 pub type Env = HashMap<String, String>;
 

@@ -7,6 +7,8 @@
 //! Updates are atomic (temp file and rename) and serialized with a lock, so
 //! concurrent hooks never lose or duplicate a line.
 
+pub mod txt;
+
 use std::fs::OpenOptions;
 use std::io;
 use std::net::IpAddr;
@@ -52,7 +54,7 @@ impl ServerLine {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
     Interface,
-    Family(crate::protocol::Family),
+    Family(crate::addr::Family),
     Source(IpAddr),
 }
 
@@ -236,12 +238,8 @@ mod tests {
             new,
             "server=10.0.0.1@eth0@10.0.0.2\nserver=2001:db8::53@eth0@2001:db8::99\nserver=2001:db8::1@eth0@2001:db8::2\n"
         );
-        let v4_gone = replace_interface(
-            &new,
-            "eth0",
-            Scope::Family(crate::protocol::Family::Inet),
-            &[],
-        );
+        let v4_gone =
+            replace_interface(&new, "eth0", Scope::Family(crate::addr::Family::Inet), &[]);
         assert_eq!(v4_gone.lines().count(), 2);
         assert_eq!(replace_interface(&new, "eth0", Scope::Interface, &[]), "");
     }

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+use crate::addr::Family;
 use crate::dgram::MAX_ABSTRACT_NAME;
-use crate::protocol::Family;
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/table_allocator_server_config.json";
 pub const DEFAULT_DB_PATH: &str = "/var/lib/table-allocator/leases.db";

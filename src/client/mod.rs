@@ -15,12 +15,12 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::dgram::{self, unix_addr};
+use crate::netlink::rules::{rules_for, AddressSpec, RuleSpec};
 use crate::netlink::{Event, Netlink, NetlinkError, Watcher};
 use crate::protocol::{
     check_table, client_socket_name, wire_clock_secs, Action, ErrorCode, LeaseKey, Reply, Request,
     WireError, MAX_DATAGRAM,
 };
-use crate::rules::{rules_for, AddressSpec, RuleSpec};
 
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -40,7 +40,7 @@ pub struct ClientConfig {
     /// is refused like a reserved one.
     pub tables: Option<(u32, u32)>,
     /// Interfaces whose forwarded traffic gets a 91000 rule beside `iif lo`.
-    pub downstream: crate::rules::Downstream,
+    pub downstream: crate::netlink::rules::Downstream,
 }
 
 impl ClientConfig {
@@ -48,10 +48,11 @@ impl ClientConfig {
     pub fn rules(&self, table: u32) -> Vec<RuleSpec> {
         let spec = self.address_spec();
         let mut rules = rules_for(&spec, table);
-        rules.extend(
-            self.downstream
-                .rules(spec.family(), table, crate::rules::PRIO_IIF_LO),
-        );
+        rules.extend(self.downstream.rules(
+            spec.family(),
+            table,
+            crate::netlink::rules::PRIO_IIF_LO,
+        ));
         rules
     }
 

@@ -4,8 +4,8 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use crate::addr::Family;
 use crate::addr::{family_of, max_prefix, network};
-use crate::protocol::Family;
 
 /// Sockets bound to a device (SO_BINDTODEVICE) use their device's table,
 /// even when another interface holds the same address (USB modems that all

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::leases::{Lease, Now, StoreOp};
-use crate::protocol::{Family, LeaseKey};
+use crate::addr::Family;
+use crate::protocol::LeaseKey;
+use crate::server::leases::{Lease, Now, StoreOp};
 
 const SCHEMA_VERSION: i64 = 1;
 

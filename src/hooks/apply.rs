@@ -12,9 +12,9 @@ use nix::sys::signal::Signal;
 
 use crate::dns::{self, ServerLine};
 use crate::hooks::{Dhcp6Lease, DhcpLease, StaticUplink};
+use crate::netlink::routes::{uplink_routes, MainPolicy, StaticRoute, Uplink};
 use crate::netlink::{Netlink, NetlinkError};
 use crate::pidfile;
-use crate::routes::{uplink_routes, MainPolicy, StaticRoute, Uplink};
 
 /// Where things are on this host; the defaults are the installed paths.
 #[derive(Debug, Clone)]
@@ -294,7 +294,7 @@ impl Context {
             })
             .collect();
         let scope = match source {
-            IpAddr::V4(_) => dns::Scope::Family(crate::protocol::Family::Inet),
+            IpAddr::V4(_) => dns::Scope::Family(crate::addr::Family::Inet),
             IpAddr::V6(_) => dns::Scope::Source(source),
         };
         if dns::set_interface(&self.servers_file, ifname, scope, &lines)? {

@@ -5,8 +5,8 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
+use crate::addr::Family;
 use crate::addr::{family_of, network};
-use crate::protocol::Family;
 
 pub const MAIN_TABLE: u32 = 254;
 
