@@ -1,0 +1,212 @@
+//! Addresses: dumps, add and replace (with IPv6 lifetimes), delete, and
+//! the IPv6 address model the RA agent reads.
+
+use std::net::IpAddr;
+
+use futures::TryStreamExt;
+use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST};
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
+
+use super::{Netlink, NetlinkError, EEXIST, ENODEV};
+
+impl Netlink {
+    /// The addresses (with prefix lengths) on link `index`.
+    pub async fn addresses(&self, index: u32) -> Result<Vec<(IpAddr, u8)>, NetlinkError> {
+        let msgs: Vec<AddressMessage> = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| {
+                NetlinkError::from_rt(format!("list addresses of interface {index}"), e)
+            })?;
+        Ok(msgs
+            .iter()
+            .filter(|m| m.header.index == index)
+            .filter_map(|m| address_of(m).map(|a| (a, m.header.prefix_len)))
+            .collect())
+    }
+
+    /// Adds an address (with its broadcast for IPv4); present counts as added.
+    pub async fn add_address(
+        &self,
+        index: u32,
+        address: IpAddr,
+        prefix_len: u8,
+    ) -> Result<(), NetlinkError> {
+        match self
+            .handle
+            .address()
+            .add(index, address, prefix_len)
+            .execute()
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let e = NetlinkError::from_rt(
+                    format!("add address {address}/{prefix_len} to interface {index}"),
+                    e,
+                );
+                if e.errno() == Some(EEXIST) {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// Adds or updates an IPv6 address with lifetimes in seconds (DHCPv6:
+    /// `ip -6 addr replace ... valid_lft V preferred_lft P`).
+    pub async fn replace_address6(
+        &self,
+        index: u32,
+        address: std::net::Ipv6Addr,
+        prefix_len: u8,
+        valid: u32,
+        preferred: u32,
+    ) -> Result<(), NetlinkError> {
+        use rtnetlink::packet_route::address::CacheInfo;
+        let mut msg = AddressMessage::default();
+        msg.header.family = AddressFamily::Inet6;
+        msg.header.index = index;
+        msg.header.prefix_len = prefix_len;
+        msg.attributes
+            .push(AddressAttribute::Address(IpAddr::V6(address)));
+        let mut ci = CacheInfo::default();
+        ci.ifa_valid = valid;
+        ci.ifa_preferred = preferred.min(valid);
+        msg.attributes.push(AddressAttribute::CacheInfo(ci));
+        self.request(
+            &format!("set address {address}/{prefix_len} on interface {index}"),
+            RouteNetlinkMessage::NewAddress(msg),
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+        )
+        .await
+    }
+
+    /// Every IPv6 address with its flags and origin.
+    pub async fn addresses6(&self) -> Result<Vec<Addr6>, NetlinkError> {
+        let mut query = AddressMessage::default();
+        query.header.family = AddressFamily::Inet6;
+        let msgs: Vec<AddressMessage> =
+            self.handle
+                .address()
+                .get()
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|e| NetlinkError::from_rt("list IPv6 addresses", e))?;
+        Ok(msgs.iter().filter_map(Addr6::from_message).collect())
+    }
+
+    /// Deletes an address; absent counts as deleted.
+    pub async fn del_address(
+        &self,
+        index: u32,
+        address: IpAddr,
+        prefix_len: u8,
+    ) -> Result<(), NetlinkError> {
+        let mut msg = AddressMessage::default();
+        msg.header.family = match address {
+            IpAddr::V4(_) => AddressFamily::Inet,
+            IpAddr::V6(_) => AddressFamily::Inet6,
+        };
+        msg.header.index = index;
+        msg.header.prefix_len = prefix_len;
+        msg.attributes.push(AddressAttribute::Local(address));
+        msg.attributes.push(AddressAttribute::Address(address));
+        match self.handle.address().del(msg).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let e = NetlinkError::from_rt(
+                    format!("delete address {address}/{prefix_len} from interface {index}"),
+                    e,
+                );
+                if matches!(e.errno(), Some(libc::EADDRNOTAVAIL) | Some(ENODEV)) {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+}
+
+/// The local address of an address message (IFA_LOCAL for IPv4, which
+/// differs from IFA_ADDRESS on point-to-point links).
+pub(super) fn address_of(m: &AddressMessage) -> Option<IpAddr> {
+    let local = m.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Local(ip) => Some(*ip),
+        _ => None,
+    });
+    local.or_else(|| {
+        m.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Address(ip) => Some(*ip),
+            _ => None,
+        })
+    })
+}
+
+/// An IPv6 address as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addr6 {
+    pub index: u32,
+    pub address: std::net::Ipv6Addr,
+    pub prefix_len: u8,
+    /// IFA_F_* flags.
+    pub flags: u32,
+    /// IFA_PROTO: 2 for an address made from a router advertisement.
+    pub proto: Option<u8>,
+}
+
+pub const IFA_F_TEMPORARY: u32 = 0x01;
+
+pub const IFA_F_DADFAILED: u32 = 0x08;
+
+pub const IFA_F_TENTATIVE: u32 = 0x40;
+
+pub const IFAPROT_KERNEL_RA: u8 = 2;
+
+impl Addr6 {
+    pub fn from_message(m: &AddressMessage) -> Option<Addr6> {
+        let IpAddr::V6(address) = address_of(m)? else {
+            return None;
+        };
+        let flags = m
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                AddressAttribute::Flags(f) => Some(f.bits()),
+                _ => None,
+            })
+            .unwrap_or(u32::from(m.header.flags.bits()));
+        let proto = m.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Protocol(p) => Some(u8::from(*p)),
+            _ => None,
+        });
+        Some(Addr6 {
+            index: m.header.index,
+            address,
+            prefix_len: m.header.prefix_len,
+            flags,
+            proto,
+        })
+    }
+
+    /// A global address that can be a source: not link-local, not being or
+    /// failed duplicate address detection.
+    pub fn usable_global(&self) -> bool {
+        !self.address.is_unicast_link_local()
+            && !self.address.is_loopback()
+            && self.flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED) == 0
+    }
+
+    pub fn temporary(&self) -> bool {
+        self.flags & IFA_F_TEMPORARY != 0
+    }
+}

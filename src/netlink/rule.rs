@@ -1,0 +1,142 @@
+//! Rules: add (EEXIST is done), delete, and the dump of ours; the
+//! message for a spec is built once, for add and delete alike.
+
+use futures::TryStreamExt;
+use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST};
+use rtnetlink::packet_route::route::{RouteHeader, RouteProtocol};
+use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
+use rtnetlink::packet_route::RouteNetlinkMessage;
+use rtnetlink::IpVersion;
+
+use crate::addr::Family;
+use crate::netlink::rules::{RuleSpec, RT_PROTO};
+
+use super::{netlink_family, Netlink, NetlinkError, EEXIST, ENOENT};
+
+impl Netlink {
+    /// Adds a rule; one that is already there counts as added.
+    pub async fn add_rule(&self, rule: &RuleSpec) -> Result<(), NetlinkError> {
+        let what = format!("add rule {rule}");
+        match self
+            .request(
+                &what,
+                RouteNetlinkMessage::NewRule(rule_message(rule)),
+                NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            )
+            .await
+        {
+            Err(e) if e.errno() == Some(EEXIST) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Deletes a rule. Sent without NLM_F_EXCL (kernels since 5.19 read that
+    /// as a bulk delete and refuse it). Returns false when it was not there.
+    pub async fn del_rule(&self, rule: &RuleSpec) -> Result<bool, NetlinkError> {
+        let what = format!("delete rule {rule}");
+        match self
+            .request(
+                &what,
+                RouteNetlinkMessage::DelRule(rule_message(rule)),
+                NLM_F_REQUEST | NLM_F_ACK,
+            )
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(e) if e.errno() == Some(ENOENT) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The rules of `family` that carry our protocol number.
+    pub async fn our_rules(&self, family: Family) -> Result<Vec<RuleSpec>, NetlinkError> {
+        let version = if family == Family::Inet6 {
+            IpVersion::V6
+        } else {
+            IpVersion::V4
+        };
+        let msgs: Vec<RuleMessage> = self
+            .handle
+            .rule()
+            .get(version)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| NetlinkError::from_rt("list rules", e))?;
+        Ok(msgs
+            .iter()
+            .filter(|m| {
+                m.attributes
+                    .iter()
+                    .any(|a| matches!(a, RuleAttribute::Protocol(p) if u8::from(*p) == RT_PROTO))
+            })
+            .map(|m| rule_spec(m, family))
+            .collect())
+    }
+}
+
+/// The rule message for a spec, used for both add and delete so that the
+/// kernel compares exactly the fields we set.
+pub fn rule_message(r: &RuleSpec) -> RuleMessage {
+    let mut m = RuleMessage::default();
+    m.header.family = netlink_family(r.family);
+    m.header.action = RuleAction::ToTable;
+    // The table always goes in FRA_TABLE; the header says unspec.
+    m.header.table = RouteHeader::RT_TABLE_UNSPEC;
+    m.attributes.push(RuleAttribute::Table(r.table));
+    m.attributes.push(RuleAttribute::Priority(r.priority));
+    m.attributes
+        .push(RuleAttribute::Protocol(RouteProtocol::from(RT_PROTO)));
+    if let Some((addr, len)) = r.from {
+        m.header.src_len = len;
+        m.attributes.push(RuleAttribute::Source(addr));
+    }
+    if let Some((addr, len)) = r.to {
+        m.header.dst_len = len;
+        m.attributes.push(RuleAttribute::Destination(addr));
+    }
+    if let Some(i) = &r.iif {
+        m.attributes.push(RuleAttribute::Iifname(i.clone()));
+    }
+    if let Some(o) = &r.oif {
+        m.attributes.push(RuleAttribute::Oifname(o.clone()));
+    }
+    m
+}
+
+fn rule_spec(m: &RuleMessage, family: Family) -> RuleSpec {
+    let mut r = RuleSpec::new(family, u32::from(m.header.table));
+    for a in &m.attributes {
+        match a {
+            RuleAttribute::Table(t) => r.table = *t,
+            RuleAttribute::Priority(p) => r.priority = *p,
+            RuleAttribute::Source(ip) => r.from = Some((*ip, m.header.src_len)),
+            RuleAttribute::Destination(ip) => r.to = Some((*ip, m.header.dst_len)),
+            RuleAttribute::Iifname(i) => r.iif = Some(i.clone()),
+            RuleAttribute::Oifname(o) => r.oif = Some(o.clone()),
+            _ => {}
+        }
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::Family;
+    use crate::netlink::rules::{rules_for, AddressSpec};
+
+    #[test]
+    fn rule_messages_round_trip() {
+        let spec = AddressSpec {
+            ifname: "eth1".into(),
+            address: "10.10.0.2".parse().unwrap(),
+            prefix_len: 24,
+        };
+        for rule in rules_for(&spec, 10000) {
+            let m = rule_message(&rule);
+            assert_eq!(m.header.action, RuleAction::ToTable);
+            assert_eq!(rule_spec(&m, Family::Inet), rule);
+        }
+    }
+}
