@@ -7,6 +7,7 @@
 pub mod addr;
 pub mod cli;
 pub mod client;
+pub mod commands;
 pub mod dgram;
 pub mod dns;
 pub mod files;
@@ -25,3 +26,4 @@ pub mod shutdown;
 pub mod status;
 pub mod timer;
 pub mod track;
+pub mod uplink;

@@ -35,11 +35,11 @@ use tracing::{debug, info, warn};
 
 use crate::addr::Family;
 use crate::dns::Scope;
-use crate::hooks::apply::Context;
 use crate::netlink::routes::{Origin, RouteSpec, MAIN_TABLE};
 use crate::netlink::rules::{RuleSpec, PRIO_BOUND_DEVICE, PRIO_FROM};
 use crate::netlink::{route_message, route_table, Addr6, Event, Netlink, NetlinkError, Watcher};
 use crate::ra::{self, RaRoute};
+use crate::uplink::Uplinks;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RaError {
@@ -61,7 +61,7 @@ struct IfRa {
 }
 
 struct Agent {
-    ctx: Context,
+    uplinks: Uplinks,
     patterns: Vec<String>,
     nl: Netlink,
     names: HashMap<u32, String>,
@@ -243,13 +243,13 @@ impl Agent {
                 if let Some((old_src, _)) = old {
                     if Some(old_src) != source {
                         let _ = self
-                            .ctx
+                            .uplinks
                             .remove_dns(&ifname, Scope::Source(IpAddr::V6(old_src)));
                     }
                 }
                 if let Some((src, servers)) = want {
                     let servers: Vec<IpAddr> = servers.into_iter().map(IpAddr::V6).collect();
-                    match self.ctx.set_dns(&ifname, IpAddr::V6(src), &servers) {
+                    match self.uplinks.set_dns(&ifname, IpAddr::V6(src), &servers) {
                         Ok(()) => {
                             info!(%ifname, source = %src, servers = servers.len(), "RA name servers written")
                         }
@@ -264,10 +264,10 @@ impl Agent {
     /// table_allocator_client in the background (it waits up to ~10 s for
     /// a server): the next pass sees its rules.
     fn lease(&self, ifname: String, a: &Addr6) {
-        let ctx = self.ctx.clone();
+        let uplinks = self.uplinks.clone();
         let (address, plen) = (a.address, a.prefix_len);
         tokio::task::spawn_blocking(move || {
-            match ctx.lease_table(&ifname, IpAddr::V6(address), plen) {
+            match uplinks.lease_table(&ifname, IpAddr::V6(address), plen) {
                 Ok(0) => warn!(%ifname, %address, "no table to be had for the RA address"),
                 Ok(table) => info!(%ifname, %address, table, "RA address leased a table"),
                 Err(e) => warn!(%ifname, %address, "leasing a table: {e}"),
@@ -479,7 +479,7 @@ fn solicit(fd: &OwnedFd, index: u32) {
 /// Leases, rules and routes stay when it stops: the clients own the leases
 /// and the kernel expires the routes.
 pub async fn run(
-    ctx: Context,
+    uplinks: Uplinks,
     patterns: Vec<String>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RaError> {
@@ -487,7 +487,7 @@ pub async fn run(
     let mut watcher = Watcher::ipv6()?;
     let fd = ra_socket()?;
     let mut agent = Agent {
-        ctx,
+        uplinks,
         patterns,
         nl,
         names: HashMap::new(),

@@ -1,0 +1,128 @@
+//! `mhr status` and `mhr doctor`: the kernel, the lease database, the DNS
+//! lines, the server and the tracker, gathered once and reported.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use super::{Host, EXIT_INCONSISTENT};
+use crate::netlink::Netlink;
+use crate::server::config::{ServerConfig, DEFAULT_DB_PATH};
+use crate::status::{self, KernelView, Problem, Status};
+use crate::timer::unix_now;
+
+pub struct Options {
+    pub json: bool,
+    pub prometheus: bool,
+    pub db: Option<PathBuf>,
+    pub config: PathBuf,
+    pub watch: Option<u64>,
+    pub interfaces: Vec<String>,
+}
+
+pub fn status(host: &Host, o: Options) -> anyhow::Result<u8> {
+    let look = || -> anyhow::Result<Status> {
+        let (mut st, _) = gather(host, o.db.clone(), &o.config)?;
+        status::filter(&mut st, &o.interfaces);
+        Ok(st)
+    };
+    if let Some(secs) = o.watch {
+        loop {
+            // Home and clear, then the table: a terminal redraw.
+            let table = status::render(&look()?, unix_now());
+            print!("\x1b[H\x1b[2J{table}");
+            std::io::stdout().flush()?;
+            std::thread::sleep(Duration::from_secs(secs.max(1)));
+        }
+    }
+    let st = look()?;
+    if o.json {
+        println!("{}", serde_json::to_string_pretty(&st)?);
+    } else if o.prometheus {
+        // Problems are series; exit 0 keeps `… > tmp && mv` feeding the
+        // collector exactly when something is wrong.
+        print!("{}", status::prometheus(&st));
+        return Ok(0);
+    } else {
+        print!("{}", status::render(&st, unix_now()));
+    }
+    Ok(if st.consistent() {
+        0
+    } else {
+        EXIT_INCONSISTENT
+    })
+}
+
+pub fn doctor(host: &Host, repair: bool, db: Option<PathBuf>, config: &Path) -> anyhow::Result<u8> {
+    let (mut st, kernel) = gather(host, db.clone(), config)?;
+    if repair {
+        let stale = status::stale_tables(&st);
+        let removed = host.rt.block_on(async {
+            let nl = Netlink::connect()?;
+            let mut n = 0;
+            for r in kernel
+                .rules
+                .iter()
+                .filter(|r| stale.contains(&(r.family, r.table)))
+            {
+                if nl.del_rule(r).await? {
+                    println!("removed stale rule {r}");
+                    n += 1;
+                }
+            }
+            anyhow::Ok(n)
+        })?;
+        if removed > 0 {
+            st = gather(host, db, config)?.0;
+        }
+    }
+    // The DNS path: resolver, dnsmasq, our servers file.
+    let uplinks = &host.ctx.uplinks;
+    let dns = status::dns_path::check(
+        &status::dns_path::gather(&uplinks.servers_file, &uplinks.dnsmasq_pid_file),
+        &st.addresses,
+    );
+    let (text, found) = status::doctor_report(&st, &dns);
+    print!("{text}");
+    Ok(if found == 0 { 0 } else { EXIT_INCONSISTENT })
+}
+
+/// The status of this host: kernel view, leases, DNS lines, server probe,
+/// the tracker's health and the links.
+pub fn gather(
+    host: &Host,
+    db: Option<PathBuf>,
+    config: &Path,
+) -> anyhow::Result<(Status, KernelView)> {
+    let db = db.unwrap_or_else(|| {
+        ServerConfig::load(config)
+            .map(|l| l.config.db_path)
+            .unwrap_or_else(|_| DEFAULT_DB_PATH.into())
+    });
+    let leases = crate::server::store::read_only(&db);
+    let kernel = host
+        .rt
+        .block_on(async { status::kernel_view(&Netlink::connect()?).await })
+        .context("reading rules and routes")?;
+    let uplinks = &host.ctx.uplinks;
+    let dns: Vec<_> = std::fs::read_to_string(&uplinks.servers_file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(crate::dns::ServerLine::parse)
+        .collect();
+    let up = crate::client::server_answers(&uplinks.tas_socket, true, host.paths.server_uid);
+    let mut st = status::assemble(&kernel, leases.as_deref().ok(), &dns, Some(up));
+    st.lease_database = Some(db.display().to_string());
+    let track = crate::track::TrackState::read(&host.paths.track_state);
+    status::add_health(&mut st, track.as_ref(), unix_now());
+    status::add_links(&mut st);
+    if let Err(e) = &leases {
+        st.problems.push(Problem::DatabaseUnreadable {
+            path: db.display().to_string(),
+            error: e.to_string(),
+        });
+    }
+    Ok((st, kernel))
+}
