@@ -10,6 +10,7 @@ pub mod client;
 pub mod commands;
 pub mod dgram;
 pub mod dns;
+pub mod exposition;
 pub mod files;
 pub mod hooks;
 pub mod jsonkeys;

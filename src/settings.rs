@@ -127,7 +127,10 @@ mod tests {
 
     #[test]
     fn the_shipped_file_has_no_warnings() {
-        let (_, warnings) = parse(include_str!("../contrib/default/multihomed-routing"));
+        let (_, warnings) = parse(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/contrib/default/multihomed-routing"
+        )));
         assert!(warnings.is_empty(), "{warnings:?}");
     }
 }

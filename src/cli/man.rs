@@ -74,7 +74,12 @@ pub fn config_man_page() -> String {
         ));
     }
     out.push_str(".SH EXAMPLE\n.nf\n");
-    for line in include_str!("../../examples/server_config.json").lines() {
+    for line in include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/server_config.json"
+    ))
+    .lines()
+    {
         out.push_str(&esc(line));
         out.push('\n');
     }

@@ -1,119 +1,101 @@
-//! Prometheus text exposition (format 0.0.4), written to files for
-//! node_exporter's textfile collector or printed by `mhr status`. Pure
-//! rendering.
+//! The server's own metrics: leases and pool per family, grants, renewals,
+//! releases, expiries, refusals by reason, replies dropped; rendered for the
+//! textfile collector and written atomically.
 
-use std::fmt::Write as _;
+use std::time::Duration;
 
-/// A metric family: its samples share a name, help text and type.
-struct Family {
-    name: String,
-    help: String,
-    kind: &'static str,
-    samples: Vec<(Vec<(String, String)>, f64)>,
-}
+use tracing::warn;
 
-/// Collects samples and renders them grouped by metric name, each name's
-/// `# HELP` and `# TYPE` once, as the format requires.
-#[derive(Default)]
-pub struct Exposition {
-    families: Vec<Family>,
-}
+use crate::exposition::Exposition;
+use crate::protocol::ErrorCode;
 
-impl Exposition {
-    pub fn gauge(&mut self, name: &str, help: &str, labels: &[(&str, &str)], value: f64) {
-        self.add(name, help, "gauge", labels, value);
-    }
+use super::*;
 
-    pub fn counter(&mut self, name: &str, help: &str, labels: &[(&str, &str)], value: f64) {
-        self.add(name, help, "counter", labels, value);
-    }
-
-    fn add(
-        &mut self,
-        name: &str,
-        help: &str,
-        kind: &'static str,
-        labels: &[(&str, &str)],
-        value: f64,
-    ) {
-        let labels = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        match self.families.iter_mut().find(|f| f.name == name) {
-            Some(f) => f.samples.push((labels, value)),
-            None => self.families.push(Family {
-                name: name.into(),
-                help: help.into(),
-                kind,
-                samples: vec![(labels, value)],
-            }),
+impl Server {
+    /// The server's metrics in Prometheus text format (docs/config.md).
+    pub fn metrics(&self) -> String {
+        let mut e = Exposition::default();
+        for family in &self.config.families {
+            let (used, size) = self.table.pool_usage(*family).unwrap_or((0, 0));
+            let l = [("family", family.name())];
+            e.gauge(
+                "table_allocator_leases",
+                "Leases held now.",
+                &l,
+                used.into(),
+            );
+            e.gauge(
+                "table_allocator_pool_size",
+                "Tables in the pool.",
+                &l,
+                size.into(),
+            );
         }
+        let c = self.table.counters;
+        for (name, help, v) in [
+            ("grants", "New leases granted.", c.grants),
+            ("renewals", "Leases renewed.", c.renewals),
+            ("releases", "Leases released by their client.", c.releases),
+            ("expiries", "Leases reaped at their deadline.", c.expiries),
+        ] {
+            e.counter(
+                &format!("table_allocator_{name}_total"),
+                help,
+                &[],
+                v as f64,
+            );
+        }
+        for (code, n) in ErrorCode::ALL.iter().zip(self.refusals) {
+            e.counter(
+                "table_allocator_refusals_total",
+                "Requests answered with an error reply, by reason.",
+                &[("reason", code.as_str())],
+                n as f64,
+            );
+        }
+        let d = self.outbox.dropped;
+        for (reason, n) in [
+            ("queue_full", d.queue_full),
+            ("peer_full", d.peer_full),
+            ("timed_out", d.timed_out),
+            ("refused_sender", d.refused_sender),
+        ] {
+            e.counter(
+                "table_allocator_replies_dropped_total",
+                "Replies not delivered because the client's queue stayed full, by reason.",
+                &[("reason", reason)],
+                n as f64,
+            );
+        }
+        e.gauge(
+            "table_allocator_replies_pending",
+            "Replies waiting for room in their client's queue.",
+            &[],
+            self.outbox.len() as f64,
+        );
+        e.gauge(
+            "table_allocator_start_time_seconds",
+            "Unix time the server started.",
+            &[],
+            self.started_unix as f64,
+        );
+        e.render()
     }
 
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        for f in &self.families {
-            let _ = writeln!(out, "# HELP {} {}", f.name, escape_help(&f.help));
-            let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind);
-            for (labels, value) in &f.samples {
-                out.push_str(&f.name);
-                if !labels.is_empty() {
-                    out.push('{');
-                    for (i, (k, v)) in labels.iter().enumerate() {
-                        if i > 0 {
-                            out.push(',');
-                        }
-                        let _ = write!(out, "{k}=\"{}\"", escape_label(v));
-                    }
-                    out.push('}');
-                }
-                let _ = writeln!(out, " {}", number(*value));
+    /// Writes the metrics file when one is configured; a failure is logged
+    /// and the server goes on.
+    pub fn write_metrics(&self) {
+        if let Some(path) = &self.config.metrics_path {
+            if let Err(e) = crate::files::replace(path, &self.metrics()) {
+                warn!(path = %path.display(), "cannot write metrics: {e}");
             }
         }
-        out
     }
-}
 
-fn escape_help(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('\n', "\\n")
-}
-
-fn escape_label(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn number(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
-    } else if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
-    } else {
-        format!("{v}")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn groups_by_name_and_escapes_labels() {
-        let mut e = Exposition::default();
-        e.gauge("x_leases", "Leases held.", &[("family", "inet")], 3.0);
-        e.counter("x_refusals_total", "Refusals.", &[], 0.0);
-        e.gauge("x_leases", "Leases held.", &[("family", "in\"et6")], 0.5);
-        let text = e.render();
-        assert_eq!(
-            text,
-            "# HELP x_leases Leases held.\n# TYPE x_leases gauge\n\
-             x_leases{family=\"inet\"} 3\nx_leases{family=\"in\\\"et6\"} 0.5\n\
-             # HELP x_refusals_total Refusals.\n# TYPE x_refusals_total counter\n\
-             x_refusals_total 0\n"
-        );
+    pub(super) fn metrics_interval(&self) -> Option<Duration> {
+        self.config
+            .metrics_path
+            .as_ref()
+            .map(|_| Duration::from_secs(self.config.metrics_interval))
     }
 }

@@ -5,25 +5,25 @@
 pub mod allocator;
 pub mod config;
 pub mod leases;
-pub mod metrics;
+mod metrics;
 pub mod outbox;
+mod service;
 pub mod store;
 
-use std::future::Future;
+pub use service::run;
+
 use std::time::Duration;
 
 use nix::sys::socket::UnixAddr;
-use tokio::net::UnixDatagram;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::dgram::Peer;
-use crate::dgram::{self, Received};
+use crate::dgram::{self};
 use crate::protocol::{wire_clock_secs, ErrorCode, Reply, Request, WireError, MAX_DATAGRAM};
 use crate::ratelimit::{RateLimit, Verdict};
 use crate::server::config::ServerConfig;
 use crate::server::leases::{Access, LeaseTable, Now, Outcome, StoreOp};
-use crate::server::metrics::Exposition;
 use crate::server::outbox::Outbox;
 use crate::server::store::{AdoptClock, Store, StoreError};
 
@@ -252,93 +252,6 @@ impl Server {
     fn count_refusal(&mut self, code: ErrorCode) {
         self.refusals[refusal_index(code)] += 1;
     }
-
-    /// The server's metrics in Prometheus text format (docs/config.md).
-    pub fn metrics(&self) -> String {
-        let mut e = Exposition::default();
-        for family in &self.config.families {
-            let (used, size) = self.table.pool_usage(*family).unwrap_or((0, 0));
-            let l = [("family", family.name())];
-            e.gauge(
-                "table_allocator_leases",
-                "Leases held now.",
-                &l,
-                used.into(),
-            );
-            e.gauge(
-                "table_allocator_pool_size",
-                "Tables in the pool.",
-                &l,
-                size.into(),
-            );
-        }
-        let c = self.table.counters;
-        for (name, help, v) in [
-            ("grants", "New leases granted.", c.grants),
-            ("renewals", "Leases renewed.", c.renewals),
-            ("releases", "Leases released by their client.", c.releases),
-            ("expiries", "Leases reaped at their deadline.", c.expiries),
-        ] {
-            e.counter(
-                &format!("table_allocator_{name}_total"),
-                help,
-                &[],
-                v as f64,
-            );
-        }
-        for (code, n) in ErrorCode::ALL.iter().zip(self.refusals) {
-            e.counter(
-                "table_allocator_refusals_total",
-                "Requests answered with an error reply, by reason.",
-                &[("reason", code.as_str())],
-                n as f64,
-            );
-        }
-        let d = self.outbox.dropped;
-        for (reason, n) in [
-            ("queue_full", d.queue_full),
-            ("peer_full", d.peer_full),
-            ("timed_out", d.timed_out),
-            ("refused_sender", d.refused_sender),
-        ] {
-            e.counter(
-                "table_allocator_replies_dropped_total",
-                "Replies not delivered because the client's queue stayed full, by reason.",
-                &[("reason", reason)],
-                n as f64,
-            );
-        }
-        e.gauge(
-            "table_allocator_replies_pending",
-            "Replies waiting for room in their client's queue.",
-            &[],
-            self.outbox.len() as f64,
-        );
-        e.gauge(
-            "table_allocator_start_time_seconds",
-            "Unix time the server started.",
-            &[],
-            self.started_unix as f64,
-        );
-        e.render()
-    }
-
-    /// Writes the metrics file when one is configured; a failure is logged
-    /// and the server goes on.
-    pub fn write_metrics(&self) {
-        if let Some(path) = &self.config.metrics_path {
-            if let Err(e) = crate::files::replace(path, &self.metrics()) {
-                warn!(path = %path.display(), "cannot write metrics: {e}");
-            }
-        }
-    }
-
-    fn metrics_interval(&self) -> Option<Duration> {
-        self.config
-            .metrics_path
-            .as_ref()
-            .map(|_| Duration::from_secs(self.config.metrics_interval))
-    }
 }
 
 fn refusal_index(code: ErrorCode) -> usize {
@@ -422,122 +335,5 @@ impl Incoming {
             Some(p) => format!("{who} pid {} uid {}", p.pid, p.uid),
             None => who,
         }
-    }
-}
-
-/// Serves on an already-bound socket until `shutdown` completes.
-pub async fn run(
-    socket: UnixDatagram,
-    mut server: Server,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), ServerError> {
-    dgram::enable_credentials(&socket)?;
-    let refusal_share = match dgram::set_send_buffer(&socket, SEND_BUFFER) {
-        Ok(granted) => granted / 4,
-        Err(e) => {
-            warn!("cannot read the send buffer size: {e}");
-            // The kernel's usual default (wmem_default 212992) / 4.
-            53_248
-        }
-    };
-    tokio::pin!(shutdown);
-    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
-    let mut metrics_tick = server.metrics_interval().map(crate::timer::ticker);
-    loop {
-        let deadline = server.next_deadline();
-        let retry = server.outbox.next_deadline();
-        let log_due = server.refusal_log.window_end();
-        tokio::select! {
-            _ = &mut shutdown => {
-                info!("shutting down");
-                server.write_metrics();
-                return Ok(());
-            }
-            _ = tick_opt(&mut metrics_tick) => {
-                server.write_metrics();
-            }
-            _ = crate::timer::sleep_until_opt(deadline) => {
-                server.expire(Instant::now());
-            }
-            _ = crate::timer::sleep_until_opt(retry) => {
-                server.outbox.flush(&socket, Instant::now());
-            }
-            _ = crate::timer::sleep_until_opt(log_due) => {
-                server.flush_refusal_log(Instant::now());
-            }
-            ready = socket.readable() => {
-                ready?;
-                let batch = drain(&socket, &mut buf);
-                if batch.is_empty() {
-                    continue;
-                }
-                let answers = server.handle_batch(&batch);
-                let now = Instant::now();
-                for (dg, answer) in batch.iter().zip(answers) {
-                    send_reply(&socket, &mut server.outbox, dg, answer, now, refusal_share);
-                }
-            }
-        }
-    }
-}
-
-async fn tick_opt(tick: &mut Option<tokio::time::Interval>) {
-    match tick {
-        Some(t) => {
-            t.tick().await;
-        }
-        None => std::future::pending().await,
-    }
-}
-
-fn drain(socket: &UnixDatagram, buf: &mut [u8]) -> Vec<Incoming> {
-    let mut batch = Vec::new();
-    while batch.len() < MAX_BATCH {
-        match dgram::try_recv_with_credentials(socket, buf) {
-            Ok(Received { len, from, peer }) => batch.push(Incoming {
-                bytes: buf[..len.min(buf.len())].to_vec(),
-                len,
-                from,
-                peer,
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-            Err(e) => {
-                warn!("receive failed: {e}");
-                break;
-            }
-        }
-    }
-    batch
-}
-
-/// Sends at once; an answer to a permitted sender whose queue is full waits
-/// in the bounded outbox, any other is dropped and counted.
-fn send_reply(
-    socket: &UnixDatagram,
-    outbox: &mut Outbox,
-    dg: &Incoming,
-    answer: Answer,
-    now: Instant,
-    refusal_share: usize,
-) {
-    let Some(to) = dg.from else {
-        debug!("sender has no address; reply not sent");
-        return;
-    };
-    if !answer.may_wait && dgram::unsent_bytes(socket).is_ok_and(|n| n >= refusal_share) {
-        outbox.dropped.refused_sender += 1;
-        return;
-    }
-    let bytes = answer.reply.encode();
-    match dgram::try_send_to(socket, &bytes, &to) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-            if answer.may_wait {
-                outbox.push(to, bytes, now);
-            } else {
-                outbox.dropped.refused_sender += 1;
-            }
-        }
-        Err(e) => debug!(to = %dg.describe(), "reply not sent: {e}"),
     }
 }

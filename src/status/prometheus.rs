@@ -7,8 +7,8 @@
 //! wrong (`mhr status --prometheus` exits 0 whenever it could look).
 
 use super::Status;
+use crate::exposition::Exposition;
 use crate::netlink::rules::{PRIO_BOUND_DEVICE, PRIO_FROM, PRIO_IIF_LO, PRIO_TO};
-use crate::server::metrics::Exposition;
 use crate::track::health::LinkState;
 
 const STATES: [(LinkState, &str); 4] = [
@@ -249,7 +249,7 @@ mod tests {
     #[test]
     fn every_series_is_documented() {
         let (_, st) = fixture(LinkState::Up);
-        let doc = include_str!("../../docs/status.md");
+        let doc = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/status.md"));
         for name in series_names(&prometheus(&st)) {
             assert!(
                 doc.contains(&format!("| `{name}` |")),

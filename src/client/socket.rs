@@ -1,0 +1,283 @@
+//! The client's datagram socket: requests to the server, replies believed
+//! only from the server's name and uid, and the control questions a second
+//! client (or `mhr status`) asks a running one.
+
+use std::io;
+use std::time::Duration;
+
+use nix::sys::socket::UnixAddr;
+use tokio::net::UnixDatagram;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::dgram::{self, unix_addr};
+use crate::protocol::{check_table, Action, ErrorCode, Reply, Request, WireError, MAX_DATAGRAM};
+
+use super::*;
+
+/// The client's datagram socket.
+pub struct LeaseSocket {
+    sock: UnixDatagram,
+    server: UnixAddr,
+    server_uid: u32,
+    impostor_replies: std::cell::Cell<u64>,
+}
+
+impl LeaseSocket {
+    /// Binds `name` (the client's own abstract name). `AddrInUse` means
+    /// another process holds it.
+    pub fn bind(name: &str, cfg: &ClientConfig) -> io::Result<LeaseSocket> {
+        let sock = dgram::bind_abstract(name, cfg.padded)?;
+        dgram::enable_credentials(&sock)?;
+        Ok(LeaseSocket {
+            sock,
+            server: cfg.server_addr()?,
+            server_uid: cfg.server_uid,
+            impostor_replies: std::cell::Cell::new(0),
+        })
+    }
+
+    pub fn into_std(self) -> io::Result<std::os::unix::net::UnixDatagram> {
+        self.sock.into_std()
+    }
+
+    pub fn from_std(
+        sock: std::os::unix::net::UnixDatagram,
+        cfg: &ClientConfig,
+    ) -> io::Result<LeaseSocket> {
+        sock.set_nonblocking(true)?;
+        let sock = UnixDatagram::from_std(sock)?;
+        dgram::enable_credentials(&sock)?;
+        Ok(LeaseSocket {
+            sock,
+            server: cfg.server_addr()?,
+            server_uid: cfg.server_uid,
+            impostor_replies: std::cell::Cell::new(0),
+        })
+    }
+
+    pub(super) fn send_to(&self, bytes: &[u8], to: &UnixAddr) -> io::Result<()> {
+        dgram::try_send_to(&self.sock, bytes, to).map(|_| ())
+    }
+
+    pub(super) fn unsent_bytes(&self) -> usize {
+        dgram::unsent_bytes(&self.sock).unwrap_or(usize::MAX)
+    }
+
+    /// Sends to the server, waiting for room in its queue (a flood from
+    /// other senders may keep it full) for up to `patience`.
+    pub async fn send_request(
+        &self,
+        cfg: &ClientConfig,
+        action: Action,
+        patience: Duration,
+    ) -> io::Result<()> {
+        let req = Request {
+            action,
+            key: cfg.key,
+            tag: cfg.tag.clone(),
+        };
+        dgram::send_patiently(&self.sock, &req.encode(), &self.server, patience).await
+    }
+
+    /// The next datagram, with its sender.
+    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, dgram::Received)> {
+        loop {
+            self.sock.readable().await?;
+            match dgram::try_recv_with_credentials(&self.sock, buf) {
+                Ok(r) => return Ok((r.len.min(buf.len()), r)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A reply counts only when it comes from the server's name *and* the
+    /// kernel vouches that its sender runs as the server's uid.
+    pub(super) fn is_server(&self, r: &dgram::Received) -> bool {
+        if r.from.as_ref() != Some(&self.server) {
+            return false;
+        }
+        if r.sent_by(&self.server, self.server_uid) {
+            return true;
+        }
+        // Logged at 1, 2, 4, 8, ... such replies: an impostor that floods
+        // must not flood the log.
+        let n = self.impostor_replies.get() + 1;
+        self.impostor_replies.set(n);
+        if n.is_power_of_two() {
+            warn!(
+                server = %dgram::describe(r.from.as_ref()),
+                uid = ?r.peer.map(|p| p.uid),
+                pid = ?r.peer.map(|p| p.pid),
+                ignored = n,
+                "ignored a reply at the server's name from a process that is not the server"
+            );
+        }
+        false
+    }
+
+    /// Sends `action` to the server and waits `timeout` for its reply,
+    /// ignoring anything else that arrives.
+    pub async fn call(
+        &self,
+        cfg: &ClientConfig,
+        action: Action,
+        timeout: Duration,
+    ) -> io::Result<Option<Reply>> {
+        let deadline = Instant::now() + timeout;
+        self.send_request(cfg, action, timeout / 2).await?;
+        let mut buf = [0u8; MAX_DATAGRAM + 1];
+        loop {
+            let got = tokio::time::timeout_at(deadline, self.recv(&mut buf)).await;
+            let Ok(got) = got else { return Ok(None) };
+            let (n, r) = got?;
+            if self.is_server(&r) {
+                match Reply::decode(&buf[..n]) {
+                    Ok(reply) => return Ok(Some(reply)),
+                    Err(e) => debug!("undecodable reply from server: {e}"),
+                }
+            }
+        }
+    }
+
+    /// Asks for the lease up to `cfg.attempts` times, `cfg.retry` apart. An
+    /// error reply ends the attempts at once.
+    pub async fn acquire(&self, cfg: &ClientConfig) -> Acquired {
+        for attempt in 1..=cfg.attempts {
+            match self.call(cfg, Action::Request, cfg.retry).await {
+                Ok(Some(Reply::Lease {
+                    table,
+                    lease_expires,
+                })) if table != 0 => {
+                    return match check_table(table, cfg.tables) {
+                        Ok(table) => Acquired::Table {
+                            table,
+                            lease_expires,
+                        },
+                        Err(why) => {
+                            warn!(server = %cfg.server, "refusing the server's answer: {why}");
+                            Acquired::Refused(WireError::new(ErrorCode::Internal, why))
+                        }
+                    };
+                }
+                Ok(Some(Reply::Lease { .. })) => warn!("server answered a request with table 0"),
+                Ok(Some(Reply::Error(e))) => return Acquired::Refused(e),
+                Ok(None) => {
+                    info!(attempt, server = %cfg.server, "no answer from the table allocator server")
+                }
+                Err(e) => {
+                    info!(attempt, server = %cfg.server, "cannot reach the table allocator server: {e}");
+                    // A send error returns at once; keep the pace of retries.
+                    tokio::time::sleep(cfg.retry).await;
+                }
+            }
+        }
+        Acquired::NoAnswer
+    }
+}
+
+/// Sends one control request to the running client for `cfg`'s address and
+/// waits for its answer. `Ok(None)`: no client is running.
+pub async fn ask_running_client(
+    cfg: &ClientConfig,
+    action: Action,
+    timeout: Duration,
+) -> io::Result<Option<Reply>> {
+    let name = format!("{}-ctl{}", cfg.socket_name(), std::process::id());
+    let sock = dgram::bind_abstract(&name, cfg.padded)?;
+    dgram::enable_credentials(&sock)?;
+    let to = unix_addr(&cfg.socket_name(), cfg.padded)?;
+    let req = Request {
+        action,
+        key: cfg.key,
+        tag: None,
+    };
+    match dgram::try_send_to(&sock, &req.encode(), &to) {
+        Ok(_) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    // Only the client's own socket, run by root or by us, may answer; what
+    // it names must be a table we would accept from the server.
+    let me = nix::unistd::getuid().as_raw();
+    let mut buf = [0u8; MAX_DATAGRAM + 1];
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = tokio::time::timeout_at(deadline, async {
+            loop {
+                sock.readable().await?;
+                match dgram::try_recv_with_credentials(&sock, &mut buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    other => return other,
+                }
+            }
+        })
+        .await;
+        let r = match got {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the client holding @{} did not answer", cfg.socket_name()),
+                ))
+            }
+        };
+        if !r.sent_by(&to, me) {
+            warn!(
+                name = %cfg.socket_name(),
+                uid = ?r.peer.map(|p| p.uid),
+                "ignored an answer that did not come from a client of root's"
+            );
+            continue;
+        }
+        let reply = Reply::decode(&buf[..r.len.min(buf.len())]).ok();
+        return Ok(match reply {
+            Some(Reply::Lease { table, .. }) if table != 0 && action == Action::Request => {
+                match check_table(table, cfg.tables) {
+                    Ok(_) => reply,
+                    Err(why) => {
+                        warn!(name = %cfg.socket_name(), "refusing the running client's answer: {why}");
+                        Some(Reply::Error(WireError::new(ErrorCode::Internal, why)))
+                    }
+                }
+            }
+            other => other,
+        });
+    }
+}
+
+/// Does the allocator server answer at `name`? An empty object is refused
+/// with an error reply and changes nothing. Only an answer from the server's
+/// name whose sender the kernel reports as root or `server_uid` counts.
+pub fn server_answers(name: &str, padded: bool, server_uid: u32) -> bool {
+    let me = format!("mhr-status-{}", std::process::id());
+    let (Ok(mine), Ok(to), Ok(server)) = (
+        dgram::abstract_addr(&me, padded),
+        dgram::abstract_addr(name, padded),
+        unix_addr(name, padded),
+    ) else {
+        return false;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::bind_addr(&mine) else {
+        return false;
+    };
+    if dgram::enable_credentials(&sock).is_err() || sock.send_to_addr(b"{}", &to).is_err() {
+        return false;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    let mut buf = [0u8; MAX_DATAGRAM + 1];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || sock.set_read_timeout(Some(left)).is_err() {
+            return false;
+        }
+        let Ok(r) = dgram::recv_with_credentials_std(&sock, &mut buf) else {
+            return false;
+        };
+        if r.sent_by(&server, server_uid) {
+            return true;
+        }
+        warn!(server = name, uid = ?r.peer.map(|p| p.uid), "an answer at the server's name came from a process that is not the server");
+    }
+}
