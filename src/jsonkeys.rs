@@ -16,6 +16,16 @@ pub enum ReadError {
     Syntax(String),
 }
 
+impl ReadError {
+    /// The error for a person editing a config file.
+    pub fn for_people(self) -> String {
+        match self {
+            ReadError::Duplicate(key) => format!("the key {key} is given twice; say it once"),
+            ReadError::Syntax(message) => message,
+        }
+    }
+}
+
 /// A JSON value that failed on the first object (at any depth) repeating a
 /// key; the error text is `duplicate key "NAME"`.
 struct Unique(Value);

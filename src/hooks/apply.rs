@@ -67,7 +67,7 @@ impl Context {
         }
         if check_router {
             if let Some(router) = lease.routers.first() {
-                if !router_answers(&lease.ifname, address, *router).await {
+                if !crate::track::router_answers(&lease.ifname, address, *router).await {
                     nl.del_address(ifindex, address, lease.prefix_len).await?;
                     return Err(ApplyError::RouterDown(*router));
                 }
@@ -182,18 +182,4 @@ impl Context {
         self.uplinks.set_dns(&up.ifname, address, &up.dns)?;
         Ok(table)
     }
-}
-
-/// Does the router answer one echo from `source` through this interface?
-/// (dhclient-script pings it for TIMEOUT; this is the tracker's probe.)
-async fn router_answers(ifname: &str, source: IpAddr, router: IpAddr) -> bool {
-    let probe = crate::track::probe::Probe {
-        target: crate::track::config::Target::Icmp { address: router },
-        source,
-        device: ifname.to_owned(),
-        timeout: std::time::Duration::from_secs(1),
-        ident: std::process::id() as u16,
-        seq: 1,
-    };
-    crate::track::probe::run(&probe).await.rtt.is_some()
 }

@@ -160,16 +160,6 @@ impl Default for ServerConfig {
     }
 }
 
-/// A json5 read error for people (shared with the tracker's config).
-pub fn json5_message(e: crate::jsonkeys::ReadError) -> String {
-    match e {
-        crate::jsonkeys::ReadError::Duplicate(key) => {
-            format!("the key {key} is given twice; say it once")
-        }
-        crate::jsonkeys::ReadError::Syntax(message) => message,
-    }
-}
-
 /// A parsed config and the warnings it produced (unknown keys).
 #[derive(Debug)]
 pub struct Loaded {
@@ -191,7 +181,7 @@ impl ServerConfig {
             path: path.to_owned(),
             message,
         };
-        let value = crate::jsonkeys::parse_json5(text).map_err(|e| syntax(json5_message(e)))?;
+        let value = crate::jsonkeys::parse_json5(text).map_err(|e| syntax(e.for_people()))?;
         let Value::Object(obj) = value else {
             return Err(syntax("the top level must be an object".into()));
         };

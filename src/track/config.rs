@@ -223,8 +223,7 @@ impl TrackConfig {
             path: path.to_owned(),
             message,
         };
-        let value = crate::jsonkeys::parse_json5(text)
-            .map_err(|e| bad(crate::server::config::json5_message(e)))?;
+        let value = crate::jsonkeys::parse_json5(text).map_err(|e| bad(e.for_people()))?;
         let raw: Raw = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
         let d = TrackConfig::default();
         let ms = |key: &str, v: Option<u64>, default: Duration, max: u64| match v {

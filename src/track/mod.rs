@@ -10,17 +10,21 @@
 
 pub mod config;
 pub mod health;
-pub mod probe;
+mod probe;
+mod scripts;
+use scripts::uplink_env;
+mod state;
 mod targets;
+mod unbound;
+
+pub use state::{TrackState, UplinkState};
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::IpAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -28,9 +32,7 @@ use crate::addr::Family;
 use crate::netlink::rules::{RuleSpec, PRIO_BOUND_DEVICE, PRIO_FROM};
 use crate::netlink::{Netlink, NetlinkError};
 use crate::timer::unix_now;
-use crate::track::health::{
-    choose, paced_interval, Candidate, Health, HourMeter, LinkHealth, LinkState, Unbound,
-};
+use crate::track::health::{paced_interval, Health, HourMeter, LinkHealth};
 
 use config::{Target, TrackConfig};
 use probe::{Outcome, Probe};
@@ -81,33 +83,6 @@ pub fn uplinks_from_rules(rules: &[RuleSpec], temporary: &[IpAddr]) -> Vec<Uplin
             })
         })
         .collect()
-}
-
-/// The tracker's state file, read by `mhr status`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TrackState {
-    /// Unix seconds of the write; `mhr status` ignores an old file.
-    pub updated: i64,
-    pub uplinks: Vec<UplinkState>,
-    pub unbound: Vec<Unbound>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct UplinkState {
-    pub family: String,
-    pub table: u32,
-    pub ifname: String,
-    pub address: IpAddr,
-    pub probes_sent: u64,
-    pub last_error: Option<String>,
-    pub health: Health,
-}
-
-impl TrackState {
-    pub fn read(path: &Path) -> Option<TrackState> {
-        let text = std::fs::read_to_string(path).ok()?;
-        serde_json::from_str(&text).ok()
-    }
 }
 
 struct Uplink {
@@ -174,18 +149,21 @@ struct Tracker {
 }
 
 impl Tracker {
-    /// The unbound rule and, beside it, one per downstream interface
-    /// (MHR_DOWNSTREAM), so forwarded traffic follows the same choice.
-    fn unbound_rules(&self, family: Family, table: u32) -> Vec<RuleSpec> {
-        let mut lo = RuleSpec::new(family, table);
-        lo.priority = self.cfg.unbound_priority;
-        lo.iif = Some("lo".into());
-        let mut rules = vec![lo];
-        rules.extend(
-            self.downstream
-                .rules(family, table, self.cfg.unbound_priority),
-        );
-        rules
+    fn new(
+        cfg: TrackConfig,
+        downstream: crate::netlink::rules::Downstream,
+        now: Instant,
+    ) -> Tracker {
+        let settle = cfg.interval * cfg.thresholds.up_after + cfg.timeout;
+        Tracker {
+            ident: (std::process::id() as u16).rotate_left(7),
+            cfg,
+            uplinks: BTreeMap::new(),
+            unbound: BTreeMap::new(),
+            dirty: true,
+            settle_until: now + settle,
+            downstream,
+        }
     }
 
     /// Brings the uplink set in line with our rules, and learns which
@@ -336,217 +314,20 @@ impl Tracker {
         self.run_scripts(env);
         true
     }
-
-    /// Points each family's unbound rule at the best usable uplink, or
-    /// removes it when none is usable. Make before break: the new rule is
-    /// added before the old one goes, so unbound traffic always has a way.
-    async fn reconcile(&mut self, nl: &Netlink) {
-        if Instant::now() < self.settle_until
-            && self
-                .uplinks
-                .values()
-                .any(|u| u.health.state == LinkState::Unknown)
-        {
-            return;
-        }
-        for family in [Family::Inet, Family::Inet6] {
-            let cands: Vec<Candidate> = self
-                .uplinks
-                .values()
-                .filter(|u| u.id.family == family)
-                .map(|u| Candidate {
-                    table: u.id.table,
-                    ifname: u.id.ifname.clone(),
-                    state: u.health.state,
-                    loss_pct: u.health.loss_pct(),
-                    rtt_ms: u.health.rtt_ms(),
-                })
-                .collect();
-            let current = self.unbound.get(&family).map(|x| x.0);
-            let want = choose(&cands, &self.cfg.preference, current);
-            if want == current {
-                continue;
-            }
-            if let Some(t) = want {
-                if let Some(e) = add_all(nl, &self.unbound_rules(family, t)).await {
-                    warn!(table = t, %family, "cannot add the unbound rule: {e}");
-                    continue;
-                }
-            }
-            if let Some(old) = current {
-                for r in self.unbound_rules(family, old) {
-                    if let Err(e) = nl.del_rule(&r).await {
-                        warn!(table = old, %family, "cannot remove the old unbound rule: {e}");
-                    }
-                }
-            }
-            let ifname = |t: Option<u32>| {
-                t.and_then(|t| self.uplinks.get(&(family, t)))
-                    .map(|u| u.id.ifname.clone())
-                    .unwrap_or_default()
-            };
-            let (new_if, old_if) = (ifname(want), ifname(current));
-            match want {
-                Some(t) => {
-                    info!(%family, table = t, ifname = %new_if, "unbound traffic now uses {new_if} (table {t})");
-                    self.unbound.insert(family, (t, unix_now()));
-                }
-                None => {
-                    info!(%family, "no usable uplink: unbound traffic follows the iif lo rules (91000)");
-                    self.unbound.remove(&family);
-                }
-            }
-            self.dirty = true;
-            let text = |t: Option<u32>| t.map(|t| t.to_string()).unwrap_or_default();
-            self.run_scripts(vec![
-                ("MHR_EVENT".into(), "unbound".into()),
-                ("MHR_FAMILY".into(), family.name().into()),
-                ("MHR_TABLE".into(), text(want)),
-                ("MHR_IFNAME".into(), new_if),
-                ("MHR_OLD_TABLE".into(), text(current)),
-                ("MHR_OLD_IFNAME".into(), old_if),
-            ]);
-        }
-    }
-
-    fn state(&self) -> TrackState {
-        TrackState {
-            updated: unix_now(),
-            uplinks: self
-                .uplinks
-                .values()
-                .map(|u| UplinkState {
-                    family: u.id.family.name().into(),
-                    table: u.id.table,
-                    ifname: u.id.ifname.clone(),
-                    address: u.id.address,
-                    probes_sent: u.probes_sent,
-                    last_error: u.last_error.clone(),
-                    health: u.health(),
-                })
-                .collect(),
-            unbound: self
-                .unbound
-                .iter()
-                .map(|(family, (table, since))| Unbound {
-                    family: family.name().into(),
-                    table: *table,
-                    ifname: self
-                        .uplinks
-                        .get(&(*family, *table))
-                        .map(|u| u.id.ifname.clone())
-                        .unwrap_or_default(),
-                    since: *since,
-                })
-                .collect(),
-        }
-    }
-
-    fn write_state(&mut self) {
-        if !self.dirty {
-            return;
-        }
-        self.dirty = false;
-        let path = &self.cfg.state_file;
-        let text = match serde_json::to_string_pretty(&self.state()) {
-            Ok(t) => t,
-            Err(e) => return warn!("cannot encode the state: {e}"),
-        };
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        if let Err(e) = crate::files::replace(path, &text) {
-            warn!(path = %path.display(), "cannot write the state file: {e}");
-        }
-    }
-
-    /// Runs the operator's scripts in name order (like run-parts), in the
-    /// background, each limited to `script_timeout`.
-    fn run_scripts(&self, env: Vec<(String, String)>) {
-        let dir = self.cfg.scripts_dir.clone();
-        let limit = self.cfg.script_timeout;
-        tokio::spawn(async move {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                return;
-            };
-            let mut scripts: Vec<_> = entries
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| is_executable(p))
-                .collect();
-            scripts.sort();
-            for script in scripts {
-                let mut cmd = tokio::process::Command::new(&script);
-                cmd.envs(env.iter().map(|(k, v)| (k, v)))
-                    .stdin(std::process::Stdio::null())
-                    .kill_on_drop(true);
-                match tokio::time::timeout(limit, cmd.output()).await {
-                    Ok(Ok(out)) if out.status.success() => {}
-                    Ok(Ok(out)) => warn!(
-                        script = %script.display(),
-                        "event script failed ({}): {}",
-                        out.status,
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    ),
-                    Ok(Err(e)) => warn!(script = %script.display(), "cannot run event script: {e}"),
-                    Err(_) => {
-                        warn!(script = %script.display(), "event script killed after {} ms", limit.as_millis())
-                    }
-                }
-            }
-        });
-    }
-
-    /// On the way out: unbound traffic goes back to the 91000 order, and
-    /// the state file goes so that `mhr status` does not show old health.
-    async fn shutdown(&mut self, nl: &Netlink) {
-        for (family, (table, _)) in std::mem::take(&mut self.unbound) {
-            for r in self.unbound_rules(family, table) {
-                let _ = nl.del_rule(&r).await;
-            }
-        }
-        let _ = std::fs::remove_file(&self.cfg.state_file);
-    }
 }
 
-/// Adds every rule; the first error, if any.
-async fn add_all(nl: &Netlink, rules: &[RuleSpec]) -> Option<NetlinkError> {
-    let mut first = None;
-    for r in rules {
-        if let Err(e) = nl.add_rule(r).await {
-            first.get_or_insert(e);
-        }
-    }
-    first
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    // run-parts' rule: skip editor backups and package leftovers.
-    let plain = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    plain
-        && std::fs::metadata(path)
-            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            .unwrap_or(false)
-}
-
-fn uplink_env(id: &UplinkId, h: &Health) -> Vec<(String, String)> {
-    vec![
-        ("MHR_IFNAME".into(), id.ifname.clone()),
-        ("MHR_FAMILY".into(), id.family.name().into()),
-        ("MHR_ADDRESS".into(), id.address.to_string()),
-        ("MHR_TABLE".into(), id.table.to_string()),
-        ("MHR_STATE".into(), h.state.name().into()),
-        (
-            "MHR_RTT_MS".into(),
-            h.rtt_ms.map(|r| format!("{r:.1}")).unwrap_or_default(),
-        ),
-        ("MHR_LOSS_PCT".into(), format!("{:.1}", h.loss_pct)),
-    ]
+/// Does `router` answer one ICMP echo from `source` through `ifname`
+/// within a second? The tracker's own probe, for dhclient's TIMEOUT check.
+pub async fn router_answers(ifname: &str, source: IpAddr, router: IpAddr) -> bool {
+    let probe = Probe {
+        target: Target::Icmp { address: router },
+        source,
+        device: ifname.to_owned(),
+        timeout: Duration::from_secs(1),
+        ident: std::process::id() as u16,
+        seq: 1,
+    };
+    probe::run(&probe).await.rtt.is_some()
 }
 
 /// Runs the tracker until `shutdown` completes. Forwarded traffic from
@@ -557,16 +338,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), TrackError> {
     let nl = Netlink::connect()?;
-    let cfg_settle = cfg.interval * cfg.thresholds.up_after + cfg.timeout;
-    let mut t = Tracker {
-        ident: (std::process::id() as u16).rotate_left(7),
-        cfg,
-        uplinks: BTreeMap::new(),
-        unbound: BTreeMap::new(),
-        dirty: true,
-        settle_until: Instant::now() + cfg_settle,
-        downstream,
-    };
+    let mut t = Tracker::new(cfg, downstream, Instant::now());
     t.discover(&nl).await?;
     info!(
         uplinks = t.uplinks.len(),
