@@ -21,25 +21,21 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, Ipv6Addr, SocketAddrV6};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
-use nix::sys::socket::{
-    self, sockopt, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockProtocol, SockType,
-    SockaddrIn6,
-};
 use tokio::io::unix::AsyncFd;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::addr::Family;
 use crate::dns::Scope;
-use crate::netlink::routes::{Origin, RouteSpec, MAIN_TABLE};
-use crate::netlink::rules::{RuleSpec, PRIO_BOUND_DEVICE, PRIO_FROM};
-use crate::netlink::{route_message, route_table, Addr6, Event, Netlink, NetlinkError, Watcher};
+use crate::netlink::{Addr6, Event, Netlink, NetlinkError, Watcher};
 use crate::ra::{self, RaRoute};
 use crate::uplink::Uplinks;
+
+use super::plan;
+use super::socket::{ra_socket, read_ra, solicit};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RaError {
@@ -51,7 +47,7 @@ pub enum RaError {
 
 /// What the RAs of one interface asked for, with deadlines.
 #[derive(Default)]
-struct IfRa {
+pub(super) struct IfRa {
     routes: BTreeMap<RaRoute, Instant>,
     dns: BTreeMap<Ipv6Addr, Instant>,
     /// Tables that have all of `routes`.
@@ -60,10 +56,10 @@ struct IfRa {
     dns_written: Option<(Ipv6Addr, Vec<Ipv6Addr>)>,
 }
 
-struct Agent {
+pub(super) struct Agent {
     uplinks: Uplinks,
     patterns: Vec<String>,
-    nl: Netlink,
+    pub(super) nl: Netlink,
     names: HashMap<u32, String>,
     ras: HashMap<u32, IfRa>,
     /// Addresses whose lease is being taken, since when.
@@ -104,7 +100,7 @@ impl Agent {
         Some(name)
     }
 
-    async fn managed(&mut self, index: u32) -> Option<String> {
+    pub(super) async fn managed(&mut self, index: u32) -> Option<String> {
         let name = self.ifname(index).await?;
         self.patterns
             .iter()
@@ -112,100 +108,53 @@ impl Agent {
             .then_some(name)
     }
 
-    /// Tables of our IPv6 rules, by interface (9000 `oif` rules), and the
-    /// (address, table) of every 10000 `from` rule.
-    async fn our_rules(&self) -> Result<(Vec<RuleSpec>, HashMap<String, Vec<u32>>), NetlinkError> {
-        let rules = self.nl.our_rules(Family::Inet6).await?;
-        let mut tables: HashMap<String, Vec<u32>> = HashMap::new();
-        for r in rules.iter().filter(|r| r.priority == PRIO_BOUND_DEVICE) {
-            if let Some(oif) = &r.oif {
-                tables.entry(oif.clone()).or_default().push(r.table);
-            }
-        }
-        for t in tables.values_mut() {
-            t.sort_unstable();
-        }
-        Ok((rules, tables))
+    /// Tables of our IPv6 rules, by interface.
+    async fn our_tables(&self) -> Result<HashMap<String, Vec<u32>>, NetlinkError> {
+        Ok(plan::tables_by_interface(
+            &self.nl.our_rules(Family::Inet6).await?,
+        ))
     }
 
-    /// One pass: leases for RA addresses, rules for temporary addresses,
-    /// RA routes in every table, DNS lines, expiry.
+    /// One pass: the address plan (leases, temporary-address rules)
+    /// applied, then RA routes in every table, DNS lines, expiry.
     async fn reconcile(&mut self) -> Result<(), NetlinkError> {
         let now = Instant::now();
         let addrs = self.nl.addresses6().await?;
-        let (rules, tables) = self.our_rules().await?;
-        let from_rules: Vec<(Ipv6Addr, u32)> = rules
-            .iter()
-            .filter(|r| r.priority == PRIO_FROM)
-            .filter_map(|r| match r.from {
-                Some((IpAddr::V6(a), 128)) => Some((a, r.table)),
-                _ => None,
-            })
-            .collect();
+        let rules = self.nl.our_rules(Family::Inet6).await?;
+        let tables = plan::tables_by_interface(&rules);
         self.leasing
             .retain(|_, since| now.duration_since(*since) < Duration::from_secs(15));
-
-        let mut present: HashSet<Ipv6Addr> = HashSet::new();
-        let mut stable: HashMap<u32, Ipv6Addr> = HashMap::new();
-        for a in &addrs {
-            present.insert(a.address);
-            if !a.usable_global() {
-                continue;
-            }
-            let Some(ifname) = self.managed(a.index).await else {
-                continue;
-            };
-            let has_rule = from_rules.iter().any(|(x, _)| *x == a.address);
-            if a.temporary() {
-                // Its interface's table: the one whose own address shares
-                // the temporary address's prefix, else the first.
-                let own = tables.get(&ifname).and_then(|ts| {
-                    ts.iter()
-                        .copied()
-                        .find(|t| {
-                            from_rules.iter().any(|(x, tt)| {
-                                tt == t && x.segments()[..4] == a.address.segments()[..4]
-                            })
-                        })
-                        .or_else(|| ts.first().copied())
-                });
-                if let (Some(table), false) = (own, has_rule) {
-                    let mut r = RuleSpec::new(Family::Inet6, table);
-                    r.priority = PRIO_FROM;
-                    r.from = Some((IpAddr::V6(a.address), 128));
-                    match self.nl.add_rule(&r).await {
-                        Ok(()) => {
-                            info!(%ifname, address = %a.address, table, "temporary address routed by its interface's table")
-                        }
-                        Err(e) => warn!("{e}"),
-                    }
-                }
-                continue;
-            }
-            if a.proto == Some(crate::netlink::IFAPROT_KERNEL_RA) {
-                stable.entry(a.index).or_insert(a.address);
-                if !has_rule && !self.leasing.contains_key(&a.address) {
-                    self.leasing.insert(a.address, now);
-                    self.lease(ifname, a);
-                }
+        let mut managed = HashMap::new();
+        for index in addrs.iter().map(|a| a.index).collect::<HashSet<_>>() {
+            if let Some(name) = self.managed(index).await {
+                managed.insert(index, name);
             }
         }
-        // Temporary-address rules whose address is gone. (A client removes
-        // its own address's rule itself.)
-        let managed_tables: HashSet<u32> = tables.values().flatten().copied().collect();
-        for (addr, table) in &from_rules {
-            if !present.contains(addr)
-                && managed_tables.contains(table)
-                && !self.leasing.contains_key(addr)
-            {
-                let mut r = RuleSpec::new(Family::Inet6, *table);
-                r.priority = PRIO_FROM;
-                r.from = Some((IpAddr::V6(*addr), 128));
-                if let Ok(true) = self.nl.del_rule(&r).await {
-                    info!(address = %addr, table, "temporary address gone: rule removed");
+        let leasing: HashSet<Ipv6Addr> = self.leasing.keys().copied().collect();
+        let plan = plan::plan_addresses(&plan::Observed {
+            addrs: &addrs,
+            managed: &managed,
+            rules: &rules,
+            leasing: &leasing,
+        });
+        for r in &plan.add_rules {
+            match self.nl.add_rule(r).await {
+                Ok(()) => {
+                    info!(rule = %r, "temporary address routed by its interface's table")
                 }
+                Err(e) => warn!("{e}"),
             }
         }
+        for r in &plan.del_rules {
+            if let Ok(true) = self.nl.del_rule(r).await {
+                info!(rule = %r, "temporary address gone: rule removed");
+            }
+        }
+        for (ifname, a) in plan.lease {
+            self.leasing.insert(a.address, now);
+            self.lease(ifname, &a);
+        }
+        let stable = plan.stable;
 
         // RA state: expire, fill new tables, write DNS.
         let indexes: Vec<u32> = self.ras.keys().copied().collect();
@@ -275,37 +224,6 @@ impl Agent {
         });
     }
 
-    fn route(index: u32, table: u32, r: &RaRoute) -> RouteSpec {
-        let mut spec = RouteSpec::base(IpAddr::V6(r.dest), r.len, index, table);
-        spec.gateway = r.via.map(IpAddr::V6);
-        spec
-    }
-
-    /// Installs routes with lifetimes in `table`; a zero lifetime deletes.
-    async fn install(&self, index: u32, table: u32, routes: &[(RaRoute, Duration)]) {
-        for (r, life) in routes {
-            let spec = Self::route(index, table, r);
-            if life.is_zero() {
-                let mut del = spec;
-                del.origin = Origin::Any;
-                match self.nl.del_route(route_message(&del)).await {
-                    Ok(true) => info!(table, route = %describe(r), "RA withdrew it: route removed"),
-                    Ok(false) => {}
-                    Err(e) => warn!("{e}"),
-                }
-                continue;
-            }
-            let mut m = route_message(&spec);
-            if let Some(e) = ra::expires_attr(*life) {
-                m.attributes
-                    .push(rtnetlink::packet_route::route::RouteAttribute::Expires(e));
-            }
-            if let Err(e) = self.nl.replace_route(m).await {
-                warn!(table, "{e}");
-            }
-        }
-    }
-
     /// An RA received on `index` from `router`.
     async fn advert(&mut self, index: u32, router: Ipv6Addr, msg: &[u8]) {
         let Some(ifname) = self.managed(index).await else {
@@ -329,8 +247,8 @@ impl Agent {
                 warn!(%ifname, %router, refused, earlier = suppressed, "router advertisement over the bounds (routes per interface {}, per router {}, name servers {}): the rest ignored", limits.routes_per_interface, limits.routes_per_router, limits.dns_per_interface);
             }
         }
-        let tables = match self.our_rules().await {
-            Ok((_, t)) => t.get(&ifname).cloned().unwrap_or_default(),
+        let tables = match self.our_tables().await {
+            Ok(t) => t.get(&ifname).cloned().unwrap_or_default(),
             Err(e) => return warn!("{e}"),
         };
         for t in &tables {
@@ -353,125 +271,6 @@ impl Agent {
         }
         st.tables_done.extend(tables.iter().copied());
         debug!(%ifname, %router, lifetime = advert.router_lifetime, prefixes = advert.prefixes.len(), "router advertisement");
-    }
-
-    /// The kernel's RA routes in main on a managed interface: the tables
-    /// have them; main must not.
-    async fn main_route(&mut self, m: rtnetlink::packet_route::route::RouteMessage) {
-        use rtnetlink::packet_route::route::{RouteAttribute, RouteProtocol};
-        if route_table(&m) != MAIN_TABLE {
-            return;
-        }
-        let Some(oif) = m.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Oif(i) => Some(*i),
-            _ => None,
-        }) else {
-            return;
-        };
-        let expires = m.attributes.iter().any(|a| match a {
-            RouteAttribute::Expires(e) => *e > 0,
-            RouteAttribute::CacheInfo(c) => c.expires > 0,
-            _ => false,
-        });
-        let dest_ll = m.attributes.iter().any(|a| {
-            matches!(a, RouteAttribute::Destination(rtnetlink::packet_route::route::RouteAddress::Inet6(d)) if d.is_unicast_link_local())
-        });
-        let from_ra = m.header.protocol == RouteProtocol::Ra
-            || m.header.protocol == RouteProtocol::Kernel
-                && expires
-                && (1..128).contains(&m.header.destination_prefix_length)
-                && !dest_ll;
-        if !from_ra {
-            return;
-        }
-        let Some(ifname) = self.managed(oif).await else {
-            return;
-        };
-        let what = crate::netlink::describe_route(&m);
-        match self.nl.del_route(m).await {
-            Ok(true) => info!(%ifname, route = %what, "RA route removed from main"),
-            Ok(false) => {}
-            Err(e) => warn!("{e}"),
-        }
-    }
-}
-
-fn describe(r: &RaRoute) -> String {
-    match r.via {
-        Some(v) => format!("{}/{} via {v}", r.dest, r.len),
-        None => format!("{}/{}", r.dest, r.len),
-    }
-}
-
-/// A raw ICMPv6 socket that passes router advertisements only, with the
-/// receiving interface of each.
-fn ra_socket() -> io::Result<OwnedFd> {
-    let fd = socket::socket(
-        AddressFamily::Inet6,
-        SockType::Raw,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        SockProtocol::IcmpV6,
-    )?;
-    // ICMP6_FILTER: block everything but type 134.
-    let mut filter = [u32::MAX; 8];
-    filter[134 >> 5] &= !(1u32 << (134 & 31));
-    // SAFETY: the filter array outlives the call; the kernel copies it.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::IPPROTO_ICMPV6,
-            1, // ICMP6_FILTER
-            filter.as_ptr().cast(),
-            std::mem::size_of_val(&filter) as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    socket::setsockopt(&fd, sockopt::Ipv6RecvPacketInfo, &true)?;
-    socket::setsockopt(&fd, sockopt::Ipv6RecvHopLimit, &true)?;
-    // Solicitations go to all-routers with hop limit 255 (RFC 4861).
-    socket::setsockopt(&fd, sockopt::Ipv6MulticastHops, &255)?;
-    Ok(fd)
-}
-
-/// Reads one datagram: (interface, source, ICMPv6 message) of an RA that
-/// arrived with hop limit 255 (so it was not forwarded).
-fn read_ra(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<Option<(u32, Ipv6Addr, usize)>> {
-    let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int);
-    let mut iov = [io::IoSliceMut::new(buf)];
-    let msg = socket::recvmsg::<SockaddrIn6>(
-        fd.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::empty(),
-    )?;
-    let (mut index, mut hops) = (None, None);
-    for c in msg.cmsgs()? {
-        match c {
-            ControlMessageOwned::Ipv6PacketInfo(p) => index = Some(p.ipi6_ifindex),
-            ControlMessageOwned::Ipv6HopLimit(h) => hops = Some(h),
-            _ => {}
-        }
-    }
-    let (Some(from), Some(index)) = (msg.address, index) else {
-        return Ok(None);
-    };
-    if hops != Some(255) {
-        return Ok(None);
-    }
-    Ok(Some((index, from.ip(), msg.bytes)))
-}
-
-fn solicit(fd: &OwnedFd, index: u32) {
-    let to = SockaddrIn6::from(SocketAddrV6::new(
-        "ff02::2".parse().expect("literal"),
-        0,
-        0,
-        index,
-    ));
-    if let Err(e) = socket::sendto(fd.as_raw_fd(), &ra::solicitation(), &to, MsgFlags::empty()) {
-        debug!(index, "router solicitation: {e}");
     }
 }
 

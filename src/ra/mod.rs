@@ -4,6 +4,9 @@
 
 mod advert;
 mod agent;
+mod plan;
+mod routes;
+mod socket;
 
 pub use advert::*;
 pub use agent::run;
