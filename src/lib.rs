@@ -2,29 +2,58 @@
 //!
 //! Every interface address gets its own routing table, leased from the table
 //! allocator server; rules pick the table. Decision logic is pure and returns
-//! plans; thin layers apply them to sockets, sqlite and netlink.
+//! plans; thin layers apply them to sockets, sqlite and netlink. The map is
+//! `docs/architecture.md`; arrows only point down this list.
 
-pub mod addr;
-pub mod cli;
-pub mod client;
+// Components, named as users say them, each above what it uses. (One per
+// paragraph, so rustfmt keeps this order.)
+
+// mhr's verbs; the binary only parses and dispatches
 pub mod commands;
-pub mod dgram;
-pub mod dns;
-pub mod exposition;
-pub mod files;
-pub mod hooks;
-pub mod jsonkeys;
-pub mod logging;
-pub mod netlink;
-pub mod patterns;
-pub mod pidfile;
-pub mod protocol;
+
+// clap definitions of the three binaries (man pages, completions)
+pub mod cli;
+
+// dhclient / ifupdown / NetworkManager variables -> actions
+pub(crate) mod hooks;
+
+// mhr ra: SLAAC uplinks from router advertisements
 pub mod ra;
-pub mod ratelimit;
+
+// mhr status, doctor, route get, Prometheus
+pub(crate) mod status;
+
+// mhr track: health per uplink, the unbound rule
+pub(crate) mod track;
+
+// the service hooks and RA share: table lease, routes, DNS
+pub(crate) mod uplink;
+
+// table_allocator_client: one lease and its rules
+pub mod client;
+
+// table_allocator_server: leases, sqlite, metrics
 pub mod server;
+
+// the dnsmasq servers file; DNS TXT queries
+pub(crate) mod dns;
+
+// the one layer that touches the kernel, and its planners
+pub mod netlink;
+
+// the allocator's wire format, shared by server and client
+pub mod protocol;
+
+// Shared leaves: they import no component.
+pub mod addr;
+pub mod dgram;
+pub(crate) mod exposition;
+pub(crate) mod files;
+pub(crate) mod jsonkeys;
+pub mod logging;
+pub(crate) mod patterns;
+pub(crate) mod pidfile;
+pub(crate) mod ratelimit;
 pub mod settings;
 pub mod shutdown;
-pub mod status;
-pub mod timer;
-pub mod track;
-pub mod uplink;
+pub(crate) mod timer;

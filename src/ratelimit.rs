@@ -73,7 +73,8 @@ impl RateLimit {
     }
 
     /// Lines dropped in the current window so far.
-    pub fn pending(&self) -> u64 {
+    #[cfg(test)]
+    fn pending(&self) -> u64 {
         self.suppressed
     }
 }

@@ -7,7 +7,7 @@ pub mod hostname;
 mod hotplug;
 mod ifup;
 
-pub use dhclient::{dhclient, parse_rfc3442, Dhcp6Lease, DhcpAction, DhcpLease, MIN_DHCP_MTU};
+pub use dhclient::{dhclient, Dhcp6Lease, DhcpAction, DhcpLease};
 pub use ifup::{ifup, IfupAction, StaticUplink};
 
 use std::collections::HashMap;

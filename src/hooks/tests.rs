@@ -1,4 +1,5 @@
 use super::*;
+use crate::hooks::dhclient::parse_rfc3442;
 use std::net::Ipv6Addr;
 
 fn env(pairs: &[(&str, &str)]) -> Env {

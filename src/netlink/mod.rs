@@ -10,9 +10,9 @@
 mod address;
 mod link;
 mod route;
-pub mod routes;
+pub(crate) mod routes;
 mod rule;
-pub mod rules;
+pub(crate) mod rules;
 mod watch;
 
 pub use address::{Addr6, IFAPROT_KERNEL_RA, IFA_F_DADFAILED, IFA_F_TEMPORARY, IFA_F_TENTATIVE};

@@ -2,13 +2,13 @@
 //! requests in batches. Each batch is one sqlite transaction, committed
 //! before any reply of that batch leaves, so every granted table is on disk.
 
-pub mod allocator;
+pub(crate) mod allocator;
 pub mod config;
-pub mod leases;
+pub(crate) mod leases;
 mod metrics;
-pub mod outbox;
+pub(crate) mod outbox;
 mod service;
-pub mod store;
+pub(crate) mod store;
 
 pub use service::run;
 

@@ -185,6 +185,7 @@ impl Store {
         tx.commit().map_err(err)
     }
 
+    #[cfg(test)]
     pub fn count(&self) -> Result<i64, StoreError> {
         self.conn
             .query_row("SELECT COUNT(*) FROM leases", [], |r| r.get(0))

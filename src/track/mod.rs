@@ -17,7 +17,7 @@ mod state;
 mod targets;
 mod unbound;
 
-pub use state::{TrackState, UplinkState};
+pub use state::TrackState;
 
 use std::collections::BTreeMap;
 use std::future::Future;
