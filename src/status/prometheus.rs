@@ -6,7 +6,7 @@
 //! series too, so a textfile collector keeps being fed while something is
 //! wrong (`mhr status --prometheus` exits 0 whenever it could look).
 
-use super::Status;
+use super::{AddressStatus, Health, Status};
 use crate::exposition::Exposition;
 use crate::netlink::rules::{PRIO_BOUND_DEVICE, PRIO_FROM, PRIO_IIF_LO, PRIO_TO};
 use crate::track::health::LinkState;
@@ -18,9 +18,25 @@ const STATES: [(LinkState, &str); 4] = [
     (LinkState::Unknown, "unknown"),
 ];
 
+fn flag(b: bool) -> f64 {
+    if b {
+        1.0
+    } else {
+        0.0
+    }
+}
+
 pub fn prometheus(s: &Status) -> String {
     let mut e = Exposition::default();
-    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    host(&mut e, s);
+    for a in &s.addresses {
+        address(&mut e, a);
+    }
+    e.render()
+}
+
+/// The host's series: server, consistency, problems, the unbound choice.
+fn host(e: &mut Exposition, s: &Status) {
     if let Some(up) = s.server_reachable {
         e.gauge(
             "mhr_server_up",
@@ -67,99 +83,106 @@ pub fn prometheus(s: &Status) -> String {
             u.since as f64,
         );
     }
-    for a in &s.addresses {
-        let table = a.table.to_string();
-        let address = a.address.map(|x| x.to_string()).unwrap_or_default();
-        let ifname = a.ifname.as_deref().unwrap_or("");
-        let l = [
-            ("interface", ifname),
-            ("family", a.family.as_str()),
-            ("table", table.as_str()),
-        ];
-        let mut info = l.to_vec();
-        info.push(("address", address.as_str()));
+}
+
+/// One managed address: its rules, default route, lease, problems, DNS
+/// and the tracker's view of it.
+fn address(e: &mut Exposition, a: &AddressStatus) {
+    let table = a.table.to_string();
+    let address = a.address.map(|x| x.to_string()).unwrap_or_default();
+    let ifname = a.ifname.as_deref().unwrap_or("");
+    let l = [
+        ("interface", ifname),
+        ("family", a.family.as_str()),
+        ("table", table.as_str()),
+    ];
+    let mut info = l.to_vec();
+    info.push(("address", address.as_str()));
+    e.gauge(
+        "mhr_address_info",
+        "A managed address and its table (the only series with the address).",
+        &info,
+        1.0,
+    );
+    for (present, prio) in [
+        (a.rule_oif, PRIO_BOUND_DEVICE),
+        (a.rule_from, PRIO_FROM),
+        (a.rule_to, PRIO_TO),
+        (a.rule_iif_lo, PRIO_IIF_LO),
+    ] {
+        let prio = prio.to_string();
+        let mut rl = l.to_vec();
+        rl.push(("priority", prio.as_str()));
         e.gauge(
-            "mhr_address_info",
-            "A managed address and its table (the only series with the address).",
-            &info,
-            1.0,
-        );
-        for (present, prio) in [
-            (a.rule_oif, PRIO_BOUND_DEVICE),
-            (a.rule_from, PRIO_FROM),
-            (a.rule_to, PRIO_TO),
-            (a.rule_iif_lo, PRIO_IIF_LO),
-        ] {
-            let prio = prio.to_string();
-            let mut rl = l.to_vec();
-            rl.push(("priority", prio.as_str()));
-            e.gauge(
-                "mhr_rule_present",
-                "1 when the address's rule at this priority is in the kernel.",
-                &rl,
-                flag(present),
-            );
-        }
-        e.gauge(
-            "mhr_default_route_present",
-            "1 when the address's table has a default route.",
-            &l,
-            flag(a.default_route),
-        );
-        if let Some(t) = a.lease_expires {
-            e.gauge(
-                "mhr_lease_expiry_timestamp_seconds",
-                "Unix time the address's table lease ends unless renewed.",
-                &l,
-                t as f64,
-            );
-        }
-        e.gauge(
-            "mhr_address_problems",
-            "Problems with this address that mhr doctor would report.",
-            &l,
-            a.problems.len() as f64,
-        );
-        if let Some(h) = &a.health {
-            for (state, name) in STATES {
-                let mut sl = l.to_vec();
-                sl.push(("state", name));
-                e.gauge(
-                    "mhr_uplink_state",
-                    "Tracker: 1 for the uplink's current state (up, degraded, down, unknown).",
-                    &sl,
-                    flag(h.state == state),
-                );
-            }
-            if let Some(rtt) = h.rtt_ms {
-                e.gauge(
-                    "mhr_uplink_rtt_seconds",
-                    "Tracker: mean probe RTT.",
-                    &l,
-                    rtt / 1000.0,
-                );
-            }
-            e.gauge(
-                "mhr_uplink_loss_ratio",
-                "Tracker: probe loss in the window.",
-                &l,
-                h.loss_pct / 100.0,
-            );
-            e.gauge(
-                "mhr_uplink_probe_bytes_hour",
-                "Tracker: probe traffic in the last hour.",
-                &l,
-                h.probe_bytes_hour as f64,
-            );
-        }
-        e.gauge(
-            "mhr_dns_servers",
-            "Name servers in the dnsmasq servers file for the address.",
-            &l,
-            a.dns_servers.len() as f64,
+            "mhr_rule_present",
+            "1 when the address's rule at this priority is in the kernel.",
+            &rl,
+            flag(present),
         );
     }
-    e.render()
+    e.gauge(
+        "mhr_default_route_present",
+        "1 when the address's table has a default route.",
+        &l,
+        flag(a.default_route),
+    );
+    if let Some(t) = a.lease_expires {
+        e.gauge(
+            "mhr_lease_expiry_timestamp_seconds",
+            "Unix time the address's table lease ends unless renewed.",
+            &l,
+            t as f64,
+        );
+    }
+    e.gauge(
+        "mhr_address_problems",
+        "Problems with this address that mhr doctor would report.",
+        &l,
+        a.problems.len() as f64,
+    );
+    if let Some(h) = &a.health {
+        health(e, &l, h);
+    }
+    e.gauge(
+        "mhr_dns_servers",
+        "Name servers in the dnsmasq servers file for the address.",
+        &l,
+        a.dns_servers.len() as f64,
+    );
+}
+
+/// The tracker's grading of one uplink.
+fn health(e: &mut Exposition, l: &[(&str, &str)], h: &Health) {
+    for (state, name) in STATES {
+        let mut sl = l.to_vec();
+        sl.push(("state", name));
+        e.gauge(
+            "mhr_uplink_state",
+            "Tracker: 1 for the uplink's current state (up, degraded, down, unknown).",
+            &sl,
+            flag(h.state == state),
+        );
+    }
+    if let Some(rtt) = h.rtt_ms {
+        e.gauge(
+            "mhr_uplink_rtt_seconds",
+            "Tracker: mean probe RTT.",
+            l,
+            rtt / 1000.0,
+        );
+    }
+    e.gauge(
+        "mhr_uplink_loss_ratio",
+        "Tracker: probe loss in the window.",
+        l,
+        h.loss_pct / 100.0,
+    );
+    e.gauge(
+        "mhr_uplink_probe_bytes_hour",
+        "Tracker: probe traffic in the last hour.",
+        l,
+        h.probe_bytes_hour as f64,
+    );
 }
 
 /// Every series name `prometheus` can write, for the documentation test.
