@@ -14,6 +14,9 @@ pub mod commands;
 // clap definitions of the three binaries (man pages, completions)
 pub mod cli;
 
+// mhr agent: one process for every uplink, hook-free
+pub mod agent;
+
 // dhclient / ifupdown / NetworkManager variables -> actions
 pub(crate) mod hooks;
 

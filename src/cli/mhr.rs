@@ -217,6 +217,37 @@ pub enum MhrCommand {
         )]
         downstream: crate::netlink::rules::Downstream,
     },
+    /// One process for every uplink, whatever configured it (static
+    /// addresses, ifupdown, dhclient, dhcpcd, udhcpc, NetworkManager,
+    /// networkd, PPP, SLAAC): leases a table for every global address on a
+    /// managed interface, installs its rules, copies the uplink's routes into
+    /// the table and moves its default routes out of main; runs the RA
+    /// handling and (with `track` in its config) the tracker. Runs until
+    /// SIGTERM; rules and routes stay for the next start unless --cleanup.
+    Agent {
+        /// The agent config (JSON with comments); missing at the default
+        /// path means the defaults.
+        #[arg(short = 'c', long, default_value = crate::agent::config::DEFAULT_AGENT_CONFIG)]
+        config: PathBuf,
+        /// Check the config and print the settings in effect, then exit.
+        #[arg(long)]
+        check: bool,
+        /// On SIGTERM, remove rules and routes and release the leases.
+        #[arg(long)]
+        cleanup: bool,
+        /// Interfaces whose forwarded traffic follows the uplinks too:
+        /// comma-separated names, or `*` for every interface.
+        #[arg(
+            long,
+            env = "MHR_DOWNSTREAM",
+            default_value = "",
+            hide_default_value = true,
+            value_parser = crate::netlink::rules::Downstream::parse
+        )]
+        downstream: crate::netlink::rules::Downstream,
+        #[command(flatten)]
+        paths: HostPaths,
+    },
     /// IPv6 uplinks from router advertisements: leases a table for each
     /// address the kernel makes from an RA, routes temporary (privacy)
     /// addresses by their interface's table, moves the RA's default and
@@ -282,6 +313,7 @@ impl MhrCommand {
             | Doctor { paths, .. }
             | Dns { paths, .. }
             | Ra { paths, .. }
+            | Agent { paths, .. }
             | Route { paths, .. }
             | Hotplug { paths, .. } => Some(paths),
             _ => None,

@@ -20,7 +20,7 @@ pub struct LeaseSocket {
     sock: UnixDatagram,
     server: UnixAddr,
     server_uid: u32,
-    impostor_replies: std::cell::Cell<u64>,
+    impostor_replies: std::sync::atomic::AtomicU64,
 }
 
 impl LeaseSocket {
@@ -33,7 +33,7 @@ impl LeaseSocket {
             sock,
             server: cfg.server_addr()?,
             server_uid: cfg.server_uid,
-            impostor_replies: std::cell::Cell::new(0),
+            impostor_replies: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -52,15 +52,15 @@ impl LeaseSocket {
             sock,
             server: cfg.server_addr()?,
             server_uid: cfg.server_uid,
-            impostor_replies: std::cell::Cell::new(0),
+            impostor_replies: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
-    pub(super) fn send_to(&self, bytes: &[u8], to: &UnixAddr) -> io::Result<()> {
+    pub fn send_to(&self, bytes: &[u8], to: &UnixAddr) -> io::Result<()> {
         dgram::try_send_to(&self.sock, bytes, to).map(|_| ())
     }
 
-    pub(super) fn unsent_bytes(&self) -> usize {
+    pub fn unsent_bytes(&self) -> usize {
         dgram::unsent_bytes(&self.sock).unwrap_or(usize::MAX)
     }
 
@@ -94,7 +94,7 @@ impl LeaseSocket {
 
     /// A reply counts only when it comes from the server's name *and* the
     /// kernel vouches that its sender runs as the server's uid.
-    pub(super) fn is_server(&self, r: &dgram::Received) -> bool {
+    pub fn is_server(&self, r: &dgram::Received) -> bool {
         if r.from.as_ref() != Some(&self.server) {
             return false;
         }
@@ -103,8 +103,10 @@ impl LeaseSocket {
         }
         // Logged at 1, 2, 4, 8, ... such replies: an impostor that floods
         // must not flood the log.
-        let n = self.impostor_replies.get() + 1;
-        self.impostor_replies.set(n);
+        let n = self
+            .impostor_replies
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
         if n.is_power_of_two() {
             warn!(
                 server = %dgram::describe(r.from.as_ref()),

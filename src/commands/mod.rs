@@ -121,6 +121,7 @@ pub fn run(args: MhrArgs) -> anyhow::Result<u8> {
                 .block_on(crate::ra::run(
                     host.ctx.uplinks.clone(),
                     interfaces,
+                    true,
                     crate::shutdown::signal(),
                 ))
                 .context("RA agent")?;
@@ -143,6 +144,31 @@ pub fn run(args: MhrArgs) -> anyhow::Result<u8> {
                     crate::shutdown::signal(),
                 ))
                 .context("tracker")?;
+            Ok(0)
+        }
+        Cmd::Agent {
+            config,
+            check,
+            cleanup,
+            downstream,
+            ..
+        } => {
+            let cfg = crate::agent::config::AgentConfig::load(&config)?;
+            if check {
+                println!("{}", serde_json::to_string_pretty(&cfg.effective())?);
+                return Ok(0);
+            }
+            let local = tokio::task::LocalSet::new();
+            host.rt
+                .block_on(local.run_until(crate::agent::run(
+                    cfg,
+                    host.ctx.uplinks.clone(),
+                    host.paths.server_uid,
+                    downstream,
+                    cleanup,
+                    crate::shutdown::signal(),
+                )))
+                .context("agent")?;
             Ok(0)
         }
         Cmd::Route {

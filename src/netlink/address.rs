@@ -31,6 +31,19 @@ impl Netlink {
             .collect())
     }
 
+    /// Every address of both families on every link.
+    pub async fn all_addresses(&self) -> Result<Vec<HostAddr>, NetlinkError> {
+        let msgs: Vec<AddressMessage> = self
+            .handle
+            .address()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| NetlinkError::from_rt("list addresses", e))?;
+        Ok(msgs.iter().filter_map(HostAddr::from_message).collect())
+    }
+
     /// Adds an address (with its broadcast for IPv4); present counts as added.
     pub async fn add_address(
         &self,
@@ -150,6 +163,58 @@ pub(super) fn address_of(m: &AddressMessage) -> Option<IpAddr> {
             _ => None,
         })
     })
+}
+
+/// An address of either family as the kernel reports it (the agent's
+/// view of every configured address).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostAddr {
+    pub index: u32,
+    pub address: IpAddr,
+    pub prefix_len: u8,
+    /// IFA_F_* flags.
+    pub flags: u32,
+    /// IFA_PROTO: 2 for an address made from a router advertisement.
+    pub proto: Option<u8>,
+}
+
+impl HostAddr {
+    pub fn from_message(m: &AddressMessage) -> Option<HostAddr> {
+        let address = address_of(m)?;
+        let flags = m
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                AddressAttribute::Flags(f) => Some(f.bits()),
+                _ => None,
+            })
+            .unwrap_or(u32::from(m.header.flags.bits()));
+        let proto = m.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Protocol(p) => Some(u8::from(*p)),
+            _ => None,
+        });
+        Some(HostAddr {
+            index: m.header.index,
+            address,
+            prefix_len: m.header.prefix_len,
+            flags,
+            proto,
+        })
+    }
+
+    /// A global unicast address: not loopback, link-local or multicast,
+    /// and not one duplicate address detection refused.
+    pub fn global(&self) -> bool {
+        let ok = match self.address {
+            IpAddr::V4(a) => !a.is_loopback() && !a.is_link_local() && !a.is_unspecified(),
+            IpAddr::V6(a) => !a.is_loopback() && !a.is_unicast_link_local() && !a.is_multicast(),
+        };
+        ok && self.flags & IFA_F_DADFAILED == 0
+    }
+
+    pub fn temporary(&self) -> bool {
+        self.flags & IFA_F_TEMPORARY != 0
+    }
 }
 
 /// An IPv6 address as the kernel reports it.

@@ -15,9 +15,12 @@ mod rule;
 pub(crate) mod rules;
 mod watch;
 
-pub use address::{Addr6, IFAPROT_KERNEL_RA, IFA_F_DADFAILED, IFA_F_TEMPORARY, IFA_F_TENTATIVE};
+pub use address::{
+    Addr6, HostAddr, IFAPROT_KERNEL_RA, IFA_F_DADFAILED, IFA_F_TEMPORARY, IFA_F_TENTATIVE,
+};
 pub use route::{
-    describe_route, is_ours, route_gateway, route_message, route_table, set_route_table,
+    describe_route, is_ours, kernel_route, route_gateway, route_message, route_table,
+    set_route_table,
 };
 pub use rule::rule_message;
 pub use watch::{Event, Watcher};

@@ -15,7 +15,7 @@ use rtnetlink::packet_route::route::{
 use rtnetlink::packet_route::RouteNetlinkMessage;
 
 use crate::addr::Family;
-use crate::netlink::routes::{Origin, RoutePlan, RouteSpec};
+use crate::netlink::routes::{KernelRoute, Origin, RoutePlan, RouteSpec};
 use crate::netlink::rules::RT_PROTO;
 
 use super::{netlink_family, Netlink, NetlinkError, EEXIST, ENOENT, ESRCH};
@@ -283,6 +283,50 @@ pub fn describe_route(m: &RouteMessage) -> String {
     };
     out.push_str(&format!(" proto {proto} table {}", route_table(m)));
     out
+}
+
+/// The planners' view of a route message; `None` for one without a
+/// destination family we use.
+pub fn kernel_route(m: &RouteMessage) -> Option<KernelRoute> {
+    let dest = match m.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Destination(RouteAddress::Inet(a)) => Some(IpAddr::V4(*a)),
+        RouteAttribute::Destination(RouteAddress::Inet6(a)) => Some(IpAddr::V6(*a)),
+        _ => None,
+    }) {
+        Some(d) => d,
+        None => match m.header.address_family {
+            rtnetlink::packet_route::AddressFamily::Inet => {
+                IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+            }
+            rtnetlink::packet_route::AddressFamily::Inet6 => {
+                IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+            }
+            _ => return None,
+        },
+    };
+    Some(KernelRoute {
+        table: route_table(m),
+        dest,
+        prefix_len: m.header.destination_prefix_length,
+        gateway: route_gateway(m),
+        oif: m.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Oif(i) => Some(*i),
+            _ => None,
+        }),
+        protocol: u8::from(m.header.protocol),
+        metric: m.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Priority(p) => Some(*p),
+            _ => None,
+        }),
+        link_scope: m.header.scope == RouteScope::Link,
+        onlink: m.header.flags.contains(RouteFlags::Onlink),
+        unicast: m.header.kind == RouteType::Unicast,
+        expires: m.attributes.iter().any(|a| match a {
+            RouteAttribute::Expires(e) => *e > 0,
+            RouteAttribute::CacheInfo(c) => c.expires > 0,
+            _ => false,
+        }),
+    })
 }
 
 /// A route's gateway, if it has one.

@@ -82,6 +82,53 @@ impl fmt::Display for RouteSpec {
     }
 }
 
+/// A route as the kernel shows it, in the fields the planners read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KernelRoute {
+    pub table: u32,
+    pub dest: IpAddr,
+    pub prefix_len: u8,
+    pub gateway: Option<IpAddr>,
+    pub oif: Option<u32>,
+    /// rtm_protocol: 2 kernel, 3 boot, 4 static, 9 ra, 16 dhcp, 77 ours.
+    pub protocol: u8,
+    pub metric: Option<u32>,
+    pub link_scope: bool,
+    pub onlink: bool,
+    /// Unicast (not local, broadcast, blackhole, multicast...).
+    pub unicast: bool,
+    /// The kernel expires it (RA routes, IPv6 prefixes of SLAAC).
+    pub expires: bool,
+}
+
+pub const PROTO_KERNEL: u8 = 2;
+pub const PROTO_RA: u8 = 9;
+
+impl KernelRoute {
+    /// The same route in another table, as ours.
+    pub fn copy_to(&self, table: u32) -> Option<RouteSpec> {
+        Some(RouteSpec {
+            dest: self.dest,
+            prefix_len: self.prefix_len,
+            gateway: self.gateway,
+            ifindex: self.oif?,
+            src: None,
+            table,
+            metric: self.metric,
+            link_scope: self.link_scope,
+            onlink: self.onlink,
+            origin: Origin::Ours,
+        })
+    }
+
+    /// This route exactly, for deletion.
+    pub fn spec(&self) -> Option<RouteSpec> {
+        let mut r = self.copy_to(self.table)?;
+        r.origin = Origin::Any;
+        Some(r)
+    }
+}
+
 /// Routes to remove, then routes to add.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RoutePlan {

@@ -13,17 +13,13 @@ use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::sys::AsyncSocket;
 use rtnetlink::MulticastGroup;
 
-use super::address::address_of;
+use super::address::{address_of, HostAddr};
 use super::NetlinkError;
 
 /// What the watcher reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    AddressAdded {
-        index: u32,
-        address: IpAddr,
-        prefix_len: u8,
-    },
+    AddressAdded(HostAddr),
     AddressRemoved {
         index: u32,
         address: IpAddr,
@@ -31,8 +27,10 @@ pub enum Event {
     LinkRemoved {
         index: u32,
     },
-    /// A route appeared or changed (only with `Watcher::ipv6`).
+    /// A route appeared or changed (with `Watcher::ipv6` and `host`).
     RouteAdded(Box<RouteMessage>),
+    /// A route went (with `Watcher::host`).
+    RouteRemoved(Box<RouteMessage>),
     /// Events were lost: re-read the kernel's state.
     Overrun,
 }
@@ -73,6 +71,20 @@ impl Watcher {
         )
     }
 
+    /// Links, addresses and routes of both families: the agent's view.
+    pub fn host() -> Result<Watcher, NetlinkError> {
+        Self::subscribe(
+            &[
+                MulticastGroup::Link,
+                MulticastGroup::Ipv4Ifaddr,
+                MulticastGroup::Ipv6Ifaddr,
+                MulticastGroup::Ipv4Route,
+                MulticastGroup::Ipv6Route,
+            ],
+            None,
+        )
+    }
+
     fn subscribe(
         groups: &[MulticastGroup],
         removals_of: Option<u32>,
@@ -97,12 +109,9 @@ impl Watcher {
                         index: a.header.index,
                         address,
                     }),
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(a)) => address_of(&a)
-                    .map(|address| Event::AddressAdded {
-                        index: a.header.index,
-                        address,
-                        prefix_len: a.header.prefix_len,
-                    }),
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(a)) => {
+                    HostAddr::from_message(&a).map(Event::AddressAdded)
+                }
                 NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => {
                     Some(Event::LinkRemoved {
                         index: l.header.index,
@@ -110,6 +119,9 @@ impl Watcher {
                 }
                 NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => {
                     Some(Event::RouteAdded(Box::new(r)))
+                }
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelRoute(r)) => {
+                    Some(Event::RouteRemoved(Box::new(r)))
                 }
                 _ => None,
             };

@@ -64,6 +64,8 @@ pub(super) struct Agent {
     ras: HashMap<u32, IfRa>,
     /// Addresses whose lease is being taken, since when.
     leasing: HashMap<Ipv6Addr, Instant>,
+    /// False inside `mhr agent`: it leases RA addresses itself.
+    lease_addresses: bool,
     /// Warnings about RAs over the bounds: a flood must not flood the log.
     bound_log: crate::ratelimit::RateLimit,
 }
@@ -150,7 +152,7 @@ impl Agent {
                 info!(rule = %r, "temporary address gone: rule removed");
             }
         }
-        for (ifname, a) in plan.lease {
+        for (ifname, a) in plan.lease.into_iter().filter(|_| self.lease_addresses) {
             self.leasing.insert(a.address, now);
             self.lease(ifname, &a);
         }
@@ -277,9 +279,13 @@ impl Agent {
 /// Runs the agent for interfaces matching `patterns` until `shutdown`.
 /// Leases, rules and routes stay when it stops: the clients own the leases
 /// and the kernel expires the routes.
+///
+/// With `lease_addresses` false (inside `mhr agent`, which leases every
+/// address itself), RA addresses are left to the caller.
 pub async fn run(
     uplinks: Uplinks,
     patterns: Vec<String>,
+    lease_addresses: bool,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RaError> {
     let nl = Netlink::connect()?;
@@ -292,6 +298,7 @@ pub async fn run(
         names: HashMap::new(),
         ras: HashMap::new(),
         leasing: HashMap::new(),
+        lease_addresses,
         bound_log: crate::ratelimit::RateLimit::new(5, Duration::from_secs(60)),
     };
     // RAs now rather than at the routers' next interval; and the kernel's
@@ -335,11 +342,12 @@ pub async fn run(
             }
             ev = watcher.next() => match ev {
                 Some(Event::RouteAdded(m)) => agent.main_route(*m).await,
+                Some(Event::RouteRemoved(_)) => {}
                 Some(Event::LinkRemoved { index }) => {
                     agent.names.remove(&index);
                     agent.ras.remove(&index);
                 }
-                Some(Event::AddressAdded { .. } | Event::AddressRemoved { .. } | Event::Overrun) => {
+                Some(Event::AddressAdded(_) | Event::AddressRemoved { .. } | Event::Overrun) => {
                     if let Err(e) = agent.reconcile().await {
                         warn!("{e}");
                     }

@@ -9,4 +9,4 @@ mod routes;
 mod socket;
 
 pub use advert::*;
-pub use agent::run;
+pub use agent::{run, RaError};

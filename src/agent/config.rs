@@ -1,0 +1,254 @@
+//! The agent's config file (json5, comments allowed; every key optional).
+//! See docs/agent.md; `mhr agent --check` prints the effective values.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::patterns::glob_match;
+
+pub const DEFAULT_AGENT_CONFIG: &str = "/etc/multihomed-routing/agent.json";
+pub const DEFAULT_STATE_FILE: &str = "/run/multihomed-routing/agent.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// What to do with an uplink's routes in main.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MainMode {
+    /// Copy into the address's table and take the uplink's default routes
+    /// out of main (the default).
+    Move,
+    /// Copy into the table; leave main to a manager that owns it.
+    Copy,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentConfig {
+    /// Interfaces managed (`*` patterns); loopback never is.
+    pub interfaces: Vec<String>,
+    pub exclude: Vec<String>,
+    /// Interfaces whose main routes are copied, not moved.
+    pub copy_main: Vec<String>,
+    /// The allocator server's abstract name, its uid, padded names.
+    pub tas_socket: String,
+    pub server_uid: u32,
+    pub padded: bool,
+    /// The server's pool, when known: a table outside it is refused.
+    pub tables: Option<(u32, u32)>,
+    /// Lease requests sent before an address waits for the next pass.
+    pub attempts: u32,
+    pub retry: Duration,
+    /// Giving up on moving an interface's default routes out of main after
+    /// this many re-adds within `fight_window` (a manager fights back).
+    pub fight_limit: u32,
+    pub fight_window: Duration,
+    /// RA handling in the agent (routes of router advertisements into the
+    /// tables, out of main).
+    pub ra: bool,
+    /// The tracker in the agent: its config file, or none.
+    pub track: Option<PathBuf>,
+    pub state_file: PathBuf,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            // Debian's names for wired, wireless, WWAN, USB and PPP uplinks.
+            interfaces: ["eth*", "en*", "wl*", "ww*", "usb*", "ppp*"]
+                .map(String::from)
+                .to_vec(),
+            exclude: Vec::new(),
+            copy_main: Vec::new(),
+            tas_socket: crate::protocol::DEFAULT_SERVER_NAME.into(),
+            server_uid: 0,
+            padded: true,
+            tables: None,
+            attempts: 5,
+            retry: Duration::from_secs(2),
+            fight_limit: 5,
+            fight_window: Duration::from_secs(60),
+            ra: true,
+            track: None,
+            state_file: DEFAULT_STATE_FILE.into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    interfaces: Option<Vec<String>>,
+    exclude: Option<Vec<String>>,
+    copy_main: Option<Vec<String>>,
+    tas_socket: Option<String>,
+    server_uid: Option<u32>,
+    padded: Option<bool>,
+    tables: Option<[u32; 2]>,
+    attempts: Option<u32>,
+    retry_ms: Option<u64>,
+    fight_limit: Option<u32>,
+    fight_window_s: Option<u64>,
+    ra: Option<bool>,
+    track: Option<Option<PathBuf>>,
+    state_file: Option<PathBuf>,
+}
+
+impl AgentConfig {
+    /// The config at `path`; a missing file at the default path means the
+    /// defaults.
+    pub fn load(path: &Path) -> Result<AgentConfig, AgentConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text, path),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && path == Path::new(DEFAULT_AGENT_CONFIG) =>
+            {
+                Ok(AgentConfig::default())
+            }
+            Err(source) => Err(AgentConfigError::Read {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<AgentConfig, AgentConfigError> {
+        let bad = |message: String| AgentConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        let value = crate::jsonkeys::parse_json5(text).map_err(|e| bad(e.for_people()))?;
+        let raw: Raw = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+        let d = AgentConfig::default();
+        let tables = match raw.tables {
+            None => None,
+            Some([a, b]) if a <= b && crate::protocol::check_table(a, None).is_ok() => Some((a, b)),
+            Some([a, b]) => {
+                return Err(bad(format!(
+                    "key \"tables\": [{a}, {b}] is not a range of usable tables"
+                )))
+            }
+        };
+        let tas_socket = raw.tas_socket.unwrap_or(d.tas_socket);
+        if tas_socket.is_empty() || tas_socket.len() > 100 {
+            return Err(bad("key \"tas_socket\": 1 to 100 bytes".into()));
+        }
+        let attempts = raw.attempts.unwrap_or(d.attempts);
+        if !(1..=100).contains(&attempts) {
+            return Err(bad(format!("key \"attempts\": {attempts} is not 1 to 100")));
+        }
+        let retry = match raw.retry_ms {
+            None => d.retry,
+            Some(ms) if (10..=60_000).contains(&ms) => Duration::from_millis(ms),
+            Some(ms) => return Err(bad(format!("key \"retry_ms\": {ms} is not 10 to 60000"))),
+        };
+        let fight_window = match raw.fight_window_s {
+            None => d.fight_window,
+            Some(s) if (1..=86_400).contains(&s) => Duration::from_secs(s),
+            Some(s) => {
+                return Err(bad(format!(
+                    "key \"fight_window_s\": {s} is not 1 to 86400"
+                )))
+            }
+        };
+        Ok(AgentConfig {
+            interfaces: raw.interfaces.unwrap_or(d.interfaces),
+            exclude: raw.exclude.unwrap_or(d.exclude),
+            copy_main: raw.copy_main.unwrap_or(d.copy_main),
+            tas_socket,
+            server_uid: raw.server_uid.unwrap_or(d.server_uid),
+            padded: raw.padded.unwrap_or(d.padded),
+            tables,
+            attempts,
+            retry,
+            fight_limit: raw.fight_limit.unwrap_or(d.fight_limit).max(1),
+            fight_window,
+            ra: raw.ra.unwrap_or(d.ra),
+            track: raw.track.unwrap_or(d.track),
+            state_file: raw.state_file.unwrap_or(d.state_file),
+        })
+    }
+
+    /// Is `ifname` one of ours? Loopback never is.
+    pub fn manages(&self, ifname: &str) -> bool {
+        ifname != "lo"
+            && self.interfaces.iter().any(|p| glob_match(p, ifname))
+            && !self.exclude.iter().any(|p| glob_match(p, ifname))
+    }
+
+    pub fn main_mode(&self, ifname: &str) -> MainMode {
+        if self.copy_main.iter().any(|p| glob_match(p, ifname)) {
+            MainMode::Copy
+        } else {
+            MainMode::Move
+        }
+    }
+
+    /// The values in effect, as the config file would say them.
+    pub fn effective(&self) -> serde_json::Value {
+        serde_json::json!({
+            "interfaces": self.interfaces,
+            "exclude": self.exclude,
+            "copy_main": self.copy_main,
+            "tas_socket": self.tas_socket,
+            "server_uid": self.server_uid,
+            "padded": self.padded,
+            "tables": self.tables.map(|(a, b)| [a, b]),
+            "attempts": self.attempts,
+            "retry_ms": self.retry.as_millis() as u64,
+            "fight_limit": self.fight_limit,
+            "fight_window_s": self.fight_window.as_secs(),
+            "ra": self.ra,
+            "track": self.track,
+            "state_file": self.state_file,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_patterns_and_bad_values() {
+        let p = Path::new("agent.json");
+        let c = AgentConfig::parse("{}", p).unwrap();
+        assert_eq!(c, AgentConfig::default());
+        assert!(c.manages("eth0") && c.manages("wwan0") && !c.manages("lo"));
+        assert!(!c.manages("docker0"));
+        let c = AgentConfig::parse(
+            r#"{ // comments are fine
+                interfaces: ["*"], exclude: ["veth*"], copy_main: ["wl*"] }"#,
+            p,
+        )
+        .unwrap();
+        assert!(c.manages("wan1") && !c.manages("veth3") && !c.manages("lo"));
+        assert_eq!(c.main_mode("wlan0"), MainMode::Copy);
+        assert_eq!(c.main_mode("wan1"), MainMode::Move);
+        for (text, key) in [
+            (r#"{"tables": [255, 300]}"#, "tables"),
+            (r#"{"tables": [300, 200]}"#, "tables"),
+            (r#"{"attempts": 0}"#, "attempts"),
+            (r#"{"retry_ms": 1}"#, "retry_ms"),
+            (r#"{"no_such_key": 1}"#, "no_such_key"),
+            (r#"{"ra": true, "ra": false}"#, "ra"),
+        ] {
+            let e = AgentConfig::parse(text, p).unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+        // What --check prints reads back as the same config.
+        let c = AgentConfig::parse(r#"{"tables": [10000, 10063], "track": "/t.json"}"#, p).unwrap();
+        let again = AgentConfig::parse(&c.effective().to_string(), p).unwrap();
+        assert_eq!(c, again);
+    }
+}

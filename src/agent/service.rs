@@ -1,0 +1,512 @@
+//! The agent's loop: netlink events and lease reports in, the plans of
+//! `plan` applied through `netlink`. Level-triggered where it matters: an
+//! overrun, and a pass every 30 s, re-read the kernel and repair.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::config::{AgentConfig, MainMode};
+use super::lease::{self, AddrId, Report};
+use super::plan::{self, FightBook};
+use super::AgentError;
+use crate::addr::family_of;
+use crate::client::ClientConfig;
+use crate::dns::Scope;
+use crate::netlink::routes::{KernelRoute, MAIN_TABLE};
+use crate::netlink::rules::{Downstream, RuleSpec, PRIO_FROM};
+use crate::netlink::{is_ours, kernel_route, route_message, Event, HostAddr, Netlink, Watcher};
+use crate::protocol::LeaseKey;
+use crate::uplink::Uplinks;
+
+pub(super) struct Entry {
+    pub ifname: String,
+    pub prefix_len: u8,
+    pub table: Option<u32>,
+    pub lease_expires: u64,
+    handle: Option<lease::Handle>,
+    since: Instant,
+    /// Left alone: held by a standalone client, or released on request.
+    pub hands_off: Option<&'static str>,
+}
+
+/// What a route is, for telling our own deletions from others'.
+type RouteKey = (u32, std::net::IpAddr, u8, Option<std::net::IpAddr>);
+
+fn route_key(r: &KernelRoute) -> RouteKey {
+    (r.oif.unwrap_or(0), r.dest, r.prefix_len, r.gateway)
+}
+
+pub(super) struct Agent {
+    pub cfg: AgentConfig,
+    downstream: Downstream,
+    uplinks: Uplinks,
+    server_uid: u32,
+    nl: Netlink,
+    names: HashMap<u32, String>,
+    pub entries: BTreeMap<AddrId, Entry>,
+    main: Vec<KernelRoute>,
+    pub fights: BTreeMap<(u32, bool), FightBook>,
+    moved: HashSet<RouteKey>,
+    tx: mpsc::UnboundedSender<(AddrId, Report)>,
+    pub dirty: bool,
+}
+
+impl Agent {
+    async fn name(&mut self, index: u32) -> Option<String> {
+        if let Some(n) = self.names.get(&index) {
+            return Some(n.clone());
+        }
+        let n = self.nl.link_name(index).await.ok().flatten()?;
+        self.names.insert(index, n.clone());
+        Some(n)
+    }
+
+    fn client_config(&self, ifname: &str, a: &HostAddr) -> Option<ClientConfig> {
+        let key = LeaseKey::new(family_of(&a.address), ifname, &a.address.to_string()).ok()?;
+        Some(ClientConfig {
+            key,
+            prefix_len: a.prefix_len,
+            tag: None,
+            server: self.uplinks.tas_socket.clone(),
+            padded: self.cfg.padded,
+            attempts: self.cfg.attempts,
+            retry: self.cfg.retry,
+            server_uid: self.server_uid,
+            tables: self.cfg.tables,
+            downstream: self.downstream.clone(),
+        })
+    }
+
+    fn rules(&self, id: &AddrId, e: &Entry, table: u32) -> Vec<RuleSpec> {
+        let key = LeaseKey::new(family_of(&id.address), &e.ifname, &id.address.to_string());
+        let Ok(key) = key else { return Vec::new() };
+        let cfg = ClientConfig {
+            key,
+            prefix_len: e.prefix_len,
+            tag: None,
+            server: String::new(),
+            padded: true,
+            attempts: 1,
+            retry: Duration::ZERO,
+            server_uid: 0,
+            tables: None,
+            downstream: self.downstream.clone(),
+        };
+        cfg.rules(table)
+    }
+
+    async fn address_added(&mut self, a: HostAddr) {
+        if !plan::wants_table(&a) {
+            return;
+        }
+        let id = AddrId {
+            index: a.index,
+            address: a.address,
+        };
+        if self.entries.contains_key(&id) {
+            return;
+        }
+        let Some(ifname) = self.name(a.index).await else {
+            return;
+        };
+        if !self.cfg.manages(&ifname) {
+            return;
+        }
+        let Some(cc) = self.client_config(&ifname, &a) else {
+            return;
+        };
+        let handle = lease::spawn(id, cc, self.tx.clone());
+        self.entries.insert(
+            id,
+            Entry {
+                ifname,
+                prefix_len: a.prefix_len,
+                table: None,
+                lease_expires: 0,
+                handle: Some(handle),
+                since: Instant::now(),
+                hands_off: None,
+            },
+        );
+        self.dirty = true;
+    }
+
+    async fn address_removed(&mut self, id: AddrId) {
+        let Some(mut e) = self.entries.remove(&id) else {
+            return;
+        };
+        self.dirty = true;
+        if let Some(h) = e.handle.take() {
+            h.stop(true);
+        }
+        if e.hands_off.is_some() {
+            return;
+        }
+        if let Some(table) = e.table {
+            self.unroute(&id, &e, table).await;
+            info!(ifname = %e.ifname, address = %id.address, table, "address gone: rules and routes removed, lease released");
+        }
+        let _ = self
+            .uplinks
+            .remove_dns(&e.ifname, Scope::Source(id.address));
+    }
+
+    /// Rules and our routes of `table` go.
+    async fn unroute(&self, id: &AddrId, e: &Entry, table: u32) {
+        for r in self.rules(id, e, table) {
+            if let Err(err) = self.nl.del_rule(&r).await {
+                warn!("{err}");
+            }
+        }
+        if let Ok(routes) = self.nl.routes_in(family_of(&id.address), table).await {
+            for m in routes.into_iter().filter(is_ours) {
+                let _ = self.nl.del_route(m).await;
+            }
+        }
+    }
+
+    async fn report(&mut self, id: AddrId, r: Report) {
+        let Some(e) = self.entries.get_mut(&id) else {
+            return;
+        };
+        self.dirty = true;
+        match r {
+            Report::Granted {
+                table,
+                lease_expires,
+            } => {
+                let old = e.table.replace(table);
+                e.lease_expires = lease_expires;
+                let took = e.since.elapsed();
+                let ifname = e.ifname.clone();
+                if let Some(old) = old.filter(|o| *o != table) {
+                    let e = &self.entries[&id];
+                    self.unroute(&id, e, old).await;
+                }
+                self.route(id).await;
+                info!(%ifname, address = %id.address, table, ms = took.as_secs_f64() * 1000.0, "address routed by its own table");
+            }
+            Report::Refused(why) => {
+                warn!(ifname = %e.ifname, address = %id.address, "no table: {why}; its routes stay in main (asked again at the next pass)");
+                self.entries.remove(&id);
+            }
+            Report::Busy => {
+                info!(ifname = %e.ifname, address = %id.address, "a table_allocator_client already keeps this address: left to it");
+                e.hands_off = Some("kept by a table_allocator_client");
+                e.handle = None;
+            }
+            Report::ReleaseAsked => {
+                e.hands_off = Some("released on request");
+                e.handle = None;
+                if let Some(table) = e.table.take() {
+                    let e = &self.entries[&id];
+                    self.unroute(&id, e, table).await;
+                }
+            }
+        }
+    }
+
+    /// Rules, the table's routes, and main's defaults moved: everything an
+    /// address with a table needs, idempotent.
+    async fn route(&mut self, id: AddrId) {
+        let Some(e) = self.entries.get(&id) else {
+            return;
+        };
+        let Some(table) = e.table else { return };
+        for r in self.rules(&id, e, table) {
+            if let Err(err) = self.nl.add_rule(&r).await {
+                warn!("{err}");
+            }
+        }
+        for spec in plan::table_routes(
+            id.address,
+            e.prefix_len,
+            id.index,
+            table,
+            &self.main,
+            self.cfg.ra,
+        ) {
+            if let Err(err) = self.nl.replace_route(route_message(&spec)).await {
+                warn!(table, "{err}");
+            }
+        }
+        self.move_main(id.index, id.address.is_ipv4()).await;
+    }
+
+    /// Main's default routes through `index` leave main once every address
+    /// of the family there has a table; a manager that keeps putting them
+    /// back wins after `fight_limit` re-adds.
+    async fn move_main(&mut self, index: u32, v4: bool) {
+        let Some(ifname) = self.name(index).await else {
+            return;
+        };
+        if self.cfg.main_mode(&ifname) == MainMode::Copy {
+            return;
+        }
+        if self.fights.get(&(index, v4)).is_some_and(|b| b.given_up) {
+            return;
+        }
+        let all = self
+            .entries
+            .iter()
+            .filter(|(id, _)| id.index == index && id.address.is_ipv4() == v4)
+            .all(|(_, e)| e.table.is_some() || e.hands_off.is_some());
+        for r in plan::leaving_main(&self.main, index, v4, all, self.cfg.ra) {
+            let key = route_key(&r);
+            if self.moved.contains(&key) {
+                let book = self.fights.entry((index, v4)).or_default();
+                if book.record(
+                    Instant::now().into_std(),
+                    self.cfg.fight_limit,
+                    self.cfg.fight_window,
+                ) {
+                    warn!(%ifname, "{}", plan::fight_advice(&ifname, v4));
+                    self.dirty = true;
+                    return;
+                }
+            }
+            let Some(spec) = r.spec() else { continue };
+            match self.nl.del_route(route_message(&spec)).await {
+                Ok(_) => {
+                    self.moved.insert(key);
+                    self.main.retain(|m| route_key(m) != key);
+                    info!(%ifname, route = %spec, "uplink default moved out of main");
+                }
+                Err(e) => warn!("{e}"),
+            }
+        }
+    }
+
+    async fn main_route(&mut self, r: KernelRoute, added: bool) {
+        if r.table != MAIN_TABLE {
+            return;
+        }
+        let key = route_key(&r);
+        self.main.retain(|m| route_key(m) != key);
+        if !added {
+            return;
+        }
+        self.main.push(r.clone());
+        let Some(index) = r.oif else { return };
+        let ids: Vec<AddrId> = self
+            .entries
+            .iter()
+            .filter(|(id, e)| {
+                id.index == index && id.address.is_ipv4() == r.dest.is_ipv4() && e.table.is_some()
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.route(id).await;
+        }
+    }
+
+    /// Re-reads addresses, main's routes and our rules; repairs what
+    /// drifted (missed events, a restart, someone deleting our rules).
+    async fn resync(&mut self) -> Result<(), AgentError> {
+        let addrs = self.nl.all_addresses().await?;
+        let mut main = Vec::new();
+        for family in [crate::addr::Family::Inet, crate::addr::Family::Inet6] {
+            main.extend(
+                self.nl
+                    .routes_in(family, MAIN_TABLE)
+                    .await?
+                    .iter()
+                    .filter_map(kernel_route),
+            );
+        }
+        self.main = main;
+        let present: HashSet<AddrId> = addrs
+            .iter()
+            .map(|a| AddrId {
+                index: a.index,
+                address: a.address,
+            })
+            .collect();
+        let gone: Vec<AddrId> = self
+            .entries
+            .keys()
+            .filter(|id| !present.contains(id))
+            .copied()
+            .collect();
+        for id in gone {
+            self.address_removed(id).await;
+        }
+        for a in addrs.iter().cloned() {
+            self.address_added(a).await;
+        }
+        let routed: Vec<AddrId> = self.entries.keys().copied().collect();
+        for id in routed {
+            self.route(id).await;
+        }
+        self.stale_rules(&addrs).await?;
+        Ok(())
+    }
+
+    /// Our rules for an address the host no longer has (the agent was down
+    /// when it went): the whole table's rules go, as its client would have
+    /// removed them.
+    async fn stale_rules(&mut self, addrs: &[HostAddr]) -> Result<(), AgentError> {
+        for family in [crate::addr::Family::Inet, crate::addr::Family::Inet6] {
+            let rules = self.nl.our_rules(family).await?;
+            let stale: HashSet<u32> = rules
+                .iter()
+                .filter(|r| r.priority == PRIO_FROM)
+                .filter(|r| {
+                    r.from
+                        .is_some_and(|(a, _)| !addrs.iter().any(|h| h.address == a))
+                })
+                .map(|r| r.table)
+                .collect();
+            for r in rules.iter().filter(|r| stale.contains(&r.table)) {
+                if r.priority != crate::netlink::rules::PRIO_BOUND_DEVICE
+                    || rules
+                        .iter()
+                        .filter(|x| x.table == r.table && x.priority == PRIO_FROM)
+                        .all(|x| {
+                            x.from
+                                .is_some_and(|(a, _)| !addrs.iter().any(|h| h.address == a))
+                        })
+                {
+                    if let Ok(true) = self.nl.del_rule(r).await {
+                        info!(rule = %r, "stale rule of an address that is gone: removed");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn shutdown(&mut self, cleanup: bool) {
+        let entries = std::mem::take(&mut self.entries);
+        for (id, mut e) in entries {
+            if let Some(h) = e.handle.take() {
+                h.stop(cleanup);
+            }
+            if cleanup && e.hands_off.is_none() {
+                if let Some(table) = e.table {
+                    self.unroute(&id, &e, table).await;
+                }
+            }
+        }
+        // Let the lease tasks send their releases.
+        if cleanup {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Runs the agent until `shutdown`. `uplinks` names the allocator server
+/// and the DNS parts; `cleanup` removes rules, routes and leases on the way
+/// out (by default they stay, so uplinks keep working across a restart).
+pub async fn run(
+    cfg: AgentConfig,
+    uplinks: Uplinks,
+    server_uid: u32,
+    downstream: Downstream,
+    cleanup: bool,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let track = match &cfg.track {
+        Some(path) => Some(crate::track::config::TrackConfig::load(path)?),
+        None => None,
+    };
+    let nl = Netlink::connect()?;
+    let mut watcher = Watcher::host()?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.changed().await;
+        }
+    };
+    if cfg.ra {
+        let (u, p, s) = (uplinks.clone(), cfg.interfaces.clone(), stopped());
+        tokio::task::spawn_local(async move {
+            if let Err(e) = crate::ra::run(u, p, false, s).await {
+                warn!("RA handling stopped: {e}");
+            }
+        });
+    }
+    if let Some(t) = track {
+        let (d, s) = (downstream.clone(), stopped());
+        tokio::task::spawn_local(async move {
+            if let Err(e) = crate::track::run(t, d, s).await {
+                warn!("tracker stopped: {e}");
+            }
+        });
+    }
+    let mut agent = Agent {
+        cfg,
+        downstream,
+        uplinks,
+        server_uid,
+        nl,
+        names: HashMap::new(),
+        entries: BTreeMap::new(),
+        main: Vec::new(),
+        fights: BTreeMap::new(),
+        moved: HashSet::new(),
+        tx,
+        dirty: true,
+    };
+    agent.resync().await?;
+    info!(addresses = agent.entries.len(), interfaces = ?agent.cfg.interfaces, "agent started");
+    tokio::pin!(shutdown);
+    let mut pass = crate::timer::ticker(Duration::from_secs(30));
+    let mut persist = crate::timer::ticker(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => {
+                info!(cleanup, "agent stopping");
+                let _ = stop_tx.send(true);
+                agent.shutdown(cleanup).await;
+                agent.remove_state();
+                return Ok(());
+            }
+            Some((id, r)) = rx.recv() => agent.report(id, r).await,
+            ev = watcher.next() => match ev {
+                Some(Event::AddressAdded(a)) => agent.address_added(a).await,
+                Some(Event::AddressRemoved { index, address }) => {
+                    agent.address_removed(AddrId { index, address }).await
+                }
+                Some(Event::LinkRemoved { index }) => {
+                    agent.names.remove(&index);
+                    let ids: Vec<AddrId> = agent.entries.keys().filter(|i| i.index == index).copied().collect();
+                    for id in ids {
+                        agent.address_removed(id).await;
+                    }
+                    agent.fights.retain(|k, _| k.0 != index);
+                }
+                Some(Event::RouteAdded(m)) => {
+                    if let Some(r) = kernel_route(&m) {
+                        agent.main_route(r, true).await;
+                    }
+                }
+                Some(Event::RouteRemoved(m)) => {
+                    if let Some(r) = kernel_route(&m) {
+                        agent.main_route(r, false).await;
+                    }
+                }
+                Some(Event::Overrun) => {
+                    warn!("netlink events lost: re-reading the kernel");
+                    if let Err(e) = agent.resync().await { warn!("{e}"); }
+                }
+                None => return Err(crate::netlink::NetlinkError::Other {
+                    what: "netlink subscription".into(),
+                    message: "ended".into(),
+                }.into()),
+            },
+            _ = pass.tick() => {
+                if let Err(e) = agent.resync().await { warn!("{e}"); }
+            }
+            _ = persist.tick() => agent.write_state(),
+        }
+    }
+}
