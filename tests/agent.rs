@@ -1,0 +1,394 @@
+//! `mhr agent` on a lab host, with the real configurers: dhcpcd (with our
+//! hook), busybox udhcpc (with our script), dhclient with our enter hook,
+//! a static `ip addr add`, and SLAAC. Every ISP is a namespace running
+//! dnsmasq, owning 203.0.113.10 where it answers whoami.lab with its name.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const SOCK: &str = "tas_agent_test";
+const INTERNET: &str = "203.0.113.10";
+const INTERNET6: &str = "2001:db8:ffff::10";
+
+struct Lab {
+    host: Netns,
+    isps: Vec<Netns>,
+    dir: tempfile::TempDir,
+    _server: Daemon,
+    agent: Option<Daemon>,
+    procs: Vec<Daemon>,
+}
+
+fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_mhr"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+impl Lab {
+    fn new(tag: &str) -> Lab {
+        let host = Netns::new(tag);
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_server_config(dir.path(), SOCK, "");
+        let server = start_server(&host, &config, dir.path(), SOCK);
+        let d = dir.path();
+        std::fs::write(d.join("servers"), "").unwrap();
+        std::fs::create_dir_all(d.join("etc-default")).unwrap();
+        let defaults = format!(
+            "MHR_TAS_SOCKET={SOCK}\nMHR_SERVERS_FILE={}\nMHR_DNSMASQ_PID_FILE={}\nMHR_CLIENT={}\nMHR_CLIENT_LOG={}\n",
+            d.join("servers").display(),
+            d.join("resolver.pid").display(),
+            client_bin(),
+            d.join("client.log").display(),
+        );
+        std::fs::write(d.join("etc-default/multihomed-routing"), &defaults).unwrap();
+        let lab = Lab {
+            host,
+            isps: Vec::new(),
+            dir,
+            _server: server,
+            agent: None,
+            procs: Vec::new(),
+        };
+        // The host's resolver, fed by our servers file.
+        let out = run(lab.host.cmd("dnsmasq").args([
+            "-C",
+            "/dev/null",
+            "--user=root",
+            "--group=root",
+            &format!("--pid-file={}", lab.p("resolver.pid")),
+            "--bind-interfaces",
+            "--listen-address=127.0.0.1",
+            "--no-resolv",
+            "--no-hosts",
+            &format!("--servers-file={}", lab.p("servers")),
+        ]));
+        assert!(out.status.success(), "resolver: {out:?}");
+        lab
+    }
+
+    fn p(&self, f: &str) -> String {
+        self.dir.path().join(f).display().to_string()
+    }
+
+    /// ISP `i` on the host's `wan{i}`: `net`.1/24, DHCP handing out
+    /// `net`.100 when `dhcp`, and RAs for `net6`::/64 when given.
+    fn isp(&mut self, i: usize, net: &str, dhcp: bool, net6: Option<&str>) {
+        let isp = Netns::new(&format!("i{i}"));
+        self.host.ip(&[
+            "link",
+            "add",
+            &format!("wan{i}"),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "lan",
+            "netns",
+            &isp.name,
+        ]);
+        self.host.ip(&["link", "set", &format!("wan{i}"), "up"]);
+        isp.ip(&["link", "set", "lan", "up"]);
+        isp.ip(&["addr", "add", &format!("{net}.1/24"), "dev", "lan"]);
+        isp.ip(&["addr", "add", &format!("{INTERNET}/32"), "dev", "lo"]);
+        let mut args = vec![
+            "-C".to_owned(),
+            "/dev/null".into(),
+            "--user=root".into(),
+            "--group=root".into(),
+            format!("--pid-file={}", self.p(&format!("isp{i}.pid"))),
+            "--bind-interfaces".into(),
+            format!("--listen-address={net}.1"),
+            format!("--listen-address={INTERNET}"),
+            "--no-resolv".into(),
+            "--no-hosts".into(),
+            format!("--txt-record=whoami.lab,isp{i}"),
+        ];
+        if dhcp {
+            args.extend([
+                format!("--dhcp-range={net}.100,{net}.100,255.255.255.0,1h"),
+                format!("--dhcp-option=option:router,{net}.1"),
+                format!("--dhcp-option=option:dns-server,{net}.1"),
+                "--dhcp-authoritative".into(),
+                format!("--dhcp-leasefile={}", self.p(&format!("isp{i}.leases"))),
+            ]);
+        }
+        if let Some(n6) = net6 {
+            isp.ip(&["addr", "add", &format!("{n6}::1/64"), "dev", "lan", "nodad"]);
+            isp.ip(&["addr", "add", &format!("{INTERNET6}/128"), "dev", "lo"]);
+            args.extend([
+                "--enable-ra".into(),
+                "--ra-param=lan,10".into(),
+                "--interface=lan".into(),
+                format!("--listen-address={INTERNET6}"),
+                format!("--dhcp-range={n6}::,ra-stateless,64,1h"),
+            ]);
+        }
+        let out = run(isp.cmd("dnsmasq").args(&args));
+        assert!(out.status.success(), "isp{i}: {out:?}");
+        self.isps.push(isp);
+    }
+
+    fn start_agent(&mut self, extra: &str) {
+        let cfg = self.dir.path().join("agent.json");
+        std::fs::write(
+            &cfg,
+            format!(
+                "{{ interfaces: [\"wan*\"], state_file: \"{}\"{extra} }}",
+                self.p("agent-state.json")
+            ),
+        )
+        .unwrap();
+        let mut c = self.host.cmd(env!("CARGO_BIN_EXE_mhr"));
+        c.arg("agent")
+            .arg("-c")
+            .arg(&cfg)
+            .env("MHR_DEFAULTS", self.p("etc-default/multihomed-routing"));
+        let n = std::fs::read_dir(self.dir.path()).unwrap().count();
+        self.agent = Some(Daemon::spawn(
+            c,
+            self.dir.path().join(format!("agent-{n}.log")),
+        ));
+        let agent = self.agent.as_ref().unwrap();
+        assert!(
+            wait_for(Duration::from_secs(5), || agent
+                .log()
+                .contains("agent started")),
+            "{}",
+            agent.log()
+        );
+    }
+
+    fn agent_log(&self) -> String {
+        let mut logs = String::new();
+        for e in std::fs::read_dir(self.dir.path()).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("agent-") && name.ends_with(".log") {
+                logs += &std::fs::read_to_string(e.path()).unwrap_or_default();
+            }
+        }
+        logs
+    }
+
+    /// A command in the host namespace with a private mount namespace in
+    /// which `binds` (host path, mount point) are bind-mounted and
+    /// `tmpfs` directories are fresh.
+    fn private(&self, binds: &[(String, &str)], tmpfs: &[&str], exec: &str) -> Command {
+        let mut script = String::new();
+        for t in tmpfs {
+            script += &format!("mkdir -p {t} && mount -t tmpfs tmpfs {t} && ");
+        }
+        for (from, to) in binds {
+            script += &format!("mkdir -p {to} && mount --bind {from} {to} && ");
+        }
+        script += &format!("exec {exec}");
+        let mut c = self.host.cmd("unshare");
+        c.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+        c
+    }
+
+    fn probe(&self, server: &str, source: &str, device: &str) -> String {
+        let out = run(self.host.cmd(env!("CARGO_BIN_EXE_mhr")).args([
+            "probe",
+            server,
+            "whoami.lab",
+            "--source",
+            source,
+            "--device",
+            device,
+        ]));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    fn table_of(&self, address: &str) -> Option<String> {
+        let rules = self
+            .host
+            .ip(&[if address.contains(':') { "-6" } else { "-4" }, "rule"]);
+        rules
+            .lines()
+            .find(|l| l.starts_with("10000:") && l.contains(&format!("from {address} ")))
+            .and_then(|l| l.split("lookup ").nth(1))
+            .map(|t| t.split_whitespace().next().unwrap_or("").to_owned())
+    }
+}
+
+fn path_with_bins() -> String {
+    format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", bin_dir().display())
+}
+
+#[test]
+fn every_configurer_gets_its_table_and_its_own_isp() {
+    if !can_use_netns() {
+        return;
+    }
+    let mut lab = Lab::new("ag");
+    lab.isp(1, "192.168.8", true, Some("2001:db8:8"));
+    // ISP2 hands out the same subnet and address as ISP1 (USB modems do).
+    lab.isp(2, "192.168.8", true, None);
+    lab.isp(3, "10.30.0", true, None);
+    lab.isp(4, "172.16.4", false, None);
+    lab.start_agent("");
+    let d = lab.dir.path().to_owned();
+    let defaults_dir = d.join("etc-default").display().to_string();
+
+    // wan1: dhcpcd, with our hook as its only hook.
+    std::fs::create_dir_all(d.join("dhcpcd-hooks")).unwrap();
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/contrib/dhcpcd/90-multihomed-routing"
+        ),
+        d.join("dhcpcd-hooks/90-multihomed-routing"),
+    )
+    .unwrap();
+    let mut c = lab.private(
+        &[
+            (
+                d.join("dhcpcd-hooks").display().to_string(),
+                "/usr/lib/dhcpcd/dhcpcd-hooks",
+            ),
+            (defaults_dir.clone(), "/etc/default"),
+        ],
+        &["/run/dhcpcd", "/var/lib/dhcpcd"],
+        "dhcpcd -4 -B -A --noipv4ll -f /dev/null -o domain_name_servers wan1",
+    );
+    c.env("PATH", path_with_bins());
+    lab.procs.push(Daemon::spawn(c, d.join("dhcpcd.log")));
+    // wan2: busybox udhcpc with our script.
+    let mut c = lab.host.cmd("udhcpc");
+    c.args(["-f", "-i", "wan2", "-s"])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/contrib/udhcpc/multihomed-routing"
+        ))
+        .env("PATH", path_with_bins())
+        .env("MHR_DEFAULTS", lab.p("etc-default/multihomed-routing"));
+    lab.procs.push(Daemon::spawn(c, d.join("udhcpc.log")));
+    // wan3: dhclient, dhclient-script and our enter hook (dhclient gives
+    // its script a fresh environment: the hook names mhr and the settings).
+    std::fs::create_dir_all(d.join("enter.d")).unwrap();
+    std::fs::write(
+        d.join("enter.d/multihomed-routing"),
+        format!(
+            "MHR={}\nexport MHR_DEFAULTS={}\n. {}\n",
+            env!("CARGO_BIN_EXE_mhr"),
+            lab.p("etc-default/multihomed-routing"),
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/contrib/dhcp/multihomed-routing"
+            ),
+        ),
+    )
+    .unwrap();
+    let c = lab.private(
+        &[(
+            d.join("enter.d").display().to_string(),
+            "/etc/dhcp/dhclient-enter-hooks.d",
+        )],
+        &["/var/lib/dhcp", "/run/dhclient-test"],
+        &format!(
+            "dhclient -4 -d -pf /run/dhclient-test/pid -lf {} wan3",
+            lab.p("dhclient.leases")
+        ),
+    );
+    lab.procs.push(Daemon::spawn(c, d.join("dhclient.log")));
+    // wan4: a static address and its default route, as an admin adds them.
+    lab.host
+        .ip(&["addr", "add", "172.16.4.2/24", "dev", "wan4"]);
+    lab.host.ip(&[
+        "route",
+        "add",
+        "default",
+        "via",
+        "172.16.4.1",
+        "dev",
+        "wan4",
+    ]);
+
+    let ready = wait_for(Duration::from_secs(30), || {
+        our_rules(&lab.host, false).len() == 16 && our_rules(&lab.host, true).len() >= 4
+    });
+    assert!(
+        ready,
+        "rules: {:?} {:?}\nagent: {}\ndhcpcd: {}\nudhcpc: {}\ndhclient: {}",
+        our_rules(&lab.host, false),
+        our_rules(&lab.host, true),
+        lab.agent_log(),
+        std::fs::read_to_string(d.join("dhcpcd.log")).unwrap_or_default(),
+        std::fs::read_to_string(d.join("udhcpc.log")).unwrap_or_default(),
+        std::fs::read_to_string(d.join("dhclient.log")).unwrap_or_default(),
+    );
+    // Each uplink's traffic, bound to its address and its device, is
+    // answered by its own ISP; wan1 and wan2 share address and subnet.
+    for (i, a) in [
+        (1, "192.168.8.100"),
+        (2, "192.168.8.100"),
+        (3, "10.30.0.100"),
+        (4, "172.16.4.2"),
+    ] {
+        assert!(
+            wait_for(Duration::from_secs(5), || lab.probe(
+                INTERNET,
+                a,
+                &format!("wan{i}")
+            ) == format!("isp{i}")),
+            "wan{i}: {}\n{}\n{}",
+            lab.probe(INTERNET, a, &format!("wan{i}")),
+            lab.host.ip(&["rule"]),
+            lab.host.ip(&["route", "show", "table", "all"]),
+        );
+    }
+    let slaac = lab
+        .host
+        .ip(&["-6", "addr", "show", "dev", "wan1", "scope", "global"])
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("inet6 2001:db8:8:"))
+        .map(|rest| format!("2001:db8:8:{}", rest.split('/').next().unwrap()))
+        .expect("a SLAAC address on wan1");
+    assert!(
+        wait_for(Duration::from_secs(15), || lab
+            .probe(INTERNET6, &slaac, "wan1")
+            == "isp1"),
+        "SLAAC: {}\n{}",
+        lab.host.ip(&["-6", "rule"]),
+        lab.host.ip(&["-6", "route", "show", "table", "all"]),
+    );
+    // No uplink default in main, either family.
+    assert_eq!(lab.host.ip(&["route", "show", "default"]), "");
+    assert!(!lab
+        .host
+        .ip(&["-6", "route", "show", "default"])
+        .contains("wan"));
+    // DNS: the dhcpcd and udhcpc uplinks' servers, each through its own
+    // interface and address; the host's resolver answers through them.
+    let servers = std::fs::read_to_string(d.join("servers")).unwrap();
+    for line in [
+        "server=192.168.8.1@wan1@192.168.8.100",
+        "server=192.168.8.1@wan2@192.168.8.100",
+        "server=10.30.0.1@wan3@10.30.0.100",
+    ] {
+        assert!(servers.contains(line), "{line} missing:\n{servers}");
+    }
+    let answer = lab.probe("127.0.0.1", "127.0.0.1", "lo");
+    assert!(answer.starts_with("isp"), "resolver answered {answer:?}");
+
+    // A dhcpcd renewal (SIGUSR1) re-adds its routes: nothing in the
+    // tables moves and no rule is ever missing.
+    let t1 = lab.table_of("192.168.8.100").unwrap();
+    let before = lab.host.ip(&["route", "show", "table", &t1]);
+    let rules_before = our_rules(&lab.host, false);
+    lab.procs[0].signal(nix::sys::signal::Signal::SIGUSR1);
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        assert_eq!(our_rules(&lab.host, false), rules_before);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(lab.host.ip(&["route", "show", "table", &t1]), before);
+    assert_eq!(lab.host.ip(&["route", "show", "default"]), "");
+}
