@@ -392,3 +392,223 @@ fn every_configurer_gets_its_table_and_its_own_isp() {
     assert_eq!(lab.host.ip(&["route", "show", "table", &t1]), before);
     assert_eq!(lab.host.ip(&["route", "show", "default"]), "");
 }
+
+/// `ip rule` in the host, sampled every 10 ms on a thread until stopped.
+fn sample_rules(
+    ns: &str,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<Vec<String>>,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let ns = ns.to_owned();
+    let h = std::thread::spawn(move || {
+        let mut samples = Vec::new();
+        while !stop2.load(Ordering::SeqCst) {
+            let out = Command::new("ip")
+                .args(["-n", &ns, "rule"])
+                .output()
+                .unwrap();
+            samples.push(String::from_utf8_lossy(&out.stdout).into_owned());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        samples
+    });
+    (stop, h)
+}
+
+fn ours(rules: &str) -> Vec<&str> {
+    rules.lines().filter(|l| l.contains("proto 77")).collect()
+}
+
+#[test]
+fn restarts_and_kill_9_keep_every_rule_and_table() {
+    if !can_use_netns() {
+        return;
+    }
+    let mut lab = Lab::new("ar");
+    lab.isp(4, "172.16.4", false, None);
+    lab.host
+        .ip(&["addr", "add", "172.16.4.2/24", "dev", "wan4"]);
+    lab.host
+        .ip(&["addr", "add", "172.16.4.3/24", "dev", "wan4"]);
+    lab.host.ip(&[
+        "route",
+        "add",
+        "default",
+        "via",
+        "172.16.4.1",
+        "dev",
+        "wan4",
+    ]);
+    lab.start_agent("");
+    assert!(
+        wait_for(Duration::from_secs(5), || our_rules(&lab.host, false).len()
+            == 8),
+        "{:?}\n{}",
+        our_rules(&lab.host, false),
+        lab.agent_log()
+    );
+    let rules = our_rules(&lab.host, false);
+    let tables = (lab.table_of("172.16.4.2"), lab.table_of("172.16.4.3"));
+    // Traffic all along: a ping from each address, every 20 ms.
+    let mut pings: Vec<Daemon> = ["172.16.4.2", "172.16.4.3"]
+        .iter()
+        .map(|a| {
+            let mut c = lab.host.cmd("sh");
+            c.args([
+                "-c",
+                &format!(
+                    "exec ping -n -i 0.02 -W 1 -I {a} {INTERNET} > {}",
+                    lab.p(&format!("ping-{a}.out"))
+                ),
+            ]);
+            Daemon::spawn(c, lab.dir.path().join(format!("ping-{a}.log")))
+        })
+        .collect();
+
+    // SIGTERM and a new start, with rules sampled every 10 ms.
+    let (stop, sampler) = sample_rules(&lab.host.name);
+    std::thread::sleep(Duration::from_millis(100));
+    let mut old = lab.agent.take().unwrap();
+    old.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(
+        old.wait_exit(Duration::from_secs(5)).is_some(),
+        "{}",
+        old.log()
+    );
+    lab.start_agent("");
+    std::thread::sleep(Duration::from_millis(500));
+    // And kill -9: nothing is lost either.
+    let killed = lab.agent.take().unwrap();
+    killed.signal(nix::sys::signal::Signal::SIGKILL);
+    drop(killed);
+    lab.start_agent("");
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let samples = sampler.join().unwrap();
+    assert!(samples.len() > 50, "{} samples", samples.len());
+    for s in &samples {
+        assert_eq!(
+            ours(s),
+            rules.iter().map(String::as_str).collect::<Vec<_>>(),
+            "a sample lost a rule:\n{s}"
+        );
+    }
+    assert_eq!(
+        (lab.table_of("172.16.4.2"), lab.table_of("172.16.4.3")),
+        tables
+    );
+    assert_eq!(lab.host.ip(&["route", "show", "default"]), "");
+    let state = std::fs::read_to_string(lab.p("agent-state.json")).unwrap_or_default();
+    assert!(
+        wait_for(Duration::from_secs(3), || {
+            std::fs::read_to_string(lab.p("agent-state.json"))
+                .is_ok_and(|s| s.matches("\"table\": 100").count() == 2)
+        }),
+        "adopted after kill -9: {state}"
+    );
+    for p in &mut pings {
+        p.signal(nix::sys::signal::Signal::SIGINT);
+        p.wait_exit(Duration::from_secs(2));
+    }
+    for a in ["172.16.4.2", "172.16.4.3"] {
+        // Traffic went on across both restarts: at most the probes in
+        // flight at the end are unanswered.
+        let log = std::fs::read_to_string(lab.dir.path().join(format!("ping-{a}.out"))).unwrap();
+        let stats = log
+            .lines()
+            .find(|l| l.contains("packets transmitted"))
+            .unwrap_or_else(|| panic!("ping {a}: {log}"));
+        let n = |word: &str| -> u32 {
+            let i = stats.find(word).unwrap();
+            stats[..i]
+                .split_whitespace()
+                .last()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let (sent, got) = (n(" packets transmitted"), n(" received"));
+        assert!(sent > 30 && got + 2 >= sent, "ping from {a}: {stats}");
+    }
+
+    // An address removed, then the link unplugged: clean within 200 ms.
+    let t = Instant::now();
+    lab.host
+        .ip(&["addr", "del", "172.16.4.3/24", "dev", "wan4"]);
+    assert!(wait_for(Duration::from_secs(2), || our_rules(
+        &lab.host, false
+    )
+    .len()
+        == 4));
+    let removed = t.elapsed();
+    let t = Instant::now();
+    lab.host.ip(&["link", "del", "wan4"]);
+    assert!(wait_for(Duration::from_secs(2), || our_rules(
+        &lab.host, false
+    )
+    .is_empty()));
+    let unplugged = t.elapsed();
+    assert!(
+        removed < Duration::from_millis(200) && unplugged < Duration::from_millis(200),
+        "address removal took {removed:?}, unplugging {unplugged:?}"
+    );
+    // --cleanup was not asked for: stopping leaves nothing behind to clean
+    // here (the addresses are gone), and the agent exits 0.
+    let mut a = lab.agent.take().unwrap();
+    a.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(
+        a.wait_exit(Duration::from_secs(5)).and_then(|s| s.code()),
+        Some(0)
+    );
+}
+
+#[test]
+fn a_manager_that_fights_for_main_is_left_main_with_advice() {
+    if !can_use_netns() {
+        return;
+    }
+    let mut lab = Lab::new("af");
+    lab.isp(4, "172.16.4", false, None);
+    lab.host
+        .ip(&["addr", "add", "172.16.4.2/24", "dev", "wan4"]);
+    lab.start_agent(", fight_limit: 3, fight_window_s: 30");
+    assert!(wait_for(Duration::from_secs(5), || our_rules(
+        &lab.host, false
+    )
+    .len()
+        == 4));
+    // A manager that puts its default back every 50 ms.
+    let mut c = lab.host.cmd("sh");
+    c.args([
+        "-c",
+        "while :; do ip route add default via 172.16.4.1 dev wan4 2>/dev/null; sleep 0.05; done",
+    ]);
+    let fighter = Daemon::spawn(c, lab.dir.path().join("fighter.log"));
+    assert!(
+        wait_for(Duration::from_secs(10), || std::fs::read_to_string(
+            lab.p("agent-state.json")
+        )
+        .is_ok_and(|s| s.contains("\"main_kept\": [\n    {"))),
+        "{}",
+        lab.agent_log()
+    );
+    drop(fighter);
+    assert!(
+        lab.agent_log().contains("ipv4.route-table"),
+        "{}",
+        lab.agent_log()
+    );
+    // The default stays in main now, and the table keeps its copy.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(lab.host.ip(&["route", "show", "default"]).contains("wan4"));
+    let t = lab.table_of("172.16.4.2").unwrap();
+    assert!(lab
+        .host
+        .ip(&["route", "show", "table", &t])
+        .contains("default via 172.16.4.1"));
+    assert_eq!(lab.probe(INTERNET, "172.16.4.2", "wan4"), "isp4");
+}

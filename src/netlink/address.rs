@@ -212,8 +212,10 @@ impl HostAddr {
         ok && self.flags & IFA_F_DADFAILED == 0
     }
 
+    /// An IPv6 privacy address. (For IPv4 the same bit means secondary,
+    /// which is an address like any other here.)
     pub fn temporary(&self) -> bool {
-        self.flags & IFA_F_TEMPORARY != 0
+        self.address.is_ipv6() && self.flags & IFA_F_TEMPORARY != 0
     }
 }
 

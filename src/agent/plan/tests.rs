@@ -35,6 +35,7 @@ fn which_addresses_get_a_table() {
     assert!(!wants_table(&addr("fe80::1", 0)));
     assert!(!wants_table(&addr("127.0.0.1", 0)));
     assert!(!wants_table(&addr("2001:db8::77", 0x01)), "temporary");
+    assert!(wants_table(&addr("192.168.8.101", 0x01)), "IPv4 secondary");
     assert!(!wants_table(&addr("2001:db8::78", 0x08)), "DAD failed");
 }
 
