@@ -5,7 +5,9 @@ set -euo pipefail
 # python3 (the hostile sender of the trust tests), util-linux (setpriv,
 # unshare), systemd (systemd-analyze verify/security on the units; no
 # systemd is started).
-pkgs=(iproute2 dnsmasq-base isc-dhcp-client ifupdown iputils-ping procps binutils dpkg init-system-helpers python3 util-linux systemd)
+# dhcpcd-base and udhcpc (with busybox): the agent test runs them as the
+# configurers of two uplinks.
+pkgs=(iproute2 dnsmasq-base isc-dhcp-client ifupdown iputils-ping procps binutils dpkg init-system-helpers python3 util-linux systemd dhcpcd-base udhcpc busybox)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -611,4 +611,16 @@ fn a_manager_that_fights_for_main_is_left_main_with_advice() {
         .ip(&["route", "show", "table", &t])
         .contains("default via 172.16.4.1"));
     assert_eq!(lab.probe(INTERNET, "172.16.4.2", "wan4"), "isp4");
+    // mhr status says so, with the setting that ends it.
+    let out = run(lab
+        .host
+        .cmd(env!("CARGO_BIN_EXE_mhr"))
+        .args(["doctor", "--agent-state", &lab.p("agent-state.json")])
+        .env("MHR_DEFAULTS", lab.p("etc-default/multihomed-routing")));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("keeps putting wan4's inet default route back into main")
+            && text.contains("route-table"),
+        "{text}"
+    );
 }

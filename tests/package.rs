@@ -70,6 +70,13 @@ fn package_contents_and_maintainer_scripts() {
         "./usr/lib/tmpfiles.d/multihomed-routing.conf",
         "./usr/lib/systemd/system/mhr-track.service",
         "./usr/lib/systemd/system/mhr-ra.service",
+        "./usr/lib/systemd/system/mhr-agent.service",
+        "./etc/multihomed-routing/agent.json",
+        "./usr/lib/dhcpcd/dhcpcd-hooks/90-multihomed-routing",
+        "./usr/share/multihomed-routing/udhcpc.script",
+        "./usr/share/man/man8/mhr-agent.8.gz",
+        "./usr/share/doc/multihomed-routing/agent.md",
+        "./usr/share/doc/multihomed-routing/architecture.md",
         "./usr/share/man/man8/mhr-ra.8.gz",
         "./etc/multihomed-routing/track.json",
         "./etc/multihomed-routing/track.d/",
@@ -99,6 +106,12 @@ fn package_contents_and_maintainer_scripts() {
     // dhclient hook is sourced; if-up.d runs executables only).
     for (path, mode) in [
         ("./usr/sbin/mhr", "-rwxr-xr-x"),
+        ("./usr/share/multihomed-routing/udhcpc.script", "-rwxr-xr-x"),
+        // dhcpcd-run-hooks sources its hooks.
+        (
+            "./usr/lib/dhcpcd/dhcpcd-hooks/90-multihomed-routing",
+            "-rw-r--r--",
+        ),
         ("./etc/network/if-up.d/multihomed-routing", "-rwxr-xr-x"),
         (
             "./etc/dhcp/dhclient-enter-hooks.d/multihomed-routing",
@@ -265,7 +278,7 @@ fn check_units(root: &Path) {
         eprintln!("skipped unit checks: no systemd-analyze");
         return;
     }
-    let units = ["table-allocator-server", "mhr-ra", "mhr-track"];
+    let units = ["table-allocator-server", "mhr-ra", "mhr-track", "mhr-agent"];
     for unit in units {
         let path = root.join(format!("usr/lib/systemd/system/{unit}.service"));
         let out = run(Command::new("systemd-analyze")

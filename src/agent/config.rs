@@ -39,9 +39,8 @@ pub struct AgentConfig {
     pub exclude: Vec<String>,
     /// Interfaces whose main routes are copied, not moved.
     pub copy_main: Vec<String>,
-    /// The allocator server's abstract name, its uid, padded names.
-    pub tas_socket: String,
-    pub server_uid: u32,
+    /// Abstract names padded to 108 bytes, as the original's. (The
+    /// server's name and uid come from the settings file.)
     pub padded: bool,
     /// The server's pool, when known: a table outside it is refused.
     pub tables: Option<(u32, u32)>,
@@ -69,8 +68,6 @@ impl Default for AgentConfig {
                 .to_vec(),
             exclude: Vec::new(),
             copy_main: Vec::new(),
-            tas_socket: crate::protocol::DEFAULT_SERVER_NAME.into(),
-            server_uid: 0,
             padded: true,
             tables: None,
             attempts: 5,
@@ -90,8 +87,6 @@ struct Raw {
     interfaces: Option<Vec<String>>,
     exclude: Option<Vec<String>>,
     copy_main: Option<Vec<String>>,
-    tas_socket: Option<String>,
-    server_uid: Option<u32>,
     padded: Option<bool>,
     tables: Option<[u32; 2]>,
     attempts: Option<u32>,
@@ -139,10 +134,6 @@ impl AgentConfig {
                 )))
             }
         };
-        let tas_socket = raw.tas_socket.unwrap_or(d.tas_socket);
-        if tas_socket.is_empty() || tas_socket.len() > 100 {
-            return Err(bad("key \"tas_socket\": 1 to 100 bytes".into()));
-        }
         let attempts = raw.attempts.unwrap_or(d.attempts);
         if !(1..=100).contains(&attempts) {
             return Err(bad(format!("key \"attempts\": {attempts} is not 1 to 100")));
@@ -165,8 +156,6 @@ impl AgentConfig {
             interfaces: raw.interfaces.unwrap_or(d.interfaces),
             exclude: raw.exclude.unwrap_or(d.exclude),
             copy_main: raw.copy_main.unwrap_or(d.copy_main),
-            tas_socket,
-            server_uid: raw.server_uid.unwrap_or(d.server_uid),
             padded: raw.padded.unwrap_or(d.padded),
             tables,
             attempts,
@@ -200,8 +189,6 @@ impl AgentConfig {
             "interfaces": self.interfaces,
             "exclude": self.exclude,
             "copy_main": self.copy_main,
-            "tas_socket": self.tas_socket,
-            "server_uid": self.server_uid,
             "padded": self.padded,
             "tables": self.tables.map(|(a, b)| [a, b]),
             "attempts": self.attempts,
@@ -245,6 +232,27 @@ mod tests {
         ] {
             let e = AgentConfig::parse(text, p).unwrap_err().to_string();
             assert!(e.contains(key), "{text}: {e}");
+        }
+        // The shipped file says the defaults; the reference lists every key.
+        let shipped = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/contrib/agent/agent.json"
+        ));
+        assert_eq!(
+            AgentConfig::parse(shipped, p).unwrap(),
+            AgentConfig::default()
+        );
+        let doc = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/agent.md"));
+        let keys = c.effective();
+        for key in keys.as_object().unwrap().keys() {
+            assert!(
+                shipped.contains(&format!("\"{key}\"")),
+                "{key} not in the shipped config"
+            );
+            assert!(
+                doc.contains(&format!("| `{key}` |")),
+                "{key} not in docs/agent.md"
+            );
         }
         // What --check prints reads back as the same config.
         let c = AgentConfig::parse(r#"{"tables": [10000, 10063], "track": "/t.json"}"#, p).unwrap();

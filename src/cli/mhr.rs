@@ -83,6 +83,13 @@ pub struct HostPaths {
         default_value = crate::track::config::DEFAULT_STATE_FILE,
     )]
     pub track_state: PathBuf,
+    /// The agent's state file, read by status and doctor.
+    #[arg(
+        long,
+        env = "MHR_AGENT_STATE",
+        default_value = crate::agent::config::DEFAULT_STATE_FILE,
+    )]
+    pub agent_state: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]

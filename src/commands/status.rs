@@ -118,6 +118,14 @@ pub fn gather(
     let track = crate::track::TrackState::read(&host.paths.track_state);
     status::add_health(&mut st, track.as_ref(), unix_now());
     status::add_links(&mut st);
+    if let Some(agent) = crate::agent::AgentState::read(&host.paths.agent_state) {
+        for k in agent.main_kept {
+            st.problems.push(Problem::MainKeptByManager {
+                ifname: k.ifname,
+                family: k.family,
+            });
+        }
+    }
     if let Err(e) = &leases {
         st.problems.push(Problem::DatabaseUnreadable {
             path: db.display().to_string(),

@@ -40,6 +40,12 @@ pub enum Problem {
     TrackerStale {
         age_secs: i64,
     },
+    /// `mhr agent` gave up moving an uplink's default out of main: a
+    /// manager puts it back at once.
+    MainKeptByManager {
+        ifname: String,
+        family: String,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -73,6 +79,10 @@ impl fmt::Display for Problem {
                 f,
                 "the tracker's state is {age_secs} s old: mhr track is not running (its unbound rule may be stale)"
             ),
+            Problem::MainKeptByManager { ifname, family } => write!(
+                f,
+                "a manager keeps putting {ifname}'s {family} default route back into main: mhr agent leaves it there (the route is in the address's table too)"
+            ),
         }
     }
 }
@@ -95,6 +105,7 @@ impl Problem {
             Problem::ServerSilent => "start the server: systemctl restart table-allocator-server",
             Problem::DatabaseUnreadable { .. } => "check db_path in the server config, or pass --db",
             Problem::TrackerStale { .. } => "start the tracker (systemctl start mhr-track), or remove its state file",
+            Problem::MainKeptByManager { .. } => "give the manager a route table: NetworkManager `nmcli connection modify ID ipv4.route-table N` (ipv6.route-table), systemd-networkd `RouteTable=` in [DHCPv4]/[IPv6AcceptRA], dhcpcd `nogateway`; or list the interface in the agent's `copy_main`; then restart mhr-agent",
         }
     }
 }
