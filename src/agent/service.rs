@@ -320,6 +320,16 @@ impl Agent {
                     .filter_map(kernel_route),
             );
         }
+        // Route events keep the tables in step; a full re-route is due only
+        // when main drifted from what the events said (an overrun).
+        let main_drifted = {
+            let key = |v: &[KernelRoute]| {
+                let mut k: Vec<RouteKey> = v.iter().map(route_key).collect();
+                k.sort();
+                k
+            };
+            key(&main) != key(&self.main)
+        };
         self.main = main;
         let present: HashSet<AddrId> = addrs
             .iter()
@@ -340,7 +350,21 @@ impl Agent {
         for a in addrs.iter().cloned() {
             self.address_added(a).await;
         }
-        let routed: Vec<AddrId> = self.entries.keys().copied().collect();
+        // Rules someone deleted come back; with them the table's routes.
+        let mut have: HashSet<RuleSpec> = HashSet::new();
+        for family in [crate::addr::Family::Inet, crate::addr::Family::Inet6] {
+            have.extend(self.nl.our_rules(family).await?);
+        }
+        let routed: Vec<AddrId> = self
+            .entries
+            .iter()
+            .filter(|(id, e)| {
+                e.table.is_some_and(|t| {
+                    main_drifted || !self.rules(id, e, t).iter().all(|r| have.contains(r))
+                })
+            })
+            .map(|(id, _)| *id)
+            .collect();
         for id in routed {
             self.route(id).await;
         }
