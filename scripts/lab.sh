@@ -16,6 +16,11 @@
 # with its own name. The host runs the allocator server, dhclient with our
 # hook, and dnsmasq as local resolver fed by our servers file.
 #
+# With LAB_AGENT=1 (what scripts/run.sh shows), the host runs `mhr agent`
+# in place of `mhr ra`, and a fifth uplink, wan5 from ISP5 (10.50.0.0/24),
+# is configured by dhcpcd with no routing hook at all: the agent gives it
+# its table, rules and routes; dhcpcd's hook only hands over its DNS.
+#
 # IPv6: ISP1 and ISP2 advertise the same /64 (2001:db8:8::/64) by RA
 # (SLAAC; wan1 also makes a temporary privacy address), ISP3 advertises
 # 2001:db8:30::/64 and hands out addresses by DHCPv6 (dhclient -6 on wan3).
@@ -35,8 +40,9 @@ HOST=$LAB-host
 INTERNET=203.0.113.10
 INTERNET6=2001:db8:ffff::10
 ISPS="1 2 3 4"
+[ "${LAB_AGENT:-0}" = 1 ] && ISPS="1 2 3 4 5"
 
-isp_net() { case $1 in 1|2) echo 192.168.8;; 3) echo 10.30.0;; 4) echo 172.16.4;; esac; }
+isp_net() { case $1 in 1|2) echo 192.168.8;; 3) echo 10.30.0;; 4) echo 172.16.4;; 5) echo 10.50.0;; esac; }
 isp_net6() { case $1 in 1|2) echo 2001:db8:8;; 3) echo 2001:db8:30;; *) echo;; esac; }
 in_host() { ip netns exec "$HOST" "$@"; }
 
@@ -137,12 +143,22 @@ MHR_DHCLIENT_PID_DIR=$DIR
 MHR_STANZA_DIR=$DIR/network-conf
 MHR_CLIENT_LOG=$DIR/client.log
 EOF
-    # The RA agent: tables, rules and routes for the addresses RAs make.
-    in_host env MHR_CLIENT="$BIN/table_allocator_client" MHR_TAS_SOCKET=tas_socket \
-        MHR_SERVERS_FILE="$DIR/servers" MHR_DNSMASQ_PID_FILE="$DIR/resolver.pid" \
-        MHR_CLIENT_LOG="$DIR/client.log" "$BIN/mhr" ra --interfaces 'wan*' \
-        </dev/null >/dev/null 2>>"$DIR/ra.log" &
-    echo $! > "$DIR/ra.pid"
+    if [ "${LAB_AGENT:-0}" = 1 ]; then
+        # The agent: a table for every address on wan*, whatever made it,
+        # and the RA handling.
+        printf '{ "interfaces": ["wan*"], "state_file": "%s" }\n' "$DIR/agent-state.json" > "$DIR/agent.json"
+        in_host env MHR_DEFAULTS="$DIR/defaults" "$BIN/mhr" agent -c "$DIR/agent.json" \
+            </dev/null >/dev/null 2>>"$DIR/agent.log" &
+        echo $! > "$DIR/agent.pid"
+        wait_for 50 grep -q "agent started" "$DIR/agent.log"
+    else
+        # The RA agent: tables, rules and routes for the addresses RAs make.
+        in_host env MHR_CLIENT="$BIN/table_allocator_client" MHR_TAS_SOCKET=tas_socket \
+            MHR_SERVERS_FILE="$DIR/servers" MHR_DNSMASQ_PID_FILE="$DIR/resolver.pid" \
+            MHR_CLIENT_LOG="$DIR/client.log" "$BIN/mhr" ra --interfaces 'wan*' \
+            </dev/null >/dev/null 2>>"$DIR/ra.log" &
+        echo $! > "$DIR/ra.pid"
+    fi
 
     # dhclient-script with its hook directories pointed at ours, so nothing
     # is installed on the host.
@@ -174,6 +190,26 @@ iface wan4 inet static
 EOF
     mkdir -p "$DIR/ifstate"
     in_host ifup --no-scripts -i "$DIR/interfaces" --state-dir "$DIR/ifstate" wan4 </dev/null >/dev/null 2>>"$DIR/ifup.log"
+    if [ "${LAB_AGENT:-0}" = 1 ]; then
+        # wan5: dhcpcd, its state in a private mount namespace, our DNS hook
+        # as its only hook (dhcpcd gives hooks no environment but PATH, so
+        # the settings file is mounted where mhr looks for it).
+        mkdir -p "$DIR/dhcpcd-hooks" "$DIR/etc-default"
+        dhcpcd_hook=$top/contrib/dhcpcd/90-multihomed-routing
+        [ -e "$dhcpcd_hook" ] || dhcpcd_hook=/usr/lib/dhcpcd/dhcpcd-hooks/90-multihomed-routing
+        cp "$dhcpcd_hook" "$DIR/dhcpcd-hooks/"
+        cp "$DIR/defaults" "$DIR/etc-default/multihomed-routing"
+        in_host env PATH="$BIN:$PATH" unshare --mount --propagation private sh -c "
+            mount -t tmpfs tmpfs /run/dhcpcd 2>/dev/null || { mkdir -p /run/dhcpcd && mount -t tmpfs tmpfs /run/dhcpcd; }
+            mkdir -p /var/lib/dhcpcd && mount -t tmpfs tmpfs /var/lib/dhcpcd
+            mount --bind $DIR/dhcpcd-hooks /usr/lib/dhcpcd/dhcpcd-hooks
+            mount --bind $DIR/etc-default /etc/default
+            exec dhcpcd -4 -B -A --noipv4ll -f /dev/null -o domain_name_servers wan5" \
+            </dev/null >/dev/null 2>>"$DIR/dhcpcd.log" &
+        echo $! > "$DIR/dhcpcd.pid"
+        wait_for 150 bash -c "ip -n $HOST rule | grep -q 'oif wan5 lookup'" ||
+            echo "lab $LAB: wan5 has no table (see $DIR/agent.log, $DIR/dhcpcd.log)" >&2
+    fi
     # IPv6: a table for each SLAAC address (wan1-3), the temporary address
     # on wan1, the DHCPv6 address on wan3, and the RA default routes.
     v6ready() {
@@ -217,6 +253,7 @@ status() {
 }
 
 down() {
+    ISPS="1 2 3 4 5"
     for ns in "$HOST" $(for i in $ISPS; do echo "$LAB-isp$i"; done); do
         if ip netns list | grep -qw "$ns"; then
             for pid in $(ip netns pids "$ns" 2>/dev/null); do kill "$pid" 2>/dev/null || true; done

@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cargo build --release --bins
-export LAB=${LAB:-mhrdemo} BIN=$PWD/target/release
+# The host runs `mhr agent`; wan5 comes up by dhcpcd with no routing hook.
+export LAB=${LAB:-mhrdemo} BIN=$PWD/target/release LAB_AGENT=${LAB_AGENT:-1}
 trap '"$BIN/mhr" lab down' EXIT
 "$BIN/mhr" lab down >/dev/null 2>&1 || true
 "$BIN/mhr" lab up
@@ -18,7 +19,8 @@ say "status: per uplink, the address, its table, its rules, the table's default 
 "$BIN/mhr" lab status
 say "ip rule (host namespace of the lab)"; ip -n "$host" rule
 say "ip route show table main: empty of defaults, so nothing beats the rules"; ip -n "$host" route show table main
-for i in 1 2 3 4; do
+uplinks="1 2 3 4"; [ "$LAB_AGENT" = 1 ] && uplinks="1 2 3 4 5"
+for i in $uplinks; do
     t=$(ip -n "$host" rule | grep "oif wan$i lookup" | awk '{print $(NF-2)}')
     say "ip route show table $t (wan$i)"; ip -n "$host" route show table "$t"
 done
@@ -33,6 +35,14 @@ if [ -n "$a6" ]; then
 fi
 
 dir=/run/mhr-lab-$LAB
+if [ "$LAB_AGENT" = 1 ]; then
+    say "mhr agent: one process for every uplink. wan5 was configured by dhcpcd alone; the agent leased its table, installed its rules, copied dhcpcd's routes and moved its default out of main"
+    grep -E 'agent started|routed by its own table|moved out of main' "$dir/agent.log" | sed 's/^/  /'
+    echo "  agent: pid $(cat "$dir/agent.pid"), RSS $(awk '/VmRSS/ {print $2, $3}' "/proc/$(cat "$dir/agent.pid")/status")"
+    a5=$(ip -n "$host" -4 -o addr show dev wan5 | awk '{print $4}' | cut -d/ -f1)
+    echo "  from wan5's address $a5, answered by: $(ip netns exec "$host" "$BIN/mhr" probe 203.0.113.10 whoami.lab --source "$a5" --device wan5)"
+    echo "  dnsmasq's line for wan5 (from dhcpcd's hook): $(grep '@wan5@' "$dir/servers")"
+fi
 say "health tracker: unbound traffic to the best working uplink (preference wan1, then wan3)"
 printf '%s\n' '{ "interfaces": ["wan*"], "targets": [{"kind": "icmp", "address": "203.0.113.10"}],' \
     "  \"preference\": [\"wan1\", \"wan3\"], \"state_file\": \"$dir/track-state.json\", \"scripts_dir\": \"$dir/track.d\" }" \

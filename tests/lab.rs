@@ -32,6 +32,8 @@ static N: AtomicUsize = AtomicUsize::new(0);
 struct Lab {
     name: String,
     dir: tempfile::TempDir,
+    /// The lab of scripts/run.sh: `mhr agent` and a dhcpcd uplink (wan5).
+    agent: bool,
 }
 
 fn bin_dir() -> PathBuf {
@@ -43,13 +45,17 @@ fn bin_dir() -> PathBuf {
 
 impl Lab {
     fn up() -> Lab {
+        Self::up_with(false)
+    }
+
+    fn up_with(agent: bool) -> Lab {
         let name = format!(
             "l{}x{}",
             std::process::id() % 100000,
             N.fetch_add(1, Ordering::SeqCst)
         );
         let dir = tempfile::tempdir().unwrap();
-        let lab = Lab { name, dir };
+        let lab = Lab { name, dir, agent };
         let out = lab.script("up");
         assert!(
             out.status.success(),
@@ -67,6 +73,7 @@ impl Lab {
             .env("LAB", &self.name)
             .env("BIN", bin_dir())
             .env("LAB_DIR", self.dir.path().join("state"))
+            .env("LAB_AGENT", if self.agent { "1" } else { "0" })
             .output()
             .unwrap()
     }
@@ -929,4 +936,58 @@ fn ipv6_uplinks_from_router_advertisements_and_dhcpv6() {
         .count();
     // 8 from RAs, besides the lab's own.
     assert!((3..=8 + 2).contains(&wan1_dns), "{}", lab.read("servers"));
+}
+
+/// The lab scripts/run.sh shows: the host runs `mhr agent`, and wan5 is
+/// configured by dhcpcd with no routing hook; the hook-run uplinks keep
+/// working beside it (their clients find the agent at their names).
+#[test]
+fn the_demo_lab_runs_the_agent_and_a_hook_free_dhcpcd_uplink() {
+    if !can_use_netns() {
+        return;
+    }
+    let lab = Lab::up_with(true);
+    let rules = lab.ip(&["rule"]);
+    for i in 1..=5 {
+        assert!(
+            rules.contains(&format!("oif wan{i} lookup")),
+            "wan{i}:\n{rules}"
+        );
+    }
+    assert_eq!(rules.matches("proto 77").count(), 20, "{rules}");
+    let a5 = "10.50.0.100";
+    assert!(rules.contains(&format!("from {a5} lookup")), "{rules}");
+    let internet = "203.0.113.10";
+    assert_eq!(
+        lab.probe(&[internet, "--source", a5, "--device", "wan5"]),
+        "isp5"
+    );
+    for (i, a) in [
+        (1, "192.168.8.100"),
+        (2, "192.168.8.100"),
+        (3, "10.30.0.100"),
+        (4, "172.16.4.2"),
+    ] {
+        assert_eq!(
+            lab.probe(&[internet, "--source", a, "--device", &format!("wan{i}")]),
+            format!("isp{i}")
+        );
+    }
+    assert!(!lab
+        .ip(&["route", "show", "table", "main"])
+        .contains("default"));
+    assert!(
+        lab.read("servers")
+            .contains("server=10.50.0.1@wan5@10.50.0.100"),
+        "{}",
+        lab.read("servers")
+    );
+    // Written within a second of a change.
+    assert!(
+        wait_for(Duration::from_secs(3), || lab
+            .read("agent-state.json")
+            .contains("\"ifname\": \"wan5\"")),
+        "{}",
+        lab.read("agent-state.json")
+    );
 }
