@@ -122,7 +122,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let (one_by_one, all_at_once) = rt.block_on(async {
+    let one_by_one = rt.block_on(async {
         let (conn, handle, _) = rtnetlink::new_connection().unwrap();
         tokio::spawn(conn);
         let (mconn, _h, mut events) =
@@ -155,9 +155,8 @@ fn main() {
                 times.push(start.elapsed());
             }
         }
-        (times, ())
+        times
     });
-    let _ = all_at_once;
     let mut times = one_by_one;
     let (rss1, cpu1) = (proc_field(pid, "status", "VmRSS:"), cpu(pid));
     println!(
