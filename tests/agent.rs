@@ -375,6 +375,16 @@ fn every_configurer_gets_its_table_and_its_own_isp() {
     ] {
         assert!(servers.contains(line), "{line} missing:\n{servers}");
     }
+    // The dhclient hook asked the agent for wan3's table: no
+    // table_allocator_client runs in the host.
+    let pids = run(Command::new("ip").args(["netns", "pids", &lab.host.name]));
+    for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+        let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        assert!(
+            !cmd.contains("table_allocator_client"),
+            "a client runs: {cmd}"
+        );
+    }
     let answer = lab.probe("127.0.0.1", "127.0.0.1", "lo");
     assert!(answer.starts_with("isp"), "resolver answered {answer:?}");
 
@@ -581,6 +591,19 @@ fn a_manager_that_fights_for_main_is_left_main_with_advice() {
     )
     .len()
         == 4));
+    // A second agent in the same namespace refuses to start, and says why.
+    let out = run(lab
+        .host
+        .cmd(env!("CARGO_BIN_EXE_mhr"))
+        .args(["agent", "-c", &lab.p("agent.json")])
+        .env("MHR_DEFAULTS", lab.p("etc-default/multihomed-routing")));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(1)
+            && err.contains("another mhr agent runs")
+            && err.contains("mhr"),
+        "{out:?}"
+    );
     // A manager that puts its default back every 50 ms.
     let mut c = lab.host.cmd("sh");
     c.args([

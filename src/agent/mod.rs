@@ -25,6 +25,8 @@ pub enum AgentError {
     Netlink(#[from] crate::netlink::NetlinkError),
     #[error("RA handling: {0}")]
     Ra(#[from] crate::ra::RaError),
+    #[error("another mhr agent runs in this network namespace: {0}")]
+    Running(String),
     #[error("tracker config: {0}")]
     Track(#[from] crate::track::config::TrackConfigError),
 }

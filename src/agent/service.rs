@@ -440,6 +440,17 @@ pub async fn run(
         Some(path) => Some(crate::track::config::TrackConfig::load(path)?),
         None => None,
     };
+    // Hooks see the agent by this name (and a second agent fails here).
+    let presence = crate::dgram::bind_abstract(crate::uplink::AGENT_NAME, true).map_err(|e| {
+        let holders = crate::dgram::holders_of(crate::uplink::AGENT_NAME);
+        let by: Vec<String> = holders.iter().map(ToString::to_string).collect();
+        AgentError::Running(format!("{e} (held by {})", by.join(", ")))
+    })?;
+    tokio::task::spawn_local(async move {
+        // Presence checks are empty datagrams: read and drop them.
+        let mut buf = [0u8; 64];
+        while presence.recv(&mut buf).await.is_ok() {}
+    });
     let nl = Netlink::connect()?;
     let mut watcher = Watcher::host()?;
     let (tx, mut rx) = mpsc::unbounded_channel();

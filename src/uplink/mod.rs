@@ -3,6 +3,10 @@
 //! the rules), the uplink's routes in that table, and its name servers for
 //! dnsmasq. Neither caller reaches into the other.
 
+mod agent;
+
+pub use agent::{agent_running, ask_agent, AGENT_NAME};
+
 use std::io::Read;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -49,6 +53,13 @@ impl Uplinks {
         address: IpAddr,
         prefix_len: u8,
     ) -> Result<u32, UplinkError> {
+        // With the agent running, it keeps the address's lease: ask it.
+        if agent_running() {
+            if let Some(table) = ask_agent(ifname, address) {
+                info!(ifname, %address, table, "table from mhr agent");
+                return Ok(table);
+            }
+        }
         let family = if address.is_ipv4() { "-4" } else { "-6" };
         let mut cmd = Command::new(&self.client_bin);
         // Values attached to their flags (`-iNAME`): an interface named
