@@ -49,7 +49,7 @@ fn main() {
         return;
     }
     let ns = Ns::new(format!("mhr-bench-hook-{}", std::process::id()));
-    for i in 0..2 * UPLINKS {
+    for i in 0..4 * UPLINKS {
         ip(
             &ns.0,
             &[
@@ -174,5 +174,76 @@ fn main() {
         ms(pct(&mut via_script, 0.5)),
         ms(pct(&mut via_script, 0.99))
     );
+
+    // 4. The same with `mhr agent` running: the hook asks the agent for the
+    // table instead of spawning a client. Beside it, dhclient-script with an
+    // empty hook (one that only unsets `reason`, as ours does once it has
+    // handled the event), so the hook's own cost is the difference.
+    let cfg = d.join("agent.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{ interfaces: ["up*"], ra: false, state_file: "{}" }}"#,
+            d.join("agent-state.json").display()
+        ),
+    )
+    .unwrap();
+    let mut agent_cmd = Command::new(mhr);
+    agent_cmd
+        .args(["agent", "-c"])
+        .arg(&cfg)
+        .env("MHR_DEFAULTS", "/dev/null");
+    configure(&mut agent_cmd);
+    let agent = support::Kill(agent_cmd.spawn().unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let empty = d.join("empty-script");
+    std::fs::create_dir_all(d.join("empty.d")).unwrap();
+    std::fs::write(d.join("empty.d/empty"), "unset reason\n").unwrap();
+    std::fs::write(
+        &empty,
+        std::fs::read_to_string("/sbin/dhclient-script")
+            .unwrap()
+            .replace(
+                "/etc/dhcp/dhclient-enter-hooks.d",
+                &d.join("empty.d").display().to_string(),
+            )
+            .replace(
+                "/etc/dhcp/dhclient-exit-hooks.d",
+                &d.join("empty.d").display().to_string(),
+            ),
+    )
+    .unwrap();
+    let (mut with_agent, mut baseline) = (Vec::new(), Vec::new());
+    let pids_before = last_pid();
+    // Interleaved, so both see the same machine.
+    for n in 0..UPLINKS {
+        for (script, first, out) in [
+            (&script, 2 * UPLINKS, &mut with_agent),
+            (&empty, 3 * UPLINKS, &mut baseline),
+        ] {
+            let i = first + n;
+            let mut cmd = Command::new("sh");
+            cmd.arg(script);
+            bound_env(&mut cmd, i, "BOUND");
+            configure(&mut cmd);
+            let t = Instant::now();
+            assert!(cmd.status().unwrap().success());
+            out.push(t.elapsed());
+        }
+    }
+    let per_event = (last_pid() - pids_before) as f64 / (2 * UPLINKS) as f64;
+    let (a, b) = (pct(&mut with_agent, 0.5), pct(&mut baseline, 0.5));
+    println!(
+        "with mhr agent running, BOUND through dhclient-script and the hook: median {}, p99 {}",
+        ms(a),
+        ms(pct(&mut with_agent, 0.99))
+    );
+    println!(
+        "dhclient-script with an empty hook (baseline): median {}, p99 {}; the hook's own cost: {} ({per_event:.1} processes per event, both kinds)",
+        ms(b),
+        ms(pct(&mut baseline, 0.99)),
+        ms(a.saturating_sub(b))
+    );
+    drop(agent);
     drop(server);
 }
