@@ -375,6 +375,15 @@ fn every_configurer_gets_its_table_and_its_own_isp() {
     ] {
         assert!(servers.contains(line), "{line} missing:\n{servers}");
     }
+    // The dhcpcd and udhcpc hooks handed their servers to the agent.
+    let log = lab.agent_log();
+    for i in [1, 2] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("name servers from a hook") && l.contains(&format!("wan{i}"))),
+            "{log}"
+        );
+    }
     // The dhclient hook asked the agent for wan3's table: no
     // table_allocator_client runs in the host.
     let pids = run(Command::new("ip").args(["netns", "pids", &lab.host.name]));
@@ -603,6 +612,47 @@ fn a_manager_that_fights_for_main_is_left_main_with_advice() {
             && err.contains("another mhr agent runs")
             && err.contains("mhr"),
         "{out:?}"
+    );
+    // Name servers through the agent's control socket: root's are taken;
+    // the same request from uid 65534 is dropped unanswered.
+    let dns = |uid: Option<u32>| {
+        let msg = r#"{"cmd": "dns", "ifname": "wan4", "source": "172.16.4.2", "servers": ["172.16.4.1"]}"#;
+        let py = format!(
+            "import socket; s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); \
+             s.setsockopt(socket.SOL_SOCKET, 16, 1); s.bind(''); s.settimeout(1); \
+             s.sendto({msg:?}.encode(), b'\\0mhr_agent' + b'\\0' * 98)\n\
+             try: print(s.recv(4096).decode())\nexcept OSError: print('no answer')"
+        );
+        let mut c = match uid {
+            Some(u) => {
+                let mut c = lab.host.cmd("setpriv");
+                c.args([
+                    &format!("--reuid={u}"),
+                    &format!("--regid={u}"),
+                    "--clear-groups",
+                    "/usr/bin/python3",
+                    "-c",
+                    &py,
+                ]);
+                c
+            }
+            None => {
+                let mut c = lab.host.cmd("/usr/bin/python3");
+                c.args(["-c", &py]);
+                c
+            }
+        };
+        let out = run(&mut c);
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert!(!text.is_empty(), "{out:?}");
+        text
+    };
+    assert_eq!(dns(Some(65534)), "no answer");
+    assert_eq!(std::fs::read_to_string(lab.p("servers")).unwrap(), "");
+    assert_eq!(dns(None), r#"{"error":""}"#);
+    assert_eq!(
+        std::fs::read_to_string(lab.p("servers")).unwrap(),
+        "server=172.16.4.1@wan4@172.16.4.2\n"
     );
     // A manager that puts its default back every 50 ms.
     let mut c = lab.host.cmd("sh");

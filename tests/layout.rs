@@ -16,7 +16,10 @@ fn modules() -> Vec<(String, bool)> {
         if line.starts_with("// Shared leaves") {
             leaves = true;
         }
-        if let Some(rest) = line.strip_prefix("pub mod ") {
+        let decl = line
+            .strip_prefix("pub mod ")
+            .or_else(|| line.strip_prefix("pub(crate) mod "));
+        if let Some(rest) = decl {
             let name = rest.split(';').next().unwrap().trim().to_string();
             out.push((name, leaves));
         }

@@ -11,6 +11,7 @@
 //! next start adopts them); `--cleanup` removes them and releases.
 
 pub mod config;
+mod control;
 mod lease;
 mod plan;
 mod service;

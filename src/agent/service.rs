@@ -446,11 +446,8 @@ pub async fn run(
         let by: Vec<String> = holders.iter().map(ToString::to_string).collect();
         AgentError::Running(format!("{e} (held by {})", by.join(", ")))
     })?;
-    tokio::task::spawn_local(async move {
-        // Presence checks are empty datagrams: read and drop them.
-        let mut buf = [0u8; 64];
-        while presence.recv(&mut buf).await.is_ok() {}
-    });
+    crate::dgram::enable_credentials(&presence).map_err(crate::netlink::NetlinkError::Io)?;
+    tokio::task::spawn_local(super::control::serve(presence, uplinks.clone()));
     let nl = Netlink::connect()?;
     let mut watcher = Watcher::host()?;
     let (tx, mut rx) = mpsc::unbounded_channel();

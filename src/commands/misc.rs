@@ -14,6 +14,18 @@ use crate::protocol::validate_ifname;
 /// dnsmasq (none removes them).
 pub fn dns(host: &Host, ifname: &str, source: IpAddr, servers: &[IpAddr]) -> anyhow::Result<u8> {
     validate_ifname(ifname).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    // With the agent running, it takes the servers (one writer).
+    let req = crate::uplink::Control::Dns {
+        ifname: ifname.to_owned(),
+        source,
+        servers: servers.to_vec(),
+    };
+    if let Some(reply) = crate::uplink::ask_control(&req).context("asking mhr agent")? {
+        if !reply.error.is_empty() {
+            anyhow::bail!("mhr agent: {}", reply.error);
+        }
+        return Ok(EXIT_HANDLED);
+    }
     // A typo must not write lines no interface will ever remove.
     let exists = host
         .rt

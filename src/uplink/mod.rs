@@ -5,7 +5,9 @@
 
 mod agent;
 
-pub use agent::{agent_running, ask_agent, AGENT_NAME};
+pub use agent::{
+    agent_running, ask_agent, ask_control, Control, ControlReply, AGENT_NAME, CONTROL_MAX,
+};
 
 use std::io::Read;
 use std::net::IpAddr;
