@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main job: the namespace lab. Builds the release binaries, brings up a
-# multihomed host with four uplinks (three DHCP from real dnsmasq ISPs, two of
-# them handing out the same subnet, and one static via ifup), shows what the
-# system made of it, unplugs an uplink, and tears everything down.
+# multihomed host running `mhr agent` with five uplinks (three DHCP through
+# dhclient and our hook from real dnsmasq ISPs, two of them handing out the
+# same subnet, one static via ifup, and one by dhcpcd with no routing hook),
+# shows what the system made of it, unplugs an uplink, and tears everything
+# down.
 # Needs root; never touches the host namespace's routing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
