@@ -14,6 +14,7 @@ pub mod config;
 mod control;
 mod lease;
 mod plan;
+mod repair;
 mod service;
 mod state;
 

@@ -18,7 +18,7 @@ use crate::addr::family_of;
 use crate::client::ClientConfig;
 use crate::dns::Scope;
 use crate::netlink::routes::{KernelRoute, MAIN_TABLE};
-use crate::netlink::rules::{Downstream, RuleSpec, PRIO_FROM};
+use crate::netlink::rules::{Downstream, RuleSpec};
 use crate::netlink::{is_ours, kernel_route, route_message, Event, HostAddr, Netlink, Watcher};
 use crate::protocol::LeaseKey;
 use crate::uplink::Uplinks;
@@ -28,36 +28,36 @@ pub(super) struct Entry {
     pub prefix_len: u8,
     pub table: Option<u32>,
     pub lease_expires: u64,
-    handle: Option<lease::Handle>,
-    since: Instant,
+    pub(super) handle: Option<lease::Handle>,
+    pub(super) since: Instant,
     /// Left alone: held by a standalone client, or released on request.
     pub hands_off: Option<&'static str>,
 }
 
 /// What a route is, for telling our own deletions from others'.
-type RouteKey = (u32, std::net::IpAddr, u8, Option<std::net::IpAddr>);
+pub(super) type RouteKey = (u32, std::net::IpAddr, u8, Option<std::net::IpAddr>);
 
-fn route_key(r: &KernelRoute) -> RouteKey {
+pub(super) fn route_key(r: &KernelRoute) -> RouteKey {
     (r.oif.unwrap_or(0), r.dest, r.prefix_len, r.gateway)
 }
 
 pub(super) struct Agent {
     pub cfg: AgentConfig,
-    downstream: Downstream,
-    uplinks: Uplinks,
-    server_uid: u32,
-    nl: Netlink,
-    names: HashMap<u32, String>,
+    pub(super) downstream: Downstream,
+    pub(super) uplinks: Uplinks,
+    pub(super) server_uid: u32,
+    pub(super) nl: Netlink,
+    pub(super) names: HashMap<u32, String>,
     pub entries: BTreeMap<AddrId, Entry>,
-    main: Vec<KernelRoute>,
+    pub(super) main: Vec<KernelRoute>,
     pub fights: BTreeMap<(u32, bool), FightBook>,
-    moved: HashSet<RouteKey>,
-    tx: mpsc::UnboundedSender<(AddrId, Report)>,
+    pub(super) moved: HashSet<RouteKey>,
+    pub(super) tx: mpsc::UnboundedSender<(AddrId, Report)>,
     pub dirty: bool,
 }
 
 impl Agent {
-    async fn name(&mut self, index: u32) -> Option<String> {
+    pub(super) async fn name(&mut self, index: u32) -> Option<String> {
         if let Some(n) = self.names.get(&index) {
             return Some(n.clone());
         }
@@ -66,7 +66,7 @@ impl Agent {
         Some(n)
     }
 
-    fn client_config(&self, ifname: &str, a: &HostAddr) -> Option<ClientConfig> {
+    pub(super) fn client_config(&self, ifname: &str, a: &HostAddr) -> Option<ClientConfig> {
         let key = LeaseKey::new(family_of(&a.address), ifname, &a.address.to_string()).ok()?;
         Some(ClientConfig {
             key,
@@ -82,7 +82,7 @@ impl Agent {
         })
     }
 
-    fn rules(&self, id: &AddrId, e: &Entry, table: u32) -> Vec<RuleSpec> {
+    pub(super) fn rules(&self, id: &AddrId, e: &Entry, table: u32) -> Vec<RuleSpec> {
         let key = LeaseKey::new(family_of(&id.address), &e.ifname, &id.address.to_string());
         let Ok(key) = key else { return Vec::new() };
         let cfg = ClientConfig {
@@ -100,7 +100,7 @@ impl Agent {
         cfg.rules(table)
     }
 
-    async fn address_added(&mut self, a: HostAddr) {
+    pub(super) async fn address_added(&mut self, a: HostAddr) {
         if !plan::wants_table(&a) {
             return;
         }
@@ -136,7 +136,7 @@ impl Agent {
         self.dirty = true;
     }
 
-    async fn address_removed(&mut self, id: AddrId) {
+    pub(super) async fn address_removed(&mut self, id: AddrId) {
         let Some(mut e) = self.entries.remove(&id) else {
             return;
         };
@@ -157,7 +157,7 @@ impl Agent {
     }
 
     /// Rules and our routes of `table` go.
-    async fn unroute(&self, id: &AddrId, e: &Entry, table: u32) {
+    pub(super) async fn unroute(&self, id: &AddrId, e: &Entry, table: u32) {
         for r in self.rules(id, e, table) {
             if let Err(err) = self.nl.del_rule(&r).await {
                 warn!("{err}");
@@ -170,7 +170,7 @@ impl Agent {
         }
     }
 
-    async fn report(&mut self, id: AddrId, r: Report) {
+    pub(super) async fn report(&mut self, id: AddrId, r: Report) {
         let Some(e) = self.entries.get_mut(&id) else {
             return;
         };
@@ -213,7 +213,7 @@ impl Agent {
 
     /// Rules, the table's routes, and main's defaults moved: everything an
     /// address with a table needs, idempotent.
-    async fn route(&mut self, id: AddrId) {
+    pub(super) async fn route(&mut self, id: AddrId) {
         let Some(e) = self.entries.get(&id) else {
             return;
         };
@@ -241,7 +241,7 @@ impl Agent {
     /// Main's default routes through `index` leave main once every address
     /// of the family there has a table; a manager that keeps putting them
     /// back wins after `fight_limit` re-adds.
-    async fn move_main(&mut self, index: u32, v4: bool) {
+    pub(super) async fn move_main(&mut self, index: u32, v4: bool) {
         let Some(ifname) = self.name(index).await else {
             return;
         };
@@ -282,7 +282,7 @@ impl Agent {
         }
     }
 
-    async fn main_route(&mut self, r: KernelRoute, added: bool) {
+    pub(super) async fn main_route(&mut self, r: KernelRoute, added: bool) {
         if r.table != MAIN_TABLE {
             return;
         }
@@ -303,124 +303,6 @@ impl Agent {
             .collect();
         for id in ids {
             self.route(id).await;
-        }
-    }
-
-    /// Re-reads addresses, main's routes and our rules; repairs what
-    /// drifted (missed events, a restart, someone deleting our rules).
-    async fn resync(&mut self) -> Result<(), AgentError> {
-        let addrs = self.nl.all_addresses().await?;
-        let mut main = Vec::new();
-        for family in [crate::addr::Family::Inet, crate::addr::Family::Inet6] {
-            main.extend(
-                self.nl
-                    .routes_in(family, MAIN_TABLE)
-                    .await?
-                    .iter()
-                    .filter_map(kernel_route),
-            );
-        }
-        // Route events keep the tables in step; a full re-route is due only
-        // when main drifted from what the events said (an overrun).
-        let main_drifted = {
-            let key = |v: &[KernelRoute]| {
-                let mut k: Vec<RouteKey> = v.iter().map(route_key).collect();
-                k.sort();
-                k
-            };
-            key(&main) != key(&self.main)
-        };
-        self.main = main;
-        let present: HashSet<AddrId> = addrs
-            .iter()
-            .map(|a| AddrId {
-                index: a.index,
-                address: a.address,
-            })
-            .collect();
-        let gone: Vec<AddrId> = self
-            .entries
-            .keys()
-            .filter(|id| !present.contains(id))
-            .copied()
-            .collect();
-        for id in gone {
-            self.address_removed(id).await;
-        }
-        for a in addrs.iter().cloned() {
-            self.address_added(a).await;
-        }
-        // Rules someone deleted come back; with them the table's routes.
-        let mut have: HashSet<RuleSpec> = HashSet::new();
-        for family in [crate::addr::Family::Inet, crate::addr::Family::Inet6] {
-            have.extend(self.nl.our_rules(family).await?);
-        }
-        let routed: Vec<AddrId> = self
-            .entries
-            .iter()
-            .filter(|(id, e)| {
-                e.table.is_some_and(|t| {
-                    main_drifted || !self.rules(id, e, t).iter().all(|r| have.contains(r))
-                })
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for id in routed {
-            self.route(id).await;
-        }
-        self.stale_rules(&addrs).await?;
-        Ok(())
-    }
-
-    /// Our rules for an address the host no longer has (the agent was down
-    /// when it went): the whole table's rules go, as its client would have
-    /// removed them.
-    async fn stale_rules(&mut self, addrs: &[HostAddr]) -> Result<(), AgentError> {
-        for family in [crate::addr::Family::Inet, crate::addr::Family::Inet6] {
-            let rules = self.nl.our_rules(family).await?;
-            let stale: HashSet<u32> = rules
-                .iter()
-                .filter(|r| r.priority == PRIO_FROM)
-                .filter(|r| {
-                    r.from
-                        .is_some_and(|(a, _)| !addrs.iter().any(|h| h.address == a))
-                })
-                .map(|r| r.table)
-                .collect();
-            for r in rules.iter().filter(|r| stale.contains(&r.table)) {
-                if r.priority != crate::netlink::rules::PRIO_BOUND_DEVICE
-                    || rules
-                        .iter()
-                        .filter(|x| x.table == r.table && x.priority == PRIO_FROM)
-                        .all(|x| {
-                            x.from
-                                .is_some_and(|(a, _)| !addrs.iter().any(|h| h.address == a))
-                        })
-                {
-                    if let Ok(true) = self.nl.del_rule(r).await {
-                        info!(rule = %r, "stale rule of an address that is gone: removed");
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn shutdown(&mut self, cleanup: bool) {
-        let entries = std::mem::take(&mut self.entries);
-        for (id, mut e) in entries {
-            if let Some(h) = e.handle.take() {
-                h.stop(cleanup);
-            }
-            if cleanup && e.hands_off.is_none() {
-                if let Some(table) = e.table {
-                    self.unroute(&id, &e, table).await;
-                }
-            }
-        }
-        // Let the lease tasks send their releases.
-        if cleanup {
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 }
