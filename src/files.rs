@@ -27,6 +27,21 @@ pub fn replace(path: &Path, contents: &str) -> io::Result<()> {
     })
 }
 
+/// A service's state file: `value` as pretty JSON, replaced whole, its
+/// directory made first; failures logged (the service carries on).
+pub fn write_state(path: &Path, value: &impl serde::Serialize) {
+    let text = match serde_json::to_string_pretty(value) {
+        Ok(t) => t,
+        Err(e) => return tracing::warn!("cannot encode the state: {e}"),
+    };
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Err(e) = replace(path, &text) {
+        tracing::warn!(path = %path.display(), "cannot write the state file: {e}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -6,7 +6,6 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use tracing::warn;
 
 use super::service::Agent;
 
@@ -77,16 +76,7 @@ impl Agent {
             return;
         }
         self.dirty = false;
-        let path = &self.cfg.state_file;
-        let Ok(text) = serde_json::to_string_pretty(&self.state()) else {
-            return;
-        };
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        if let Err(e) = crate::files::replace(path, &text) {
-            warn!(path = %path.display(), "cannot write the agent's state: {e}");
-        }
+        crate::files::write_state(&self.cfg.state_file, &self.state());
     }
 
     pub(super) fn remove_state(&self) {

@@ -213,16 +213,8 @@ pub enum MhrCommand {
         /// Check the config and print the settings in effect, then exit.
         #[arg(long)]
         check: bool,
-        /// Interfaces whose forwarded traffic follows the unbound rule too:
-        /// comma-separated names, or `*` for every interface.
-        #[arg(
-            long,
-            env = "MHR_DOWNSTREAM",
-            default_value = "",
-            hide_default_value = true,
-            value_parser = crate::netlink::rules::Downstream::parse
-        )]
-        downstream: crate::netlink::rules::Downstream,
+        #[command(flatten)]
+        downstream: DownstreamArg,
     },
     /// One process for every uplink, whatever configured it (static
     /// addresses, ifupdown, dhclient, dhcpcd, udhcpc, NetworkManager,
@@ -242,16 +234,8 @@ pub enum MhrCommand {
         /// On SIGTERM, remove rules and routes and release the leases.
         #[arg(long)]
         cleanup: bool,
-        /// Interfaces whose forwarded traffic follows the uplinks too:
-        /// comma-separated names, or `*` for every interface.
-        #[arg(
-            long,
-            env = "MHR_DOWNSTREAM",
-            default_value = "",
-            hide_default_value = true,
-            value_parser = crate::netlink::rules::Downstream::parse
-        )]
-        downstream: crate::netlink::rules::Downstream,
+        #[command(flatten)]
+        downstream: DownstreamArg,
         #[command(flatten)]
         paths: HostPaths,
     },
@@ -326,4 +310,20 @@ impl MhrCommand {
             _ => None,
         }
     }
+}
+
+/// Interfaces whose forwarded traffic follows the uplinks (and the
+/// tracker's choice) too.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DownstreamArg {
+    /// Interfaces whose forwarded traffic follows the uplinks too:
+    /// comma-separated names, or `*` for every interface.
+    #[arg(
+        long,
+        env = "MHR_DOWNSTREAM",
+        default_value = "",
+        hide_default_value = true,
+        value_parser = crate::netlink::rules::Downstream::parse
+    )]
+    pub downstream: crate::netlink::rules::Downstream,
 }

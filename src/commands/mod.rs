@@ -140,7 +140,7 @@ pub fn run(args: MhrArgs) -> anyhow::Result<u8> {
             host.rt
                 .block_on(crate::track::run(
                     cfg,
-                    downstream,
+                    downstream.downstream,
                     crate::shutdown::signal(),
                 ))
                 .context("tracker")?;
@@ -164,7 +164,7 @@ pub fn run(args: MhrArgs) -> anyhow::Result<u8> {
                     cfg,
                     host.ctx.uplinks.clone(),
                     host.paths.server_uid,
-                    downstream,
+                    downstream.downstream,
                     cleanup,
                     crate::shutdown::signal(),
                 )))

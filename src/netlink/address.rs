@@ -241,27 +241,16 @@ pub const IFAPROT_KERNEL_RA: u8 = 2;
 
 impl Addr6 {
     pub fn from_message(m: &AddressMessage) -> Option<Addr6> {
-        let IpAddr::V6(address) = address_of(m)? else {
+        let h = HostAddr::from_message(m)?;
+        let IpAddr::V6(address) = h.address else {
             return None;
         };
-        let flags = m
-            .attributes
-            .iter()
-            .find_map(|a| match a {
-                AddressAttribute::Flags(f) => Some(f.bits()),
-                _ => None,
-            })
-            .unwrap_or(u32::from(m.header.flags.bits()));
-        let proto = m.attributes.iter().find_map(|a| match a {
-            AddressAttribute::Protocol(p) => Some(u8::from(*p)),
-            _ => None,
-        });
         Some(Addr6 {
-            index: m.header.index,
+            index: h.index,
             address,
-            prefix_len: m.header.prefix_len,
-            flags,
-            proto,
+            prefix_len: h.prefix_len,
+            flags: h.flags,
+            proto: h.proto,
         })
     }
 

@@ -5,7 +5,6 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use tracing::warn;
 
 use crate::timer::unix_now;
 use crate::track::health::{Health, Unbound};
@@ -78,16 +77,6 @@ impl Tracker {
             return;
         }
         self.dirty = false;
-        let path = &self.cfg.state_file;
-        let text = match serde_json::to_string_pretty(&self.state()) {
-            Ok(t) => t,
-            Err(e) => return warn!("cannot encode the state: {e}"),
-        };
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        if let Err(e) = crate::files::replace(path, &text) {
-            warn!(path = %path.display(), "cannot write the state file: {e}");
-        }
+        crate::files::write_state(&self.cfg.state_file, &self.state());
     }
 }
