@@ -529,6 +529,21 @@ fn restarts_and_kill_9_keep_every_rule_and_table() {
         }),
         "adopted after kill -9: {state}"
     );
+    // mhr status shows the agent's live view.
+    let out = run(lab
+        .host
+        .cmd(env!("CARGO_BIN_EXE_mhr"))
+        .args([
+            "status",
+            "--json",
+            "--agent-state",
+            &lab.p("agent-state.json"),
+        ])
+        .env("MHR_DEFAULTS", lab.p("etc-default/multihomed-routing")));
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["agent"]["running"], true, "{st}");
+    assert_eq!(st["agent"]["addresses"], 2, "{st}");
+    assert_eq!(st["addresses"].as_array().unwrap().len(), 2, "{st}");
     for p in &mut pings {
         p.signal(nix::sys::signal::Signal::SIGINT);
         p.wait_exit(Duration::from_secs(2));

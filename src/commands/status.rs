@@ -119,6 +119,28 @@ pub fn gather(
     status::add_health(&mut st, track.as_ref(), unix_now());
     status::add_links(&mut st);
     if let Some(agent) = crate::agent::AgentState::read(&host.paths.agent_state) {
+        st.agent = Some(status::AgentView {
+            running: crate::uplink::agent_running(),
+            updated: agent.updated,
+            addresses: agent
+                .addresses
+                .iter()
+                .filter(|a| a.left_alone.is_none())
+                .count(),
+            left_alone: agent
+                .addresses
+                .iter()
+                .filter_map(|a| {
+                    let why = a.left_alone.as_ref()?;
+                    Some(format!("{} {}: {why}", a.ifname, a.address))
+                })
+                .collect(),
+            main_kept: agent
+                .main_kept
+                .iter()
+                .map(|k| format!("{} {}", k.ifname, k.family))
+                .collect(),
+        });
         for k in agent.main_kept {
             st.problems.push(Problem::MainKeptByManager {
                 ifname: k.ifname,

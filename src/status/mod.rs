@@ -80,6 +80,23 @@ pub struct Status {
     pub fallback_default_routes: Vec<String>,
     pub problems: Vec<Problem>,
     pub unbound: Vec<Unbound>,
+    /// `mhr agent`, when its state file is there.
+    pub agent: Option<AgentView>,
+}
+
+/// What `mhr agent` keeps, from its state file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentView {
+    /// It holds its control socket now.
+    pub running: bool,
+    /// Unix seconds of its last state write.
+    pub updated: i64,
+    /// Addresses it keeps a table for.
+    pub addresses: usize,
+    /// `IFNAME ADDRESS: why` for addresses it leaves to someone else.
+    pub left_alone: Vec<String>,
+    /// `IFNAME FAMILY` where a manager keeps the default route in main.
+    pub main_kept: Vec<String>,
 }
 
 impl Status {
@@ -202,6 +219,7 @@ pub fn assemble(
         fallback_default_routes: kernel.fallback_default_routes.clone(),
         problems,
         unbound: Vec::new(),
+        agent: None,
     }
 }
 

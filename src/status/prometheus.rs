@@ -45,6 +45,20 @@ fn host(e: &mut Exposition, s: &Status) {
             flag(up),
         );
     }
+    if let Some(a) = &s.agent {
+        e.gauge(
+            "mhr_agent_up",
+            "1 when mhr agent runs (its state file is there).",
+            &[],
+            flag(a.running),
+        );
+        e.gauge(
+            "mhr_agent_addresses",
+            "Addresses mhr agent keeps a table for.",
+            &[],
+            a.addresses as f64,
+        );
+    }
     e.gauge(
         "mhr_consistent",
         "1 when everything managed is consistent (mhr status exits 0).",

@@ -105,6 +105,13 @@ pub fn render(s: &Status, now_unix: i64) -> String {
     if let Some(db) = &s.lease_database {
         out.push_str(&format!("   leases: {db}"));
     }
+    if let Some(a) = &s.agent {
+        out.push_str(&format!(
+            "   agent: {}, {} addresses",
+            if a.running { "running" } else { "NOT running" },
+            a.addresses
+        ));
+    }
     out.push('\n');
     out.push_str(&row([
         "INTERFACE",
