@@ -136,6 +136,10 @@ impl Lab {
     }
 
     fn start_agent(&mut self, extra: &str) {
+        self.start_agent_with(extra, &[]);
+    }
+
+    fn start_agent_with(&mut self, extra: &str, args: &[&str]) {
         let cfg = self.dir.path().join("agent.json");
         std::fs::write(
             &cfg,
@@ -149,6 +153,7 @@ impl Lab {
         c.arg("agent")
             .arg("-c")
             .arg(&cfg)
+            .args(args)
             .env("MHR_DEFAULTS", self.p("etc-default/multihomed-routing"));
         let n = std::fs::read_dir(self.dir.path()).unwrap().count();
         self.agent = Some(Daemon::spawn(
@@ -711,4 +716,98 @@ fn a_manager_that_fights_for_main_is_left_main_with_advice() {
             && text.contains("route-table"),
         "{text}"
     );
+}
+
+/// `copy_main` leaves main to its manager (the default is copied into the
+/// table, not moved); `table_allocator_client -r` releases through the
+/// agent; `--cleanup` removes rules and routes and releases on SIGTERM.
+#[test]
+fn copy_main_release_through_the_agent_and_cleanup() {
+    if !can_use_netns() {
+        return;
+    }
+    let mut lab = Lab::new("ac");
+    lab.isp(4, "172.16.4", false, None);
+    lab.isp(5, "10.50.0", false, None);
+    lab.host
+        .ip(&["addr", "add", "172.16.4.2/24", "dev", "wan4"]);
+    lab.host.ip(&[
+        "route",
+        "add",
+        "default",
+        "via",
+        "172.16.4.1",
+        "dev",
+        "wan4",
+    ]);
+    lab.host.ip(&["addr", "add", "10.50.0.2/24", "dev", "wan5"]);
+    lab.start_agent_with(", copy_main: [\"wan4\"]", &["--cleanup"]);
+    assert!(wait_for(Duration::from_secs(5), || our_rules(
+        &lab.host, false
+    )
+    .len()
+        == 8));
+    let t4 = lab.table_of("172.16.4.2").unwrap();
+    assert!(
+        wait_for(Duration::from_secs(2), || lab
+            .host
+            .ip(&["route", "show", "table", &t4])
+            .contains("default via 172.16.4.1")),
+        "{}",
+        lab.host.ip(&["route", "show", "table", &t4])
+    );
+    assert!(
+        lab.host.ip(&["route", "show", "default"]).contains("wan4"),
+        "main kept"
+    );
+
+    // The compatible release: `table_allocator_client -r` finds the agent
+    // at the address's name; the rules go, and the agent leaves it alone.
+    let out = run(lab.host.cmd(client_bin()).args([
+        "-4",
+        "-a",
+        "10.50.0.2",
+        "-i",
+        "wan5",
+        "-d",
+        SOCK,
+        "-r",
+    ]));
+    assert!(out.status.success(), "{out:?}");
+    assert!(wait_for(Duration::from_secs(2), || our_rules(
+        &lab.host, false
+    )
+    .len()
+        == 4));
+    assert!(
+        wait_for(Duration::from_secs(3), || std::fs::read_to_string(
+            lab.p("agent-state.json")
+        )
+        .is_ok_and(|s| s.contains("released on request"))),
+        "{}",
+        lab.agent_log()
+    );
+
+    // --cleanup: rules and our routes go, the lease goes back.
+    let mut a = lab.agent.take().unwrap();
+    a.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(
+        a.wait_exit(Duration::from_secs(5)).and_then(|s| s.code()),
+        Some(0)
+    );
+    assert!(
+        our_rules(&lab.host, false).is_empty(),
+        "{:?}",
+        our_rules(&lab.host, false)
+    );
+    assert_eq!(lab.host.ip(&["route", "show", "table", &t4]), "");
+    // No lease left at the server: status finds nothing to show.
+    let out = run(lab
+        .host
+        .cmd(env!("CARGO_BIN_EXE_mhr"))
+        .args(["status", "--json", "--db", &lab.p("leases.db")])
+        .env("MHR_DEFAULTS", lab.p("etc-default/multihomed-routing")));
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["addresses"].as_array().unwrap().len(), 0, "{st}");
+    assert!(!st["problems"].to_string().contains("unreadable"), "{st}");
 }
