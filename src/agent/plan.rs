@@ -2,13 +2,13 @@
 //! an address's table holds, which routes leave main, and when a manager
 //! that keeps re-adding its routes has won. The service applies them.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::addr::{max_prefix, network};
 use crate::netlink::routes::{KernelRoute, RouteSpec, MAIN_TABLE, PROTO_KERNEL, PROTO_RA};
-use crate::netlink::rules::RT_PROTO;
+use crate::netlink::rules::{RuleSpec, PRIO_FROM, RT_PROTO};
 use crate::netlink::HostAddr;
 
 /// Does this address get a table of its own? Global unicast addresses do;
@@ -84,6 +84,36 @@ pub fn leaving_main(
     }
     main.iter()
         .filter(|r| r.prefix_len == 0 && uplink_route(r, ifindex, v4, ra))
+        .cloned()
+        .collect()
+}
+
+/// Our rules for addresses the host no longer has (gone while the agent
+/// was down): each such `from` rule (an expired privacy address's, say),
+/// and every rule of a table none of whose `from` addresses is left.
+pub fn stale_rules(rules: &[RuleSpec], present: &HashSet<IpAddr>) -> Vec<RuleSpec> {
+    let mut tables: BTreeMap<u32, (bool, bool)> = BTreeMap::new();
+    for r in rules.iter().filter(|r| r.priority == PRIO_FROM) {
+        if let Some((a, _)) = r.from {
+            let e = tables.entry(r.table).or_default();
+            if present.contains(&a) {
+                e.0 = true;
+            } else {
+                e.1 = true;
+            }
+        }
+    }
+    rules
+        .iter()
+        .filter(|r| match tables.get(&r.table) {
+            // Only tables that lost a `from` address are touched.
+            Some((kept, true)) => {
+                !kept
+                    || (r.priority == PRIO_FROM
+                        && r.from.is_some_and(|(a, _)| !present.contains(&a)))
+            }
+            _ => false,
+        })
         .cloned()
         .collect()
 }

@@ -10,9 +10,10 @@ use tracing::info;
 use super::lease::AddrId;
 use super::AgentError;
 use crate::netlink::routes::{KernelRoute, MAIN_TABLE};
-use crate::netlink::rules::{RuleSpec, PRIO_FROM};
+use crate::netlink::rules::RuleSpec;
 use crate::netlink::{kernel_route, HostAddr};
 
+use super::plan;
 use super::service::{route_key, Agent, RouteKey};
 
 impl Agent {
@@ -86,30 +87,12 @@ impl Agent {
     /// when it went): the whole table's rules go, as its client would have
     /// removed them.
     pub(super) async fn stale_rules(&mut self, addrs: &[HostAddr]) -> Result<(), AgentError> {
+        let present: HashSet<std::net::IpAddr> = addrs.iter().map(|a| a.address).collect();
         for family in [crate::addr::Family::Inet, crate::addr::Family::Inet6] {
             let rules = self.nl.our_rules(family).await?;
-            let stale: HashSet<u32> = rules
-                .iter()
-                .filter(|r| r.priority == PRIO_FROM)
-                .filter(|r| {
-                    r.from
-                        .is_some_and(|(a, _)| !addrs.iter().any(|h| h.address == a))
-                })
-                .map(|r| r.table)
-                .collect();
-            for r in rules.iter().filter(|r| stale.contains(&r.table)) {
-                if r.priority != crate::netlink::rules::PRIO_BOUND_DEVICE
-                    || rules
-                        .iter()
-                        .filter(|x| x.table == r.table && x.priority == PRIO_FROM)
-                        .all(|x| {
-                            x.from
-                                .is_some_and(|(a, _)| !addrs.iter().any(|h| h.address == a))
-                        })
-                {
-                    if let Ok(true) = self.nl.del_rule(r).await {
-                        info!(rule = %r, "stale rule of an address that is gone: removed");
-                    }
+            for r in plan::stale_rules(&rules, &present) {
+                if let Ok(true) = self.nl.del_rule(&r).await {
+                    info!(rule = %r, "stale rule of an address that is gone: removed");
                 }
             }
         }

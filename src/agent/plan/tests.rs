@@ -103,3 +103,34 @@ fn a_manager_that_fights_back_wins_after_the_limit() {
     assert!(book.given_up);
     assert!(fight_advice("wlan0", true).contains("ipv4.route-table"));
 }
+
+#[test]
+fn stale_rules_are_only_those_of_addresses_gone() {
+    use crate::netlink::rules::{rules_for, AddressSpec, PRIO_FROM};
+    let spec = |a: &str| AddressSpec {
+        ifname: "wan1".into(),
+        address: a.parse().unwrap(),
+        prefix_len: 64,
+    };
+    // Table 10000: a stable address and a privacy address that expired;
+    // table 10001: an address that went while the agent was down.
+    let mut rules = rules_for(&spec("2001:db8::2"), 10000);
+    let mut temp = rules.iter().find(|r| r.priority == PRIO_FROM).unwrap().clone();
+    temp.from = Some(("2001:db8::99".parse().unwrap(), 128));
+    rules.push(temp.clone());
+    rules.extend(rules_for(&spec("2001:db8:1::2"), 10001));
+    let present: HashSet<IpAddr> = ["2001:db8::2".parse().unwrap()].into();
+    let stale = stale_rules(&rules, &present);
+    assert!(stale.contains(&temp), "the expired privacy address's rule");
+    assert_eq!(
+        stale.iter().filter(|r| r.table == 10000).count(),
+        1,
+        "{stale:?}"
+    );
+    assert_eq!(
+        stale.iter().filter(|r| r.table == 10001).count(),
+        4,
+        "{stale:?}"
+    );
+    assert!(stale_rules(&rules[..4], &present).is_empty());
+}
