@@ -296,9 +296,10 @@ fn every_configurer_gets_its_table_and_its_own_isp() {
             d.join("enter.d").display().to_string(),
             "/etc/dhcp/dhclient-enter-hooks.d",
         )],
-        &["/var/lib/dhcp", "/run/dhclient-test"],
+        &["/var/lib/dhcp"],
         &format!(
-            "dhclient -4 -d -pf /run/dhclient-test/pid -lf {} wan3",
+            "dhclient -4 -d -pf {} -lf {} wan3",
+            lab.p("dhclient.pid"),
             lab.p("dhclient.leases")
         ),
     );

@@ -115,7 +115,11 @@ fn stale_rules_are_only_those_of_addresses_gone() {
     // Table 10000: a stable address and a privacy address that expired;
     // table 10001: an address that went while the agent was down.
     let mut rules = rules_for(&spec("2001:db8::2"), 10000);
-    let mut temp = rules.iter().find(|r| r.priority == PRIO_FROM).unwrap().clone();
+    let mut temp = rules
+        .iter()
+        .find(|r| r.priority == PRIO_FROM)
+        .unwrap()
+        .clone();
     temp.from = Some(("2001:db8::99".parse().unwrap(), 128));
     rules.push(temp.clone());
     rules.extend(rules_for(&spec("2001:db8:1::2"), 10001));
