@@ -19,7 +19,7 @@ struct Lab {
     host: Netns,
     isps: Vec<Netns>,
     dir: tempfile::TempDir,
-    _server: Daemon,
+    server: Option<Daemon>,
     agent: Option<Daemon>,
     procs: Vec<Daemon>,
 }
@@ -52,7 +52,7 @@ impl Lab {
             host,
             isps: Vec::new(),
             dir,
-            _server: server,
+            server: Some(server),
             agent: None,
             procs: Vec::new(),
         };
@@ -811,4 +811,51 @@ fn copy_main_release_through_the_agent_and_cleanup() {
     let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(st["addresses"].as_array().unwrap().len(), 0, "{st}");
     assert!(!st["problems"].to_string().contains("unreadable"), "{st}");
+}
+
+/// No server: the address keeps its configurer's routes in main and the
+/// agent keeps asking (quietly); once the server is back, the table comes.
+#[test]
+fn a_missing_server_loses_nothing_and_the_table_comes_later() {
+    if !can_use_netns() {
+        return;
+    }
+    let mut lab = Lab::new("an");
+    lab.isp(4, "172.16.4", false, None);
+    drop(lab.server.take());
+    lab.start_agent(", retry_ms: 100, attempts: 2");
+    lab.host
+        .ip(&["addr", "add", "172.16.4.2/24", "dev", "wan4"]);
+    lab.host.ip(&[
+        "route",
+        "add",
+        "default",
+        "via",
+        "172.16.4.1",
+        "dev",
+        "wan4",
+    ]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(our_rules(&lab.host, false).is_empty());
+    assert!(
+        lab.host.ip(&["route", "show", "default"]).contains("wan4"),
+        "main keeps it"
+    );
+    assert_eq!(lab.probe(INTERNET, "172.16.4.2", "wan4"), "isp4");
+    // Logged at rounds 1, 2, 4, 8 only: not once per request.
+    let asking = lab.agent_log().matches("still asking").count();
+    assert!((1..=4).contains(&asking), "{}", lab.agent_log());
+    let config = lab.dir.path().join("server.json");
+    lab.server = Some(start_server(&lab.host, &config, lab.dir.path(), SOCK));
+    assert!(
+        wait_for(Duration::from_secs(5), || our_rules(&lab.host, false).len()
+            == 4),
+        "{}",
+        lab.agent_log()
+    );
+    assert!(wait_for(Duration::from_secs(2), || lab
+        .host
+        .ip(&["route", "show", "default"])
+        .is_empty()));
+    assert_eq!(lab.probe(INTERNET, "172.16.4.2", "wan4"), "isp4");
 }

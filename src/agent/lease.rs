@@ -97,9 +97,13 @@ async fn keep(
             _ = tokio::time::sleep_until(wake) => {
                 if sent_at.is_some() {
                     attempts += 1;
-                    if table.is_none() && attempts >= cfg.attempts {
-                        info!(key = %cfg.key, attempts, "no answer from the table allocator server yet; still asking");
-                        attempts = 0;
+                    if table.is_none() && attempts.is_multiple_of(cfg.attempts) {
+                        // Rounds 1, 2, 4, 8...: a server down for long with
+                        // a thousand addresses waiting must not flood the log.
+                        let round = attempts / cfg.attempts;
+                        if round.is_power_of_two() {
+                            info!(key = %cfg.key, attempts, "no answer from the table allocator server yet; still asking");
+                        }
                     }
                 }
                 let patience = cfg.retry / 2;

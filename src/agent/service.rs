@@ -54,6 +54,8 @@ pub(super) struct Agent {
     pub(super) moved: HashSet<RouteKey>,
     pub(super) tx: mpsc::UnboundedSender<(AddrId, Report)>,
     pub dirty: bool,
+    /// Refusal warnings: at most a few a minute.
+    pub(super) refusal_log: crate::ratelimit::RateLimit,
 }
 
 impl Agent {
@@ -192,7 +194,12 @@ impl Agent {
                 info!(%ifname, address = %id.address, table, ms = took.as_secs_f64() * 1000.0, "address routed by its own table");
             }
             Report::Refused(why) => {
-                warn!(ifname = %e.ifname, address = %id.address, "no table: {why}; its routes stay in main (asked again at the next pass)");
+                // A full pool refuses every address again at every pass.
+                if let crate::ratelimit::Verdict::Log { suppressed } =
+                    self.refusal_log.check(Instant::now())
+                {
+                    warn!(ifname = %e.ifname, address = %id.address, earlier = suppressed, "no table: {why}; its routes stay in main (asked again at the next pass)");
+                }
                 self.entries.remove(&id);
             }
             Report::Busy => {
@@ -369,6 +376,7 @@ pub async fn run(
         moved: HashSet::new(),
         tx,
         dirty: true,
+        refusal_log: crate::ratelimit::RateLimit::new(5, Duration::from_secs(60)),
     };
     agent.resync().await?;
     info!(addresses = agent.entries.len(), interfaces = ?agent.cfg.interfaces, "agent started");
