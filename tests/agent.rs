@@ -361,16 +361,22 @@ fn every_configurer_gets_its_table_and_its_own_isp() {
         wait_for(Duration::from_secs(15), || lab
             .probe(INTERNET6, &slaac, "wan1")
             == "isp1"),
-        "SLAAC: {}\n{}",
+        "SLAAC: {}\n{}\n{}",
         lab.host.ip(&["-6", "rule"]),
         lab.host.ip(&["-6", "route", "show", "table", "all"]),
+        lab.agent_log(),
     );
-    // No uplink default in main, either family.
+    // No uplink default in main, either family (RA routes leave main
+    // within a pass, 1 s, of their table's coming).
     assert_eq!(lab.host.ip(&["route", "show", "default"]), "");
-    assert!(!lab
-        .host
-        .ip(&["-6", "route", "show", "default"])
-        .contains("wan"));
+    assert!(
+        wait_for(Duration::from_secs(3), || !lab
+            .host
+            .ip(&["-6", "route", "show", "default"])
+            .contains("wan")),
+        "{}",
+        lab.host.ip(&["-6", "route", "show", "table", "all"])
+    );
     // DNS: the dhcpcd and udhcpc uplinks' servers, each through its own
     // interface and address; the host's resolver answers through them.
     let servers = std::fs::read_to_string(d.join("servers")).unwrap();
@@ -379,7 +385,12 @@ fn every_configurer_gets_its_table_and_its_own_isp() {
         "server=192.168.8.1@wan2@192.168.8.100",
         "server=10.30.0.1@wan3@10.30.0.100",
     ] {
-        assert!(servers.contains(line), "{line} missing:\n{servers}");
+        assert!(
+            servers.contains(line),
+            "{line} missing:\n{servers}\ndhclient: {}\nagent: {}",
+            std::fs::read_to_string(d.join("dhclient.log")).unwrap_or_default(),
+            lab.agent_log()
+        );
     }
     // The dhcpcd and udhcpc hooks handed their servers to the agent.
     let log = lab.agent_log();
@@ -760,6 +771,36 @@ fn copy_main_release_through_the_agent_and_cleanup() {
     assert!(
         lab.host.ip(&["route", "show", "default"]).contains("wan4"),
         "main kept"
+    );
+    // An admin's route comes into the table, and goes with it.
+    lab.host.ip(&[
+        "route",
+        "add",
+        "198.18.0.0/15",
+        "via",
+        "172.16.4.1",
+        "dev",
+        "wan4",
+    ]);
+    let has = |lab: &Lab| {
+        lab.host
+            .ip(&["route", "show", "table", &t4])
+            .contains("198.18.0.0/15")
+    };
+    assert!(wait_for(Duration::from_secs(2), || has(&lab)));
+    lab.host.ip(&[
+        "route",
+        "del",
+        "198.18.0.0/15",
+        "via",
+        "172.16.4.1",
+        "dev",
+        "wan4",
+    ]);
+    assert!(
+        wait_for(Duration::from_secs(2), || !has(&lab)),
+        "{}",
+        lab.host.ip(&["route", "show", "table", &t4])
     );
 
     // The compatible release: `table_allocator_client -r` finds the agent

@@ -61,17 +61,41 @@ impl Agent {
         for a in addrs.iter().cloned() {
             self.address_added(a).await;
         }
-        // Rules someone deleted come back; with them the table's routes.
+        // Rules someone deleted come back, and routes a table lost (a link
+        // that went down takes its routes from every table).
         let mut have: HashSet<RuleSpec> = HashSet::new();
+        let mut routes: HashSet<(u32, RouteKey)> = HashSet::new();
         for family in [crate::addr::Family::Inet, crate::addr::Family::Inet6] {
             have.extend(self.nl.our_rules(family).await?);
+            routes.extend(
+                self.nl
+                    .routes(family)
+                    .await?
+                    .iter()
+                    .filter_map(crate::netlink::kernel_route)
+                    .map(|r| (r.table, route_key(&r))),
+            );
         }
         let routed: Vec<AddrId> = self
             .entries
             .iter()
             .filter(|(id, e)| {
                 e.table.is_some_and(|t| {
-                    main_drifted || !self.rules(id, e, t).iter().all(|r| have.contains(r))
+                    main_drifted
+                        || !self.rules(id, e, t).iter().all(|r| have.contains(r))
+                        || !plan::table_routes(
+                            id.address,
+                            e.prefix_len,
+                            id.index,
+                            t,
+                            &self.main,
+                            self.cfg.ra,
+                        )
+                        .iter()
+                        .all(|spec| {
+                            let key = (spec.ifindex, spec.dest, spec.prefix_len, spec.gateway);
+                            routes.contains(&(t, key))
+                        })
                 })
             })
             .map(|(id, _)| *id)

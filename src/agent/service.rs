@@ -294,21 +294,44 @@ impl Agent {
             return;
         }
         let key = route_key(&r);
+        let before = self.main.clone();
         self.main.retain(|m| route_key(m) != key);
+        let Some(index) = r.oif else { return };
+        let ids: Vec<(AddrId, u32)> = self
+            .entries
+            .iter()
+            .filter(|(id, _)| id.index == index && id.address.is_ipv4() == r.dest.is_ipv4())
+            .filter_map(|(id, e)| Some((*id, e.table?)))
+            .collect();
         if !added {
+            // Our own move out of main is not a removal; anything else (an
+            // admin's `ip route del`, a configurer dropping a route) takes
+            // the copies with it.
+            // Only what the table held because main had it goes (not the
+            // address's own prefix when the kernel's connected route goes).
+            if !self.moved.contains(&key) {
+                for (id, table) in &ids {
+                    let e = &self.entries[id];
+                    let plan = |main: &[KernelRoute]| {
+                        plan::table_routes(
+                            id.address,
+                            e.prefix_len,
+                            id.index,
+                            *table,
+                            main,
+                            self.cfg.ra,
+                        )
+                    };
+                    let after = plan(&self.main);
+                    for gone in plan(&before).into_iter().filter(|s| !after.contains(s)) {
+                        let _ = self.nl.del_route(route_message(&gone)).await;
+                    }
+                }
+            }
             return;
         }
         self.main.push(r.clone());
-        let Some(index) = r.oif else { return };
-        let ids: Vec<AddrId> = self
-            .entries
-            .iter()
-            .filter(|(id, e)| {
-                id.index == index && id.address.is_ipv4() == r.dest.is_ipv4() && e.table.is_some()
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for id in ids {
+        for (id, _) in ids {
             self.route(id).await;
         }
     }

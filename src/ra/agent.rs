@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv6Addr};
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
@@ -64,6 +65,10 @@ pub(super) struct Agent {
     ras: HashMap<u32, IfRa>,
     /// Addresses whose lease is being taken, since when.
     leasing: HashMap<Ipv6Addr, Instant>,
+    /// Tables by interface at the last pass.
+    last_tables: HashMap<String, Vec<u32>>,
+    /// The RA socket (a duplicate), for router solicitations.
+    solicit_fd: OwnedFd,
     /// False inside `mhr agent`: it leases RA addresses itself.
     lease_addresses: bool,
     /// Warnings about RAs over the bounds: a flood must not flood the log.
@@ -111,7 +116,7 @@ impl Agent {
     }
 
     /// Tables of our IPv6 rules, by interface.
-    async fn our_tables(&self) -> Result<HashMap<String, Vec<u32>>, NetlinkError> {
+    pub(super) async fn our_tables(&self) -> Result<HashMap<String, Vec<u32>>, NetlinkError> {
         Ok(plan::tables_by_interface(
             &self.nl.our_rules(Family::Inet6).await?,
         ))
@@ -157,6 +162,20 @@ impl Agent {
             self.lease(ifname, &a);
         }
         let stable = plan.stable;
+        // New tables: ask for RAs on interfaces whose RAs this socket has
+        // not seen (the kernel may have taken one before it was open), and
+        // the kernel's RA routes kept in main meanwhile leave it.
+        if tables != self.last_tables {
+            self.last_tables = tables.clone();
+            for (index, name) in &managed {
+                if tables.contains_key(name) && !self.ras.contains_key(index) {
+                    super::socket::solicit(&self.solicit_fd, *index);
+                }
+            }
+            for m in self.nl.routes(Family::Inet6).await? {
+                self.main_route(m).await;
+            }
+        }
 
         // RA state: expire, fill new tables, write DNS.
         let indexes: Vec<u32> = self.ras.keys().copied().collect();
@@ -298,6 +317,8 @@ pub async fn run(
         names: HashMap::new(),
         ras: HashMap::new(),
         leasing: HashMap::new(),
+        last_tables: HashMap::new(),
+        solicit_fd: fd.try_clone()?,
         lease_addresses,
         bound_log: crate::ratelimit::RateLimit::new(5, Duration::from_secs(60)),
     };

@@ -45,7 +45,9 @@ impl Agent {
     }
 
     /// The kernel's RA routes in main on a managed interface: the tables
-    /// have them; main must not.
+    /// have them (from the RAs this agent reads, within its limits); main
+    /// must not. While the interface has no table yet they stay in main, so
+    /// the uplink is not left without a route meanwhile.
     pub(super) async fn main_route(&mut self, m: rtnetlink::packet_route::route::RouteMessage) {
         use rtnetlink::packet_route::route::{RouteAttribute, RouteProtocol};
         if route_table(&m) != MAIN_TABLE {
@@ -76,6 +78,13 @@ impl Agent {
         let Some(ifname) = self.managed(oif).await else {
             return;
         };
+        let tables = match self.our_tables().await {
+            Ok(t) => t.get(&ifname).cloned().unwrap_or_default(),
+            Err(e) => return warn!("{e}"),
+        };
+        if tables.is_empty() {
+            return;
+        }
         let what = crate::netlink::describe_route(&m);
         match self.nl.del_route(m).await {
             Ok(true) => info!(%ifname, route = %what, "RA route removed from main"),
