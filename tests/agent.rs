@@ -170,6 +170,20 @@ impl Lab {
         );
     }
 
+    /// `mhr ARGS` in the host, with the lab's settings file.
+    fn mhr(&self, args: &[&str]) -> std::process::Output {
+        run(self
+            .host
+            .cmd(env!("CARGO_BIN_EXE_mhr"))
+            .args(args)
+            .env("MHR_DEFAULTS", self.p("etc-default/multihomed-routing")))
+    }
+
+    /// `ip -n HOST ARGS...` written as one string.
+    fn ip(&self, line: &str) -> String {
+        self.host.ip(&line.split_whitespace().collect::<Vec<_>>())
+    }
+
     fn agent_log(&self) -> String {
         let mut logs = String::new();
         for e in std::fs::read_dir(self.dir.path()).unwrap().flatten() {
@@ -305,17 +319,8 @@ fn every_configurer_gets_its_table_and_its_own_isp() {
     );
     lab.procs.push(Daemon::spawn(c, d.join("dhclient.log")));
     // wan4: a static address and its default route, as an admin adds them.
-    lab.host
-        .ip(&["addr", "add", "172.16.4.2/24", "dev", "wan4"]);
-    lab.host.ip(&[
-        "route",
-        "add",
-        "default",
-        "via",
-        "172.16.4.1",
-        "dev",
-        "wan4",
-    ]);
+    lab.ip("addr add 172.16.4.2/24 dev wan4");
+    lab.ip("route add default via 172.16.4.1 dev wan4");
 
     let ready = wait_for(Duration::from_secs(30), || {
         our_rules(&lab.host, false).len() == 16 && our_rules(&lab.host, true).len() >= 4
@@ -346,8 +351,8 @@ fn every_configurer_gets_its_table_and_its_own_isp() {
             ) == format!("isp{i}")),
             "wan{i}: {}\n{}\n{}",
             lab.probe(INTERNET, a, &format!("wan{i}")),
-            lab.host.ip(&["rule"]),
-            lab.host.ip(&["route", "show", "table", "all"]),
+            lab.ip("rule"),
+            lab.ip("route show table all"),
         );
     }
     let slaac = lab
@@ -362,20 +367,20 @@ fn every_configurer_gets_its_table_and_its_own_isp() {
             .probe(INTERNET6, &slaac, "wan1")
             == "isp1"),
         "SLAAC: {}\n{}\n{}",
-        lab.host.ip(&["-6", "rule"]),
-        lab.host.ip(&["-6", "route", "show", "table", "all"]),
+        lab.ip("-6 rule"),
+        lab.ip("-6 route show table all"),
         lab.agent_log(),
     );
     // No uplink default in main, either family (RA routes leave main
     // within a pass, 1 s, of their table's coming).
-    assert_eq!(lab.host.ip(&["route", "show", "default"]), "");
+    assert_eq!(lab.ip("route show default"), "");
     assert!(
         wait_for(Duration::from_secs(3), || !lab
             .host
             .ip(&["-6", "route", "show", "default"])
             .contains("wan")),
         "{}",
-        lab.host.ip(&["-6", "route", "show", "table", "all"])
+        lab.ip("-6 route show table all")
     );
     // DNS: the dhcpcd and udhcpc uplinks' servers, each through its own
     // interface and address; the host's resolver answers through them.
@@ -426,7 +431,7 @@ fn every_configurer_gets_its_table_and_its_own_isp() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(lab.host.ip(&["route", "show", "table", &t1]), before);
-    assert_eq!(lab.host.ip(&["route", "show", "default"]), "");
+    assert_eq!(lab.ip("route show default"), "");
 }
 
 /// `ip rule` in the host, sampled every 10 ms on a thread until stopped.
@@ -466,19 +471,9 @@ fn restarts_and_kill_9_keep_every_rule_and_table() {
     }
     let mut lab = Lab::new("ar");
     lab.isp(4, "172.16.4", false, None);
-    lab.host
-        .ip(&["addr", "add", "172.16.4.2/24", "dev", "wan4"]);
-    lab.host
-        .ip(&["addr", "add", "172.16.4.3/24", "dev", "wan4"]);
-    lab.host.ip(&[
-        "route",
-        "add",
-        "default",
-        "via",
-        "172.16.4.1",
-        "dev",
-        "wan4",
-    ]);
+    lab.ip("addr add 172.16.4.2/24 dev wan4");
+    lab.ip("addr add 172.16.4.3/24 dev wan4");
+    lab.ip("route add default via 172.16.4.1 dev wan4");
     lab.start_agent("");
     assert!(
         wait_for(Duration::from_secs(5), || our_rules(&lab.host, false).len()
@@ -537,7 +532,7 @@ fn restarts_and_kill_9_keep_every_rule_and_table() {
         (lab.table_of("172.16.4.2"), lab.table_of("172.16.4.3")),
         tables
     );
-    assert_eq!(lab.host.ip(&["route", "show", "default"]), "");
+    assert_eq!(lab.ip("route show default"), "");
     let state = std::fs::read_to_string(lab.p("agent-state.json")).unwrap_or_default();
     assert!(
         wait_for(Duration::from_secs(3), || {
@@ -547,16 +542,12 @@ fn restarts_and_kill_9_keep_every_rule_and_table() {
         "adopted after kill -9: {state}"
     );
     // mhr status shows the agent's live view.
-    let out = run(lab
-        .host
-        .cmd(env!("CARGO_BIN_EXE_mhr"))
-        .args([
-            "status",
-            "--json",
-            "--agent-state",
-            &lab.p("agent-state.json"),
-        ])
-        .env("MHR_DEFAULTS", lab.p("etc-default/multihomed-routing")));
+    let out = lab.mhr(&[
+        "status",
+        "--json",
+        "--agent-state",
+        &lab.p("agent-state.json"),
+    ]);
     let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(st["agent"]["running"], true, "{st}");
     assert_eq!(st["agent"]["addresses"], 2, "{st}");
@@ -588,8 +579,7 @@ fn restarts_and_kill_9_keep_every_rule_and_table() {
 
     // An address removed, then the link unplugged: clean within 200 ms.
     let t = Instant::now();
-    lab.host
-        .ip(&["addr", "del", "172.16.4.3/24", "dev", "wan4"]);
+    lab.ip("addr del 172.16.4.3/24 dev wan4");
     assert!(wait_for(Duration::from_secs(2), || our_rules(
         &lab.host, false
     )
@@ -597,7 +587,7 @@ fn restarts_and_kill_9_keep_every_rule_and_table() {
         == 4));
     let removed = t.elapsed();
     let t = Instant::now();
-    lab.host.ip(&["link", "del", "wan4"]);
+    lab.ip("link del wan4");
     assert!(wait_for(Duration::from_secs(2), || our_rules(
         &lab.host, false
     )
@@ -624,8 +614,7 @@ fn a_manager_that_fights_for_main_is_left_main_with_advice() {
     }
     let mut lab = Lab::new("af");
     lab.isp(4, "172.16.4", false, None);
-    lab.host
-        .ip(&["addr", "add", "172.16.4.2/24", "dev", "wan4"]);
+    lab.ip("addr add 172.16.4.2/24 dev wan4");
     lab.start_agent(", fight_limit: 3, fight_window_s: 30");
     assert!(wait_for(Duration::from_secs(5), || our_rules(
         &lab.host, false
@@ -633,11 +622,7 @@ fn a_manager_that_fights_for_main_is_left_main_with_advice() {
     .len()
         == 4));
     // A second agent in the same namespace refuses to start, and says why.
-    let out = run(lab
-        .host
-        .cmd(env!("CARGO_BIN_EXE_mhr"))
-        .args(["agent", "-c", &lab.p("agent.json")])
-        .env("MHR_DEFAULTS", lab.p("etc-default/multihomed-routing")));
+    let out = lab.mhr(&["agent", "-c", &lab.p("agent.json")]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.code() == Some(1)
@@ -709,7 +694,7 @@ fn a_manager_that_fights_for_main_is_left_main_with_advice() {
     );
     // The default stays in main now, and the table keeps its copy.
     std::thread::sleep(Duration::from_millis(300));
-    assert!(lab.host.ip(&["route", "show", "default"]).contains("wan4"));
+    assert!(lab.ip("route show default").contains("wan4"));
     let t = lab.table_of("172.16.4.2").unwrap();
     assert!(lab
         .host
@@ -717,11 +702,7 @@ fn a_manager_that_fights_for_main_is_left_main_with_advice() {
         .contains("default via 172.16.4.1"));
     assert_eq!(lab.probe(INTERNET, "172.16.4.2", "wan4"), "isp4");
     // mhr status says so, with the setting that ends it.
-    let out = run(lab
-        .host
-        .cmd(env!("CARGO_BIN_EXE_mhr"))
-        .args(["doctor", "--agent-state", &lab.p("agent-state.json")])
-        .env("MHR_DEFAULTS", lab.p("etc-default/multihomed-routing")));
+    let out = lab.mhr(&["doctor", "--agent-state", &lab.p("agent-state.json")]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("keeps putting wan4's inet default route back into main")
@@ -741,18 +722,9 @@ fn copy_main_release_through_the_agent_and_cleanup() {
     let mut lab = Lab::new("ac");
     lab.isp(4, "172.16.4", false, None);
     lab.isp(5, "10.50.0", false, None);
-    lab.host
-        .ip(&["addr", "add", "172.16.4.2/24", "dev", "wan4"]);
-    lab.host.ip(&[
-        "route",
-        "add",
-        "default",
-        "via",
-        "172.16.4.1",
-        "dev",
-        "wan4",
-    ]);
-    lab.host.ip(&["addr", "add", "10.50.0.2/24", "dev", "wan5"]);
+    lab.ip("addr add 172.16.4.2/24 dev wan4");
+    lab.ip("route add default via 172.16.4.1 dev wan4");
+    lab.ip("addr add 10.50.0.2/24 dev wan5");
     lab.start_agent_with(", copy_main: [\"wan4\"]", &["--cleanup"]);
     assert!(wait_for(Duration::from_secs(5), || our_rules(
         &lab.host, false
@@ -768,35 +740,16 @@ fn copy_main_release_through_the_agent_and_cleanup() {
         "{}",
         lab.host.ip(&["route", "show", "table", &t4])
     );
-    assert!(
-        lab.host.ip(&["route", "show", "default"]).contains("wan4"),
-        "main kept"
-    );
+    assert!(lab.ip("route show default").contains("wan4"), "main kept");
     // An admin's route comes into the table, and goes with it.
-    lab.host.ip(&[
-        "route",
-        "add",
-        "198.18.0.0/15",
-        "via",
-        "172.16.4.1",
-        "dev",
-        "wan4",
-    ]);
+    lab.ip("route add 198.18.0.0/15 via 172.16.4.1 dev wan4");
     let has = |lab: &Lab| {
         lab.host
             .ip(&["route", "show", "table", &t4])
             .contains("198.18.0.0/15")
     };
     assert!(wait_for(Duration::from_secs(2), || has(&lab)));
-    lab.host.ip(&[
-        "route",
-        "del",
-        "198.18.0.0/15",
-        "via",
-        "172.16.4.1",
-        "dev",
-        "wan4",
-    ]);
+    lab.ip("route del 198.18.0.0/15 via 172.16.4.1 dev wan4");
     assert!(
         wait_for(Duration::from_secs(2), || !has(&lab)),
         "{}",
@@ -844,11 +797,7 @@ fn copy_main_release_through_the_agent_and_cleanup() {
     );
     assert_eq!(lab.host.ip(&["route", "show", "table", &t4]), "");
     // No lease left at the server: status finds nothing to show.
-    let out = run(lab
-        .host
-        .cmd(env!("CARGO_BIN_EXE_mhr"))
-        .args(["status", "--json", "--db", &lab.p("leases.db")])
-        .env("MHR_DEFAULTS", lab.p("etc-default/multihomed-routing")));
+    let out = lab.mhr(&["status", "--json", "--db", &lab.p("leases.db")]);
     let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(st["addresses"].as_array().unwrap().len(), 0, "{st}");
     assert!(!st["problems"].to_string().contains("unreadable"), "{st}");
@@ -865,21 +814,12 @@ fn a_missing_server_loses_nothing_and_the_table_comes_later() {
     lab.isp(4, "172.16.4", false, None);
     drop(lab.server.take());
     lab.start_agent(", retry_ms: 100, attempts: 2");
-    lab.host
-        .ip(&["addr", "add", "172.16.4.2/24", "dev", "wan4"]);
-    lab.host.ip(&[
-        "route",
-        "add",
-        "default",
-        "via",
-        "172.16.4.1",
-        "dev",
-        "wan4",
-    ]);
+    lab.ip("addr add 172.16.4.2/24 dev wan4");
+    lab.ip("route add default via 172.16.4.1 dev wan4");
     std::thread::sleep(Duration::from_millis(1500));
     assert!(our_rules(&lab.host, false).is_empty());
     assert!(
-        lab.host.ip(&["route", "show", "default"]).contains("wan4"),
+        lab.ip("route show default").contains("wan4"),
         "main keeps it"
     );
     assert_eq!(lab.probe(INTERNET, "172.16.4.2", "wan4"), "isp4");
