@@ -15,10 +15,11 @@ mod control;
 mod lease;
 mod plan;
 mod repair;
+mod run;
 mod service;
 mod state;
 
-pub use service::run;
+pub use run::run;
 pub use state::AgentState;
 
 #[derive(Debug, thiserror::Error)]
