@@ -271,6 +271,80 @@ fn main() {
         status_kb(pid, "VmRSS:"),
         status_kb(pid, "VmHWM:")
     );
+
+    // Lossy jitter: the preferred uplink's ISP answers through a user-space
+    // responder that drops 5 % and delays 20-200 ms (seeded). A good
+    // tracker moves nothing. TRACK_LOSSY_SECS (default 120; 600 for the
+    // issue's ten minutes).
+    let lossy_secs: u64 = std::env::var("TRACK_LOSSY_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(120);
+    if lossy_secs > 0 {
+        ip(&isps[0].0, &["link", "set", "lo", "up"]);
+        let ok = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &isps[0].0,
+                "sysctl",
+                "-qw",
+                "net.ipv4.icmp_echo_ignore_all=1",
+            ])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let mut responder = Command::new("ip")
+            .args(["netns", "exec", &isps[0].0, "python3"])
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/benches/support/lossy_echo.py"
+            ))
+            .args([INTERNET, "0.05", "20", "200", "42"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::BufRead;
+            let mut line = String::new();
+            std::io::BufReader::new(responder.stdout.as_mut().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+        }
+        let responder = Kill(responder);
+        let log0 = std::fs::read_to_string(d.join("track.log"))
+            .unwrap_or_default()
+            .len();
+        let (mut samples, mut away) = (0u64, 0u64);
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(lossy_secs) {
+            samples += 1;
+            if !unbound(&h).contains(&on(&tables[0])) {
+                away += 1;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let log = std::fs::read_to_string(d.join("track.log")).unwrap_or_default();
+        let changes: Vec<&str> = log[log0.min(log.len())..]
+            .lines()
+            .filter(|l| l.contains("ifname=u0") && l.contains("uplink "))
+            .collect();
+        let moves = log[log0.min(log.len())..]
+            .lines()
+            .filter(|l| l.contains("unbound traffic now uses") && !l.contains("ifname=u0"))
+            .count();
+        println!(
+            "lossy jitter on the preferred uplink (5 % loss, 20-200 ms, {lossy_secs} s): {} state changes of u0, {moves} moves away from it, {:.1} % of 100 ms samples with unbound traffic elsewhere",
+            changes.len(),
+            100.0 * away as f64 / samples.max(1) as f64
+        );
+        for c in changes.iter().take(5) {
+            println!("  {}", c.split("INFO ").last().unwrap_or(c));
+        }
+        drop(responder);
+    }
     drop(tracker);
     drop(isps);
 }
