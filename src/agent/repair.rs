@@ -22,15 +22,19 @@ impl Agent {
     pub(super) async fn resync(&mut self) -> Result<(), AgentError> {
         let addrs = self.nl.all_addresses().await?;
         let mut main = Vec::new();
+        // One dump per family serves both main's snapshot and the check of
+        // every table below.
+        let mut all: Vec<KernelRoute> = Vec::new();
         for family in [crate::addr::Family::Inet, crate::addr::Family::Inet6] {
-            main.extend(
+            all.extend(
                 self.nl
-                    .routes_in(family, MAIN_TABLE)
+                    .routes(family)
                     .await?
                     .iter()
                     .filter_map(kernel_route),
             );
         }
+        main.extend(all.iter().filter(|r| r.table == MAIN_TABLE).cloned());
         // Route events keep the tables in step; a full re-route is due only
         // when main drifted from what the events said (an overrun).
         let main_drifted = {
@@ -64,18 +68,11 @@ impl Agent {
         // Rules someone deleted come back, and routes a table lost (a link
         // that went down takes its routes from every table).
         let mut have: HashSet<RuleSpec> = HashSet::new();
-        let mut routes: HashSet<(u32, RouteKey)> = HashSet::new();
         for family in [crate::addr::Family::Inet, crate::addr::Family::Inet6] {
             have.extend(self.nl.our_rules(family).await?);
-            routes.extend(
-                self.nl
-                    .routes(family)
-                    .await?
-                    .iter()
-                    .filter_map(crate::netlink::kernel_route)
-                    .map(|r| (r.table, route_key(&r))),
-            );
         }
+        let routes: HashSet<(u32, RouteKey)> =
+            all.iter().map(|r| (r.table, route_key(r))).collect();
         let routed: Vec<AddrId> = self
             .entries
             .iter()

@@ -3,7 +3,6 @@
 //! `netlink`. `run` feeds them; `repair` re-reads the kernel.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -16,7 +15,7 @@ use crate::addr::family_of;
 use crate::client::ClientConfig;
 use crate::dns::Scope;
 use crate::netlink::routes::{KernelRoute, MAIN_TABLE};
-use crate::netlink::rules::{Downstream, RuleSpec};
+use crate::netlink::rules::{address_rules, AddressSpec, Downstream, RuleSpec};
 use crate::netlink::{is_ours, route_message, HostAddr, Netlink};
 use crate::protocol::LeaseKey;
 use crate::uplink::Uplinks;
@@ -83,21 +82,12 @@ impl Agent {
     }
 
     pub(super) fn rules(&self, id: &AddrId, e: &Entry, table: u32) -> Vec<RuleSpec> {
-        let key = LeaseKey::new(family_of(&id.address), &e.ifname, &id.address.to_string());
-        let Ok(key) = key else { return Vec::new() };
-        let cfg = ClientConfig {
-            key,
+        let spec = AddressSpec {
+            ifname: e.ifname.clone(),
+            address: id.address,
             prefix_len: e.prefix_len,
-            tag: None,
-            server: String::new(),
-            padded: true,
-            attempts: 1,
-            retry: Duration::ZERO,
-            server_uid: 0,
-            tables: None,
-            downstream: self.downstream.clone(),
         };
-        cfg.rules(table)
+        address_rules(&spec, table, &self.downstream)
     }
 
     pub(super) async fn address_added(&mut self, a: HostAddr) {

@@ -137,12 +137,8 @@ pub enum MhrCommand {
         /// Prometheus text format, for node_exporter's textfile collector.
         #[arg(long)]
         prometheus: bool,
-        /// The lease database (default: db_path of the server config).
-        #[arg(long)]
-        db: Option<PathBuf>,
-        /// The server config to find db_path in.
-        #[arg(long, default_value = crate::server::config::DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        leases: LeaseDbArgs,
         #[command(flatten)]
         paths: HostPaths,
     },
@@ -153,12 +149,8 @@ pub enum MhrCommand {
         /// Remove our rules (protocol 77) whose lease is gone.
         #[arg(long)]
         repair: bool,
-        /// The lease database (default: db_path of the server config).
-        #[arg(long)]
-        db: Option<PathBuf>,
-        /// The server config to find db_path in.
-        #[arg(long, default_value = crate::server::config::DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        leases: LeaseDbArgs,
         #[command(flatten)]
         paths: HostPaths,
     },
@@ -326,4 +318,15 @@ pub struct DownstreamArg {
         value_parser = crate::netlink::rules::Downstream::parse
     )]
     pub downstream: crate::netlink::rules::Downstream,
+}
+
+/// Where `status` and `doctor` read the leases.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LeaseDbArgs {
+    /// The lease database (default: db_path of the server config).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// The server config to find db_path in.
+    #[arg(long, default_value = crate::server::config::DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
 }

@@ -108,7 +108,7 @@ mod man;
 mod mhr;
 
 pub use man::{config_man_page, write_man_pages};
-pub use mhr::{HostPaths, MhrArgs, MhrCommand, RouteAction};
+pub use mhr::{HostPaths, LeaseDbArgs, MhrArgs, MhrCommand, RouteAction};
 
 /// Writes bash, zsh and fish completions for each binary into `dir`.
 pub fn write_completions(dir: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {

@@ -19,7 +19,7 @@ use nix::sys::socket::UnixAddr;
 use tracing::{debug, warn};
 
 use crate::dgram::unix_addr;
-use crate::netlink::rules::{rules_for, AddressSpec, RuleSpec};
+use crate::netlink::rules::{AddressSpec, RuleSpec};
 use crate::netlink::{Netlink, NetlinkError};
 use crate::protocol::{client_socket_name, wire_clock_secs, LeaseKey, WireError};
 
@@ -47,14 +47,7 @@ pub struct ClientConfig {
 impl ClientConfig {
     /// Every rule of the address: the four, and one per downstream.
     pub fn rules(&self, table: u32) -> Vec<RuleSpec> {
-        let spec = self.address_spec();
-        let mut rules = rules_for(&spec, table);
-        rules.extend(self.downstream.rules(
-            spec.family(),
-            table,
-            crate::netlink::rules::PRIO_IIF_LO,
-        ));
-        rules
+        crate::netlink::rules::address_rules(&self.address_spec(), table, &self.downstream)
     }
 
     pub fn address_spec(&self) -> AddressSpec {

@@ -27,7 +27,10 @@ impl LeaseSocket {
     /// Binds `name` (the client's own abstract name). `AddrInUse` means
     /// another process holds it.
     pub fn bind(name: &str, cfg: &ClientConfig) -> io::Result<LeaseSocket> {
-        let sock = dgram::bind_abstract(name, cfg.padded)?;
+        Self::wrap(dgram::bind_abstract(name, cfg.padded)?, cfg)
+    }
+
+    fn wrap(sock: UnixDatagram, cfg: &ClientConfig) -> io::Result<LeaseSocket> {
         dgram::enable_credentials(&sock)?;
         Ok(LeaseSocket {
             sock,
@@ -46,14 +49,7 @@ impl LeaseSocket {
         cfg: &ClientConfig,
     ) -> io::Result<LeaseSocket> {
         sock.set_nonblocking(true)?;
-        let sock = UnixDatagram::from_std(sock)?;
-        dgram::enable_credentials(&sock)?;
-        Ok(LeaseSocket {
-            sock,
-            server: cfg.server_addr()?,
-            server_uid: cfg.server_uid,
-            impostor_replies: std::sync::atomic::AtomicU64::new(0),
-        })
+        Self::wrap(UnixDatagram::from_std(sock)?, cfg)
     }
 
     pub fn send_to(&self, bytes: &[u8], to: &UnixAddr) -> io::Result<()> {

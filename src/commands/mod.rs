@@ -83,8 +83,7 @@ pub fn run(args: MhrArgs) -> anyhow::Result<u8> {
         Cmd::Status {
             json,
             prometheus,
-            db,
-            config,
+            leases,
             watch,
             interfaces,
             ..
@@ -93,15 +92,12 @@ pub fn run(args: MhrArgs) -> anyhow::Result<u8> {
             status::Options {
                 json,
                 prometheus,
-                db,
-                config,
+                leases,
                 watch,
                 interfaces,
             },
         ),
-        Cmd::Doctor {
-            repair, db, config, ..
-        } => status::doctor(&host, repair, db, &config),
+        Cmd::Doctor { repair, leases, .. } => status::doctor(&host, repair, &leases),
         Cmd::Completions { dir } => misc::completions(&dir),
         Cmd::Man { dir } => misc::man(&dir),
         Cmd::Dns {
@@ -134,8 +130,7 @@ pub fn run(args: MhrArgs) -> anyhow::Result<u8> {
         } => {
             let cfg = crate::track::config::TrackConfig::load(&config)?;
             if check {
-                println!("{}", serde_json::to_string_pretty(&cfg.effective())?);
-                return Ok(0);
+                return print_effective(&cfg.effective());
             }
             host.rt
                 .block_on(crate::track::run(
@@ -155,8 +150,7 @@ pub fn run(args: MhrArgs) -> anyhow::Result<u8> {
         } => {
             let cfg = crate::agent::config::AgentConfig::load(&config)?;
             if check {
-                println!("{}", serde_json::to_string_pretty(&cfg.effective())?);
-                return Ok(0);
+                return print_effective(&cfg.effective());
             }
             let local = tokio::task::LocalSet::new();
             host.rt
@@ -177,4 +171,10 @@ pub fn run(args: MhrArgs) -> anyhow::Result<u8> {
         } => route::get(&host, dest, &selectors),
         Cmd::Hotplug { action, ifname, .. } => misc::hotplug(&host, &action, &ifname),
     }
+}
+
+/// `--check`: a service's config as in effect, then exit 0.
+fn print_effective(v: &serde_json::Value) -> anyhow::Result<u8> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(0)
 }

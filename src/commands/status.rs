@@ -2,12 +2,12 @@
 //! lines, the server and the tracker, gathered once and reported.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
 
 use super::{Host, EXIT_INCONSISTENT};
+use crate::cli::LeaseDbArgs;
 use crate::netlink::Netlink;
 use crate::server::config::{ServerConfig, DEFAULT_DB_PATH};
 use crate::status::{self, KernelView, Problem, Status};
@@ -16,15 +16,14 @@ use crate::timer::unix_now;
 pub struct Options {
     pub json: bool,
     pub prometheus: bool,
-    pub db: Option<PathBuf>,
-    pub config: PathBuf,
+    pub leases: LeaseDbArgs,
     pub watch: Option<u64>,
     pub interfaces: Vec<String>,
 }
 
 pub fn status(host: &Host, o: Options) -> anyhow::Result<u8> {
     let look = || -> anyhow::Result<Status> {
-        let (mut st, _) = gather(host, o.db.clone(), &o.config)?;
+        let (mut st, _) = gather(host, &o.leases)?;
         status::filter(&mut st, &o.interfaces);
         Ok(st)
     };
@@ -55,8 +54,8 @@ pub fn status(host: &Host, o: Options) -> anyhow::Result<u8> {
     })
 }
 
-pub fn doctor(host: &Host, repair: bool, db: Option<PathBuf>, config: &Path) -> anyhow::Result<u8> {
-    let (mut st, kernel) = gather(host, db.clone(), config)?;
+pub fn doctor(host: &Host, repair: bool, leases: &LeaseDbArgs) -> anyhow::Result<u8> {
+    let (mut st, kernel) = gather(host, leases)?;
     if repair {
         let stale = status::stale_tables(&st);
         let removed = host.rt.block_on(async {
@@ -75,7 +74,7 @@ pub fn doctor(host: &Host, repair: bool, db: Option<PathBuf>, config: &Path) -> 
             anyhow::Ok(n)
         })?;
         if removed > 0 {
-            st = gather(host, db, config)?.0;
+            st = gather(host, leases)?.0;
         }
     }
     // The DNS path: resolver, dnsmasq, our servers file.
@@ -91,13 +90,9 @@ pub fn doctor(host: &Host, repair: bool, db: Option<PathBuf>, config: &Path) -> 
 
 /// The status of this host: kernel view, leases, DNS lines, server probe,
 /// the tracker's health and the links.
-pub fn gather(
-    host: &Host,
-    db: Option<PathBuf>,
-    config: &Path,
-) -> anyhow::Result<(Status, KernelView)> {
-    let db = db.unwrap_or_else(|| {
-        ServerConfig::load(config)
+pub fn gather(host: &Host, leases: &LeaseDbArgs) -> anyhow::Result<(Status, KernelView)> {
+    let db = leases.db.clone().unwrap_or_else(|| {
+        ServerConfig::load(&leases.config)
             .map(|l| l.config.db_path)
             .unwrap_or_else(|_| DEFAULT_DB_PATH.into())
     });

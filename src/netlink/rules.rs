@@ -98,6 +98,15 @@ impl fmt::Display for RuleSpec {
     }
 }
 
+/// Every rule of an address: the four of `rules_for`, and one per
+/// downstream interface beside `iif lo`. The client and the agent both
+/// install exactly these.
+pub fn address_rules(addr: &AddressSpec, table: u32, downstream: &Downstream) -> Vec<RuleSpec> {
+    let mut rules = rules_for(addr, table);
+    rules.extend(downstream.rules(addr.family(), table, PRIO_IIF_LO));
+    rules
+}
+
 /// The rules that send an address's traffic to `table`, in the order they
 /// are installed.
 pub fn rules_for(addr: &AddressSpec, table: u32) -> Vec<RuleSpec> {
