@@ -6,7 +6,8 @@
 #
 #   scripts/build-deb.sh [OUT_DIR]          (default: target/debian)
 #
-# BIN_DIR=dir   package binaries already built there (default: cargo build --release)
+# BIN_DIR=dir   package binaries already built there (default: cargo build
+#               --release, into target/<host tuple>/release)
 # DEB_COMPRESS  dpkg-deb compressor: xz (default), gzip, zstd or none
 # Prints the path of the .deb it wrote.
 set -euo pipefail
@@ -18,7 +19,8 @@ bins=(table_allocator_server table_allocator_client mhr)
 bin_dir=${BIN_DIR:-}
 if [ -z "$bin_dir" ]; then
     cargo build --release --locked --bins >&2
-    bin_dir=target/release
+    # Cargo builds for the host tuple (.cargo/config.toml).
+    bin_dir=target/$(rustc -vV | sed -n 's/^host: //p')/release
 fi
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
 arch=$(dpkg --print-architecture)
@@ -92,8 +94,15 @@ maintainer="$name <$email>"
 gzip -9n -c "$stage/changelog.Debian" >"$doc/changelog.Debian.gz"
 install -m 0644 CHANGELOG.md "$doc/CHANGELOG.md"
 
-# libc: the newest symbol version the binaries need.
-glibc=$(objdump -T "$root"/usr/sbin/* | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n1)
+# libc: linked in statically (.cargo/config.toml), the package records
+# which glibc it carries; linked dynamically (another build), it depends on
+# the newest symbol version the binaries need.
+glibc=$({ objdump -T "$root"/usr/sbin/* 2>/dev/null || true; } | { grep -o 'GLIBC_[0-9.]*' || true; } | sed 's/GLIBC_//' | sort -uV | tail -n1)
+if [ -n "$glibc" ]; then
+    libc="Depends: libc6 (>= $glibc), libgcc-s1"
+else
+    libc="Built-Using: glibc (= $(dpkg-query -W -f='${source:Version}' libc6))"
+fi
 mkdir -p "$root/DEBIAN"
 cat >"$root/DEBIAN/control" <<CONTROL
 Package: $pkg
@@ -102,7 +111,7 @@ Architecture: $arch
 Maintainer: $maintainer
 Section: net
 Priority: optional
-Depends: libc6 (>= $glibc), libgcc-s1
+$libc
 Recommends: isc-dhcp-client, ifupdown, dnsmasq
 Installed-Size: $(du -sk --exclude=DEBIAN "$root" | cut -f1)
 Description: policy routing for Linux hosts with several uplinks

@@ -6,7 +6,7 @@
 #   scripts/lab.sh up | status | down
 #
 # Environment: LAB (name prefix, default mhrlab), BIN (directory with the
-# built binaries, default target/release), LAB_DIR (state directory, default
+# built binaries, default target/<host tuple>/release), LAB_DIR (state directory, default
 # /run/mhr-lab-$LAB).
 #
 # Topology: ISP1 and ISP2 hand out the same subnet and the same address by
@@ -34,7 +34,7 @@ dhcp_shim=$top/contrib/dhcp/multihomed-routing
 ifup_shim=$top/contrib/network/multihomed-routing
 [ -e "$ifup_shim" ] || ifup_shim=/etc/network/if-up.d/multihomed-routing
 LAB=${LAB:-mhrlab}
-BIN=${BIN:-$top/target/release}
+BIN=${BIN:-$top/target/$(rustc -vV 2>/dev/null | sed -n 's/^host: //p')/release}
 DIR=${LAB_DIR:-/run/mhr-lab-$LAB}
 HOST=$LAB-host
 INTERNET=203.0.113.10

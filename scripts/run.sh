@@ -11,7 +11,9 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cargo build --release --bins
 # The host runs `mhr agent`; wan5 comes up by dhcpcd with no routing hook.
-export LAB=${LAB:-mhrdemo} BIN=$PWD/target/release LAB_AGENT=${LAB_AGENT:-1}
+# Cargo builds for the host tuple (.cargo/config.toml).
+BIN=$PWD/target/$(rustc -vV | sed -n 's/^host: //p')/release
+export LAB=${LAB:-mhrdemo} BIN LAB_AGENT=${LAB_AGENT:-1}
 trap '"$BIN/mhr" lab down' EXIT
 "$BIN/mhr" lab down >/dev/null 2>&1 || true
 "$BIN/mhr" lab up

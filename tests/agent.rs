@@ -379,8 +379,9 @@ fn every_configurer_gets_its_table_and_its_own_isp() {
             .host
             .ip(&["-6", "route", "show", "default"])
             .contains("wan")),
-        "{}",
-        lab.ip("-6 route show table all")
+        "{}\n{}",
+        lab.ip("-6 route show table all"),
+        lab.agent_log()
     );
     // DNS: the dhcpcd and udhcpc uplinks' servers, each through its own
     // interface and address; the host's resolver answers through them.

@@ -10,8 +10,7 @@ use crate::dgram;
 use crate::netlink::Netlink;
 use crate::uplink::{Control, ControlReply, Uplinks, CONTROL_MAX};
 
-pub(super) async fn serve(sock: UnixDatagram, uplinks: Uplinks) {
-    let Ok(nl) = Netlink::connect() else { return };
+pub(super) async fn serve(sock: UnixDatagram, uplinks: Uplinks, nl: Netlink) {
     let mut buf = vec![0u8; CONTROL_MAX];
     loop {
         if sock.readable().await.is_err() {

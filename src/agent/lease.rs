@@ -22,10 +22,16 @@ pub struct AddrId {
     pub address: IpAddr,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Report {
-    /// A table (first grant, or a renewal that changed it).
-    Granted { table: u32, lease_expires: u64 },
+    /// A table (first grant, or a renewal that changed it). The agent
+    /// signals `routed` once the address's rules and routes are in place:
+    /// only then does the task answer the hooks that asked.
+    Granted {
+        table: u32,
+        lease_expires: u64,
+        routed: oneshot::Sender<()>,
+    },
     /// The server refused; the task ends.
     Refused(String),
     /// Another process holds the address's name (a standalone client):
@@ -75,10 +81,18 @@ async fn keep(
     };
     let mut table: Option<(u32, u64)> = None;
     let mut attempts = 0u32;
-    // First ask at once; then on the retry pace until granted, then at
-    // half the remaining lease.
+    // First ask at once (not through the timer, whose millisecond ticks
+    // would delay every new address); then on the retry pace until
+    // granted, then at half the remaining lease.
     let mut next = Instant::now();
     let mut sent_at: Option<Instant> = None;
+    if sock
+        .send_request(cfg, Action::Request, cfg.retry / 2)
+        .await
+        .is_ok()
+    {
+        sent_at = Some(Instant::now());
+    }
     let mut buf = [0u8; MAX_DATAGRAM + 1];
     // Askers (a hook's client) that came before the grant.
     let mut waiting: Vec<UnixAddr> = Vec::new();
@@ -123,7 +137,11 @@ async fn keep(
                             match check_table(t, cfg.tables) {
                                 Ok(t) => {
                                     if table.map(|x| x.0) != Some(t) {
-                                        let _ = tx.send((id, Report::Granted { table: t, lease_expires }));
+                                        let (routed, done) = oneshot::channel();
+                                        let _ = tx.send((id, Report::Granted { table: t, lease_expires, routed }));
+                                        // Bounded: a hook that asked waits
+                                        // for rules, not for ever.
+                                        let _ = tokio::time::timeout(Duration::from_secs(2), done).await;
                                     }
                                     let answer = Reply::Lease { table: t, lease_expires }.encode();
                                     for to in waiting.drain(..) {

@@ -39,9 +39,12 @@ pub async fn run(
         AgentError::Running(format!("{e} (held by {})", by.join(", ")))
     })?;
     crate::dgram::enable_credentials(&presence).map_err(crate::netlink::NetlinkError::Io)?;
-    tokio::task::spawn_local(super::control::serve(presence, uplinks.clone()));
+    // One netlink view for the whole process: this connection serves the
+    // agent, the control socket, the RA handling and the tracker; this
+    // subscription's events reach the RA handling through a feed.
     let nl = Netlink::connect()?;
     let mut watcher = Watcher::host()?;
+    tokio::task::spawn_local(super::control::serve(presence, uplinks.clone(), nl.clone()));
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
@@ -50,18 +53,25 @@ pub async fn run(
             let _ = rx.changed().await;
         }
     };
-    if cfg.ra {
-        let (u, p, s) = (uplinks.clone(), cfg.interfaces.clone(), stopped());
+    let ra_feed = cfg.ra.then(|| {
+        let (feed, events) = Watcher::fed();
+        let (u, p, n, s) = (
+            uplinks.clone(),
+            cfg.interfaces.clone(),
+            nl.clone(),
+            stopped(),
+        );
         tokio::task::spawn_local(async move {
-            if let Err(e) = crate::ra::run(u, p, false, s).await {
+            if let Err(e) = crate::ra::run(u, p, false, n, events, s).await {
                 warn!("RA handling stopped: {e}");
             }
         });
-    }
+        feed
+    });
     if let Some(t) = track {
-        let (d, s) = (downstream.clone(), stopped());
+        let (d, n, s) = (downstream.clone(), nl.clone(), stopped());
         tokio::task::spawn_local(async move {
-            if let Err(e) = crate::track::run(t, d, s).await {
+            if let Err(e) = crate::track::run(t, d, n, s).await {
                 warn!("tracker stopped: {e}");
             }
         });
@@ -96,7 +106,11 @@ pub async fn run(
                 return Ok(());
             }
             Some((id, r)) = rx.recv() => agent.report(id, r).await,
-            ev = watcher.next() => match ev {
+            ev = watcher.next() => {
+                if let (Some(feed), Some(ev)) = (&ra_feed, &ev) {
+                    feed.offer_ipv6(ev);
+                }
+                match ev {
                 Some(Event::AddressAdded(a)) => agent.address_added(a).await,
                 Some(Event::AddressRemoved { index, address }) => {
                     agent.address_removed(AddrId { index, address }).await
@@ -127,7 +141,8 @@ pub async fn run(
                     what: "netlink subscription".into(),
                     message: "ended".into(),
                 }.into()),
-            },
+                }
+            }
             _ = pass.tick() => {
                 if let Err(e) = agent.resync().await { warn!("{e}"); }
             }

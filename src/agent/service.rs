@@ -169,6 +169,7 @@ impl Agent {
             Report::Granted {
                 table,
                 lease_expires,
+                routed,
             } => {
                 let old = e.table.replace(table);
                 e.lease_expires = lease_expires;
@@ -179,6 +180,7 @@ impl Agent {
                     self.unroute(&id, e, old).await;
                 }
                 self.route(id).await;
+                let _ = routed.send(());
                 info!(%ifname, address = %id.address, table, ms = took.as_secs_f64() * 1000.0, "address routed by its own table");
             }
             Report::Refused(why) => {

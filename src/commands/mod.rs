@@ -114,12 +114,12 @@ pub fn run(args: MhrArgs) -> anyhow::Result<u8> {
         } => misc::probe(server, &name, source, device.as_deref()),
         Cmd::Ra { interfaces, .. } => {
             host.rt
-                .block_on(crate::ra::run(
-                    host.ctx.uplinks.clone(),
-                    interfaces,
-                    true,
-                    crate::shutdown::signal(),
-                ))
+                .block_on(async {
+                    let nl = crate::netlink::Netlink::connect()?;
+                    let events = crate::netlink::Watcher::ipv6()?;
+                    let u = host.ctx.uplinks.clone();
+                    crate::ra::run(u, interfaces, true, nl, events, crate::shutdown::signal()).await
+                })
                 .context("RA agent")?;
             Ok(0)
         }
@@ -133,11 +133,11 @@ pub fn run(args: MhrArgs) -> anyhow::Result<u8> {
                 return print_effective(&cfg.effective());
             }
             host.rt
-                .block_on(crate::track::run(
-                    cfg,
-                    downstream.downstream,
-                    crate::shutdown::signal(),
-                ))
+                .block_on(async {
+                    let nl = crate::netlink::Netlink::connect()?;
+                    crate::track::run(cfg, downstream.downstream, nl, crate::shutdown::signal())
+                        .await
+                })
                 .context("tracker")?;
             Ok(0)
         }

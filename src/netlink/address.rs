@@ -13,6 +13,7 @@ use super::{Netlink, NetlinkError, EEXIST, ENODEV};
 impl Netlink {
     /// The addresses (with prefix lengths) on link `index`.
     pub async fn addresses(&self, index: u32) -> Result<Vec<(IpAddr, u8)>, NetlinkError> {
+        let _turn = self.dump_turn().await;
         let msgs: Vec<AddressMessage> = self
             .handle
             .address()
@@ -33,6 +34,7 @@ impl Netlink {
 
     /// Every address of both families on every link.
     pub async fn all_addresses(&self) -> Result<Vec<HostAddr>, NetlinkError> {
+        let _turn = self.dump_turn().await;
         let msgs: Vec<AddressMessage> = self
             .handle
             .address()
@@ -104,6 +106,7 @@ impl Netlink {
 
     /// Every IPv6 address with its flags and origin.
     pub async fn addresses6(&self) -> Result<Vec<Addr6>, NetlinkError> {
+        let _turn = self.dump_turn().await;
         let mut query = AddressMessage::default();
         query.header.family = AddressFamily::Inet6;
         let msgs: Vec<AddressMessage> =

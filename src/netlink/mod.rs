@@ -23,7 +23,7 @@ pub use route::{
     set_route_table,
 };
 pub use rule::rule_message;
-pub use watch::{Event, Watcher};
+pub use watch::{Event, Feed, Watcher};
 
 use std::io;
 
@@ -79,17 +79,29 @@ pub(super) fn netlink_family(family: Family) -> AddressFamily {
 }
 
 /// A route-netlink connection whose I/O runs as a task on the current
-/// tokio runtime.
+/// tokio runtime. Clones share it (the agent, its RA handling and its
+/// tracker use one).
 #[derive(Clone)]
 pub struct Netlink {
     handle: Handle,
+    /// The kernel runs one dump at a time per socket and refuses a second
+    /// with EBUSY: tasks sharing the connection take turns.
+    dumping: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Netlink {
     pub fn connect() -> Result<Netlink, NetlinkError> {
         let (conn, handle, _) = rtnetlink::new_connection()?;
         tokio::spawn(conn);
-        Ok(Netlink { handle })
+        Ok(Netlink {
+            handle,
+            dumping: Default::default(),
+        })
+    }
+
+    /// Held for the length of a dump.
+    pub(super) async fn dump_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.dumping.lock().await
     }
 
     pub(super) async fn request(

@@ -23,6 +23,7 @@ use super::{netlink_family, Netlink, NetlinkError, EEXIST, ENOENT, ESRCH};
 impl Netlink {
     /// Every route of `family`, in every table.
     pub async fn routes(&self, family: Family) -> Result<Vec<RouteMessage>, NetlinkError> {
+        let _turn = self.dump_turn().await;
         let mut query = RouteMessage::default();
         query.header.address_family = netlink_family(family);
         query.header.table = RouteHeader::RT_TABLE_UNSPEC;

@@ -50,6 +50,7 @@ impl Netlink {
 
     /// The rules of `family` that carry our protocol number.
     pub async fn our_rules(&self, family: Family) -> Result<Vec<RuleSpec>, NetlinkError> {
+        let _turn = self.dump_turn().await;
         let version = if family == Family::Inet6 {
             IpVersion::V6
         } else {

@@ -35,12 +35,47 @@ pub enum Event {
     Overrun,
 }
 
-/// A multicast subscription to link and address changes.
+/// A multicast subscription to link and address changes, or a share of
+/// another watcher's events (`Watcher::fed`).
 pub struct Watcher {
-    rx: UnboundedReceiver<(
-        NetlinkMessage<RouteNetlinkMessage>,
-        rtnetlink::sys::SocketAddr,
-    )>,
+    rx: Source,
+}
+
+enum Source {
+    Kernel(
+        UnboundedReceiver<(
+            NetlinkMessage<RouteNetlinkMessage>,
+            rtnetlink::sys::SocketAddr,
+        )>,
+    ),
+    Fed(tokio::sync::mpsc::UnboundedReceiver<Event>),
+}
+
+/// The sending side of `Watcher::fed`.
+pub struct Feed(tokio::sync::mpsc::UnboundedSender<Event>);
+
+impl Feed {
+    /// Hands on what `Watcher::ipv6` would have delivered.
+    pub fn offer_ipv6(&self, ev: &Event) {
+        if ev.concerns_ipv6() {
+            let _ = self.0.send(ev.clone());
+        }
+    }
+}
+
+impl Event {
+    /// Link removals, lost events, and IPv6 addresses and routes.
+    pub fn concerns_ipv6(&self) -> bool {
+        use rtnetlink::packet_route::AddressFamily;
+        match self {
+            Event::AddressAdded(a) => a.address.is_ipv6(),
+            Event::AddressRemoved { address, .. } => address.is_ipv6(),
+            Event::RouteAdded(m) | Event::RouteRemoved(m) => {
+                m.header.address_family == AddressFamily::Inet6
+            }
+            Event::LinkRemoved { .. } | Event::Overrun => true,
+        }
+    }
 }
 
 impl Watcher {
@@ -85,6 +120,18 @@ impl Watcher {
         )
     }
 
+    /// A watcher fed by another's events: one process, one subscription
+    /// (the agent hands its events on to the RA handling inside it).
+    pub fn fed() -> (Feed, Watcher) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (
+            Feed(tx),
+            Watcher {
+                rx: Source::Fed(rx),
+            },
+        )
+    }
+
     fn subscribe(
         groups: &[MulticastGroup],
         removals_of: Option<u32>,
@@ -95,13 +142,19 @@ impl Watcher {
             attach_removal_filter(fd, index)?;
         }
         tokio::spawn(conn);
-        Ok(Watcher { rx })
+        Ok(Watcher {
+            rx: Source::Kernel(rx),
+        })
     }
 
     /// The next event; `None` when the subscription ended.
     pub async fn next(&mut self) -> Option<Event> {
+        let rx = match &mut self.rx {
+            Source::Kernel(rx) => rx,
+            Source::Fed(rx) => return rx.recv().await,
+        };
         loop {
-            let (msg, _) = self.rx.next().await?;
+            let (msg, _) = rx.next().await?;
             let event = match msg.payload {
                 NetlinkPayload::Overrun(_) => Some(Event::Overrun),
                 NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelAddress(a)) => address_of(&a)

@@ -300,15 +300,17 @@ impl Agent {
 /// and the kernel expires the routes.
 ///
 /// With `lease_addresses` false (inside `mhr agent`, which leases every
-/// address itself), RA addresses are left to the caller.
+/// address itself), RA addresses are left to the caller. `nl` and
+/// `watcher` are the process's netlink view: `mhr ra` makes its own
+/// (`Watcher::ipv6`), the agent shares its own.
 pub async fn run(
     uplinks: Uplinks,
     patterns: Vec<String>,
     lease_addresses: bool,
+    nl: Netlink,
+    mut watcher: Watcher,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RaError> {
-    let nl = Netlink::connect()?;
-    let mut watcher = Watcher::ipv6()?;
     let fd = ra_socket()?;
     let mut agent = Agent {
         uplinks,

@@ -331,13 +331,14 @@ pub async fn router_answers(ifname: &str, source: IpAddr, router: IpAddr) -> boo
 }
 
 /// Runs the tracker until `shutdown` completes. Forwarded traffic from
-/// `downstream` follows the same choice as the host's own.
+/// `downstream` follows the same choice as the host's own. `nl` is the
+/// process's netlink connection (the agent shares its own).
 pub async fn run(
     cfg: TrackConfig,
     downstream: crate::netlink::rules::Downstream,
+    nl: Netlink,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), TrackError> {
-    let nl = Netlink::connect()?;
     let mut t = Tracker::new(cfg, downstream, Instant::now());
     t.discover(&nl).await?;
     info!(

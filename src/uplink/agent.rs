@@ -58,7 +58,9 @@ pub fn ask_agent(ifname: &str, address: IpAddr) -> Option<u32> {
                 if e.raw_os_error() == Some(libc::ECONNREFUSED)
                     && start.elapsed() < Duration::from_millis(500) =>
             {
-                std::thread::sleep(Duration::from_millis(1));
+                // The agent binds within a netlink event's time of the
+                // address: poll finely, not in whole milliseconds.
+                std::thread::sleep(Duration::from_micros(100));
             }
             Err(_) => return None,
         }
