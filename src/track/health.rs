@@ -1,11 +1,11 @@
 //! Uplink health, pure: the per-uplink state machine with hysteresis, loss
-//! and RTT over a window, the choice of the uplink for unbound traffic, and
-//! probe-budget pacing. The tracker (`track`) feeds it probe results and
-//! applies what it decides.
+//! and RTT over a window, and the choice of the uplink for unbound traffic.
+//! The tracker (`track`) feeds it probe results and applies what it
+//! decides.
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -43,8 +43,11 @@ impl fmt::Display for LinkState {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Thresholds {
-    /// Consecutive failed probes that make an uplink down.
+    /// Consecutive missed probes that make an uplink down...
     pub down_after: u32,
+    /// ...once it has been silent this long (since the first of them was
+    /// sent): a queue that delays every probe for less is not a death.
+    pub down_silence: Duration,
     /// Consecutive successful probes that bring it back.
     pub up_after: u32,
     /// Probes that loss and RTT are measured over.
@@ -56,9 +59,15 @@ pub struct Thresholds {
 impl Default for Thresholds {
     fn default() -> Self {
         Thresholds {
-            down_after: 3,
+            // Five in a row: with bursts they take half a second to collect,
+            // and 5 % random loss makes five in a row once in 3.2 million.
+            down_after: 5,
+            down_silence: Duration::from_millis(600),
             up_after: 3,
-            window: 20,
+            // 100 probes (a minute): at 5 % random loss, 20 lost of 100
+            // happens about once in ten million windows; 4 of 20 (the old
+            // window) once in sixty.
+            window: 100,
             degraded_loss_pct: 20.0,
             degraded_rtt_ms: 1000.0,
         }
@@ -73,6 +82,11 @@ pub struct LinkHealth {
     pub last_change: i64,
     ok_run: u32,
     fail_run: u32,
+    /// When the first of the current run of overdue probes was sent.
+    silent_since: Option<Instant>,
+    /// The host's own connections over the uplink get no answers while
+    /// probes do (the passive signal): degraded, not down.
+    stalled: bool,
     /// RTT in ms of each probe, `None` for a lost one; newest last.
     window: VecDeque<Option<f64>>,
 }
@@ -84,34 +98,25 @@ impl LinkHealth {
             last_change: now_unix,
             ok_run: 0,
             fail_run: 0,
+            silent_since: None,
+            stalled: false,
             window: VecDeque::new(),
         }
     }
 
-    /// Feeds one probe result; returns `(old, new)` when the state changed.
-    pub fn record(
+    /// A probe answered (in time or late: either proves the path); returns
+    /// `(old, new)` when the state changed.
+    pub fn answered(
         &mut self,
-        rtt: Option<Duration>,
+        rtt: Duration,
         th: &Thresholds,
         now_unix: i64,
     ) -> Option<(LinkState, LinkState)> {
-        let rtt_ms = rtt.map(|d| d.as_secs_f64() * 1000.0);
-        self.window.push_back(rtt_ms);
-        while self.window.len() > th.window.max(1) {
-            self.window.pop_front();
-        }
-        if rtt_ms.is_some() {
-            self.ok_run += 1;
-            self.fail_run = 0;
-        } else {
-            self.fail_run += 1;
-            self.ok_run = 0;
-        }
-        let old = self.state;
-        let next = match old {
-            LinkState::Up | LinkState::Degraded if self.fail_run >= th.down_after => {
-                LinkState::Down
-            }
+        self.push(Some(rtt.as_secs_f64() * 1000.0), th);
+        self.ok_run += 1;
+        self.fail_run = 0;
+        self.silent_since = None;
+        let next = match self.state {
             LinkState::Up | LinkState::Degraded => self.quality(th),
             LinkState::Down | LinkState::Unknown if self.ok_run >= th.up_after => {
                 // The failures that made it down say nothing about the
@@ -122,9 +127,117 @@ impl LinkHealth {
                 }
                 self.quality(th)
             }
-            LinkState::Unknown if self.fail_run >= th.down_after => LinkState::Down,
             s => s,
         };
+        self.change(next, now_unix)
+    }
+
+    /// A probe sent at `sent` is overdue (past its deadline, unanswered).
+    pub fn missed(
+        &mut self,
+        sent: Instant,
+        th: &Thresholds,
+        silence: Duration,
+        now: Instant,
+        now_unix: i64,
+    ) -> Option<(LinkState, LinkState)> {
+        self.fail_run += 1;
+        self.ok_run = 0;
+        self.silent_since.get_or_insert(sent);
+        self.judge(th, silence, now, now_unix)
+    }
+
+    /// An overdue probe's answer never came: it counts in the loss rate.
+    pub fn lost(&mut self, th: &Thresholds, now_unix: i64) -> Option<(LinkState, LinkState)> {
+        self.push(None, th);
+        match self.state {
+            LinkState::Up | LinkState::Degraded if self.fail_run < th.down_after => {
+                let q = self.quality(th);
+                self.change(q, now_unix)
+            }
+            _ => None,
+        }
+    }
+
+    /// Down once `down_after` probes in a row are overdue and the uplink
+    /// has been silent for `silence` (`down_silence`, or longer on an
+    /// uplink whose answers take longer).
+    pub fn judge(
+        &mut self,
+        th: &Thresholds,
+        silence: Duration,
+        now: Instant,
+        now_unix: i64,
+    ) -> Option<(LinkState, LinkState)> {
+        match self.down_at(th, silence) {
+            Some(at) if at <= now && self.state != LinkState::Down => {
+                self.change(LinkState::Down, now_unix)
+            }
+            _ => None,
+        }
+    }
+
+    /// When the misses so far make the uplink down if nothing answers.
+    pub fn down_at(&self, th: &Thresholds, silence: Duration) -> Option<Instant> {
+        let since = self.silent_since?;
+        (self.fail_run >= th.down_after && self.state != LinkState::Down).then(|| since + silence)
+    }
+
+    /// The passive signal: connections from the uplink's address stalled
+    /// to several remotes for a while (true), or no longer (false).
+    pub fn set_stalled(
+        &mut self,
+        stalled: bool,
+        th: &Thresholds,
+        now_unix: i64,
+    ) -> Option<(LinkState, LinkState)> {
+        self.stalled = stalled;
+        match self.state {
+            LinkState::Up | LinkState::Degraded => {
+                let q = self.quality(th);
+                self.change(q, now_unix)
+            }
+            _ => None,
+        }
+    }
+
+    /// Probes are overdue and the uplink is not yet down: ask again soon.
+    pub fn in_doubt(&self) -> bool {
+        self.fail_run > 0 && self.state != LinkState::Down
+    }
+
+    /// One finished probe at once, its silence long over (the tests).
+    #[cfg(test)]
+    pub fn record(
+        &mut self,
+        rtt: Option<Duration>,
+        th: &Thresholds,
+        now_unix: i64,
+    ) -> Option<(LinkState, LinkState)> {
+        match rtt {
+            Some(r) => self.answered(r, th, now_unix),
+            None => {
+                let sent = Instant::now();
+                let s = th.down_silence;
+                let a = self.missed(sent, th, s, sent + s, now_unix);
+                let b = self.lost(th, now_unix);
+                match (a, b) {
+                    (Some((old, _)), Some((_, new))) => Some((old, new)),
+                    (a, b) => a.or(b),
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, rtt_ms: Option<f64>, th: &Thresholds) {
+        self.window.push_back(rtt_ms);
+        while self.window.len() > th.window.max(1) {
+            self.window.pop_front();
+        }
+    }
+
+    fn change(&mut self, next: LinkState, now_unix: i64) -> Option<(LinkState, LinkState)> {
+        let old = self.state;
         if next == old {
             return None;
         }
@@ -136,9 +249,9 @@ impl LinkHealth {
     /// Up or degraded by the window, with a margin so that an uplink near a
     /// threshold does not flap.
     fn quality(&self, th: &Thresholds) -> LinkState {
-        // Loss over a handful of probes is noise: one lost of five is not
+        // Loss over a part of the window is noise: two lost of ten is not
         // a 20% lossy uplink yet.
-        let loss = if self.window.len() >= th.window.min(10) {
+        let loss = if self.window.len() >= th.window {
             self.loss_pct()
         } else {
             0.0
@@ -149,7 +262,7 @@ impl LinkHealth {
         } else {
             loss >= th.degraded_loss_pct || rtt >= th.degraded_rtt_ms
         };
-        if degraded {
+        if degraded || self.stalled {
             LinkState::Degraded
         } else {
             LinkState::Up
@@ -164,12 +277,15 @@ impl LinkHealth {
         100.0 * lost as f64 / self.window.len() as f64
     }
 
-    /// Mean RTT of the answered probes in the window.
+    /// Mean RTT of the last 20 answered probes in the window (RTT is not
+    /// as noisy as loss, and a filling queue should show soon).
     pub fn rtt_ms(&self) -> Option<f64> {
         let (sum, n) = self
             .window
             .iter()
+            .rev()
             .flatten()
+            .take(20)
             .fold((0.0, 0usize), |(s, n), r| (s + r, n + 1));
         (n > 0).then(|| sum / n as f64)
     }
@@ -244,56 +360,6 @@ pub fn choose(cands: &[Candidate], preference: &[String], current: Option<u32>) 
         }
     }
     Some(best.table)
-}
-
-/// The interval between probes that keeps an uplink within its budget.
-pub fn paced_interval(
-    base: Duration,
-    bytes_per_probe: u64,
-    budget_bytes_hour: Option<u64>,
-) -> Duration {
-    match budget_bytes_hour {
-        Some(budget) if budget > 0 => {
-            let probes_per_hour = (budget / bytes_per_probe.max(1)).max(1);
-            base.max(Duration::from_secs(3600) / probes_per_hour as u32)
-        }
-        _ => base,
-    }
-}
-
-/// Bytes over the last hour, in one-minute buckets.
-#[derive(Debug, Clone)]
-pub struct HourMeter {
-    buckets: [(i64, u64); 60],
-}
-
-impl Default for HourMeter {
-    fn default() -> Self {
-        // i64::MIN marks an unused bucket.
-        HourMeter {
-            buckets: [(i64::MIN, 0); 60],
-        }
-    }
-}
-
-impl HourMeter {
-    pub fn add(&mut self, now_unix: i64, bytes: u64) {
-        let minute = now_unix.div_euclid(60);
-        let slot = &mut self.buckets[minute.rem_euclid(60) as usize];
-        if slot.0 != minute {
-            *slot = (minute, 0);
-        }
-        slot.1 += bytes;
-    }
-
-    pub fn last_hour(&self, now_unix: i64) -> u64 {
-        let minute = now_unix.div_euclid(60);
-        self.buckets
-            .iter()
-            .filter(|(m, _)| *m <= minute && minute.saturating_sub(*m) < 60)
-            .map(|(_, b)| b)
-            .sum()
-    }
 }
 
 #[cfg(test)]

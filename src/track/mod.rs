@@ -9,13 +9,18 @@
 //! the 91000 rules are in charge again.
 
 pub mod config;
+pub mod doubt;
 pub mod health;
+mod passive;
 mod probe;
 mod scripts;
 use scripts::uplink_env;
 mod state;
 mod targets;
 mod unbound;
+mod uplink;
+pub use uplink::router_answers;
+use uplink::Uplink;
 
 pub use state::TrackState;
 
@@ -32,9 +37,9 @@ use crate::addr::Family;
 use crate::netlink::rules::{RuleSpec, PRIO_BOUND_DEVICE, PRIO_FROM};
 use crate::netlink::{Netlink, NetlinkError};
 use crate::timer::unix_now;
-use crate::track::health::{paced_interval, Health, HourMeter, LinkHealth};
+use crate::track::health::LinkState;
 
-use config::{Target, TrackConfig};
+use config::TrackConfig;
 use probe::{Outcome, Probe};
 
 #[derive(Debug, thiserror::Error)]
@@ -83,55 +88,6 @@ pub fn uplinks_from_rules(rules: &[RuleSpec], temporary: &[IpAddr]) -> Vec<Uplin
             })
         })
         .collect()
-}
-
-struct Uplink {
-    id: UplinkId,
-    health: LinkHealth,
-    meter: HourMeter,
-    targets: Vec<Target>,
-    interval: Duration,
-    budget: Option<u64>,
-    next_probe: Instant,
-    /// Which targets answer; a silent one among answering ones is dead.
-    book: targets::TargetBook,
-    seq: u16,
-    probes_sent: u64,
-    last_error: Option<String>,
-}
-
-impl Uplink {
-    fn new(id: UplinkId, cfg: &TrackConfig, now: Instant) -> Uplink {
-        let targets = cfg.targets_for(id.family);
-        let budget = cfg.budget_for(&id.ifname);
-        let cost = targets.iter().map(Target::cost).sum::<u64>() / targets.len().max(1) as u64;
-        let interval = paced_interval(cfg.interval, cost, budget);
-        let book = targets::TargetBook::new(targets.len());
-        Uplink {
-            health: LinkHealth::new(unix_now()),
-            meter: HourMeter::default(),
-            targets,
-            interval,
-            budget,
-            next_probe: now,
-            book,
-            seq: 0,
-            probes_sent: 0,
-            last_error: None,
-            id,
-        }
-    }
-
-    fn health(&self) -> Health {
-        Health {
-            state: self.health.state,
-            rtt_ms: self.health.rtt_ms().map(|r| (r * 100.0).round() / 100.0),
-            loss_pct: (self.health.loss_pct() * 10.0).round() / 10.0,
-            last_change: self.health.last_change,
-            probe_bytes_hour: self.meter.last_hour(unix_now()),
-            budget_bytes_hour: self.budget,
-        }
-    }
 }
 
 struct Tracker {
@@ -236,31 +192,47 @@ impl Tracker {
     fn due_probes(&mut self, now: Instant) -> Vec<((Family, u32), Probe)> {
         let mut out = Vec::new();
         for (key, up) in self.uplinks.iter_mut() {
-            if up.next_probe > now || up.targets.is_empty() {
-                continue;
+            if let Some(p) = up.due(&self.cfg, self.ident ^ (key.1 as u16), now) {
+                out.push((*key, p));
             }
-            let target = up.targets[up.book.next() % up.targets.len()].clone();
-            up.seq = up.seq.wrapping_add(1);
-            up.probes_sent += 1;
-            // Keep the cadence; after a stall, start again from now.
-            up.next_probe = (up.next_probe + up.interval).max(now);
-            out.push((
-                *key,
-                Probe {
-                    target,
-                    source: up.id.address,
-                    device: up.id.ifname.clone(),
-                    timeout: self.cfg.timeout,
-                    ident: self.ident ^ (key.1 as u16),
-                    seq: up.seq,
-                },
-            ));
         }
         out
     }
 
-    fn next_due(&self) -> Option<Instant> {
-        self.uplinks.values().map(|u| u.next_probe).min()
+    fn next_due(&mut self, now: Instant) -> Option<Instant> {
+        let cfg = &self.cfg;
+        self.uplinks
+            .values_mut()
+            .filter_map(|u| u.next_wake(cfg, now))
+            .min()
+    }
+
+    /// The passive signal for every uplink; true when a state changed.
+    fn passive(&mut self, stalls: &passive::Stalls, now: Instant) -> bool {
+        let mut changed = Vec::new();
+        for (key, up) in self.uplinks.iter_mut() {
+            if let Some(c) = up.passive(&self.cfg, stalls.get(&up.id.address), now) {
+                changed.push((*key, c));
+            }
+        }
+        for (key, c) in &changed {
+            self.announce(*key, *c);
+        }
+        !changed.is_empty()
+    }
+
+    /// Deadlines passed; true when an uplink's state changed.
+    fn tick(&mut self, now: Instant) -> bool {
+        let mut changed = Vec::new();
+        for (key, up) in self.uplinks.iter_mut() {
+            if let Some(c) = up.tick(&self.cfg, now) {
+                changed.push((*key, c));
+            }
+        }
+        for (key, c) in &changed {
+            self.announce(*key, *c);
+        }
+        !changed.is_empty()
     }
 
     /// Records a probe; true when the uplink's state changed.
@@ -268,17 +240,8 @@ impl Tracker {
         let Some(up) = self.uplinks.get_mut(&key) else {
             return false;
         };
-        let now = unix_now();
-        up.meter.add(now, outcome.bytes);
         self.dirty = true;
-        let index = up
-            .targets
-            .iter()
-            .position(|t| *t == probe.target)
-            .unwrap_or(usize::MAX);
-        let (feed, newly_dead) =
-            up.book
-                .record(index, outcome.rtt.is_some(), self.cfg.thresholds.down_after);
+        let (change, feed, newly_dead) = up.finish(&self.cfg, probe, &outcome, Instant::now());
         // A known-dead target's silence keeps the message that named it.
         if let (Some(e), false) = (&outcome.error, feed == targets::Feed::Ignore) {
             up.last_error = Some(format!("{}: {e}", probe.target.describe()));
@@ -291,13 +254,21 @@ impl Tracker {
             warn!(ifname = %up.id.ifname, address = %up.id.address, "{e}");
             up.last_error = Some(e);
         }
-        let rtt = match feed {
-            targets::Feed::Answer | targets::Feed::Loss => outcome.rtt,
-            targets::Feed::Ignore => return false,
+        match change {
+            Some(c) => {
+                self.announce(key, c);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Logs a state change and runs the scripts.
+    fn announce(&mut self, key: (Family, u32), (old, new): (LinkState, LinkState)) {
+        let Some(up) = self.uplinks.get(&key) else {
+            return;
         };
-        let Some((old, new)) = up.health.record(rtt, &self.cfg.thresholds, now) else {
-            return false;
-        };
+        self.dirty = true;
         let h = up.health();
         info!(
             ifname = %up.id.ifname,
@@ -312,22 +283,7 @@ impl Tracker {
         env.push(("MHR_EVENT".into(), "state".into()));
         env.push(("MHR_OLD_STATE".into(), old.name().into()));
         self.run_scripts(env);
-        true
     }
-}
-
-/// Does `router` answer one ICMP echo from `source` through `ifname`
-/// within a second? The tracker's own probe, for dhclient's TIMEOUT check.
-pub async fn router_answers(ifname: &str, source: IpAddr, router: IpAddr) -> bool {
-    let probe = Probe {
-        target: Target::Icmp { address: router },
-        source,
-        device: ifname.to_owned(),
-        timeout: Duration::from_secs(1),
-        ident: std::process::id() as u16,
-        seq: 1,
-    };
-    probe::run(&probe).await.rtt.is_some()
 }
 
 /// Runs the tracker until `shutdown` completes. Forwarded traffic from
@@ -351,8 +307,10 @@ pub async fn run(
     let mut probes = FuturesUnordered::new();
     let mut discover = crate::timer::ticker(Duration::from_secs(1));
     let mut persist = crate::timer::ticker(Duration::from_secs(1));
+    let mut passive_tick = crate::timer::ticker(Duration::from_millis(500));
+    let mut passive_warned = false;
     loop {
-        let next = t.next_due();
+        let next = t.next_due(Instant::now());
         tokio::select! {
             _ = &mut shutdown => {
                 info!("shutting down: unbound traffic returns to the iif lo rules");
@@ -366,6 +324,10 @@ pub async fn run(
                 t.reconcile(&nl).await;
             }
             _ = crate::timer::sleep_until_opt(next) => {
+                if t.tick(Instant::now()) {
+                    t.reconcile(&nl).await;
+                    t.write_state();
+                }
                 for (key, p) in t.due_probes(Instant::now()) {
                     probes.push(async move {
                         let outcome = probe::run(&p).await;
@@ -380,6 +342,21 @@ pub async fn run(
                 }
             }
             _ = persist.tick() => t.write_state(),
+            _ = passive_tick.tick(), if t.cfg.passive && !t.uplinks.is_empty() => {
+                match passive::connections() {
+                    Ok(conns) => {
+                        if t.passive(&passive::stalls(&conns), Instant::now()) {
+                            t.reconcile(&nl).await;
+                            t.write_state();
+                        }
+                    }
+                    Err(e) if !passive_warned => {
+                        passive_warned = true;
+                        warn!("reading TCP connections (the passive signal) failed, probes alone judge: {e}");
+                    }
+                    Err(_) => {}
+                }
+            }
         }
     }
 }

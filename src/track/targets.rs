@@ -77,7 +77,6 @@ impl TargetBook {
         (Feed::Loss, false)
     }
 
-    #[cfg(test)]
     pub fn is_dead(&self, i: usize) -> bool {
         self.dead.get(i).copied().unwrap_or(false)
     }

@@ -8,8 +8,11 @@ fn parse(text: &str) -> Result<TrackConfig, TrackConfigError> {
 fn defaults_and_a_full_config() {
     let d = parse("{}").unwrap();
     assert_eq!(d, TrackConfig::default());
-    // 3 lost probes 500 ms apart, each given 1 s: down within 3 s.
-    assert!(d.interval * (d.thresholds.down_after - 1) + d.timeout <= Duration::from_secs(3));
+    // The wait for a steady probe, its floor deadline and the silence:
+    // down within 1.5 s (uplink::tests simulates it).
+    assert!(
+        d.interval + d.timing.rto_min + d.thresholds.down_silence <= Duration::from_millis(1500)
+    );
     let c = parse(
         r#"{
         // the lab

@@ -1,4 +1,5 @@
 use super::*;
+use crate::track::doubt::{paced_interval, HourMeter};
 
 const OK: Option<Duration> = Some(Duration::from_millis(10));
 const LOST: Option<Duration> = None;
@@ -13,7 +14,10 @@ fn feed(
 
 #[test]
 fn hysteresis_one_lost_probe_does_not_flap() {
-    let th = Thresholds::default();
+    let th = Thresholds {
+        window: 20,
+        ..Thresholds::default()
+    };
     let mut h = LinkHealth::new(0);
     assert_eq!(feed(&mut h, &th, &[OK, OK]), []);
     assert_eq!(h.state, LinkState::Unknown);
@@ -26,10 +30,14 @@ fn hysteresis_one_lost_probe_does_not_flap() {
     assert_eq!(feed(&mut h, &th, &[LOST, OK, LOST, LOST, OK]), []);
     assert_eq!(h.state, LinkState::Up);
     feed(&mut h, &th, &[OK; 20]);
-    assert_eq!(feed(&mut h, &th, &[LOST, LOST]), []);
+    // Four in a row: 20 % of the window, degraded, not down.
+    assert_eq!(
+        feed(&mut h, &th, &[LOST, LOST, LOST, LOST]),
+        [(LinkState::Up, LinkState::Degraded)]
+    );
     assert_eq!(
         feed(&mut h, &th, &[LOST]),
-        [(LinkState::Up, LinkState::Down)]
+        [(LinkState::Degraded, LinkState::Down)]
     );
     assert_eq!(feed(&mut h, &th, &[OK, OK, LOST, OK, OK]), []);
     assert_eq!(h.state, LinkState::Down);
@@ -40,10 +48,13 @@ fn hysteresis_one_lost_probe_does_not_flap() {
 
 #[test]
 fn unknown_goes_down_and_loss_or_rtt_degrade() {
-    let th = Thresholds::default();
+    let th = Thresholds {
+        window: 20,
+        ..Thresholds::default()
+    };
     let mut h = LinkHealth::new(0);
     assert_eq!(
-        feed(&mut h, &th, &[LOST, LOST, LOST]),
+        feed(&mut h, &th, &[LOST; 5]),
         [(LinkState::Unknown, LinkState::Down)]
     );
     let slow = Some(Duration::from_millis(1500));

@@ -1,0 +1,103 @@
+//! The passive signal: the host's own TCP connections, read from the
+//! kernel (sock_diag, as `ss` does), tell for free whether an uplink's
+//! traffic is getting answers. A connection whose retransmission timer has
+//! fired at least once without an acknowledgement (a data segment or a SYN
+//! unanswered for an RTO, 200 ms at the least) is *stalled*; its source
+//! address names the uplink. Forwarded traffic has no sockets here, so
+//! probes stay the ground truth.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::net::IpAddr;
+
+use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP};
+use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags, Timer};
+use netlink_packet_sock_diag::SockDiagMessage;
+use rtnetlink::packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
+};
+use rtnetlink::sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr};
+
+/// Per local address, the remote addresses of its stalled connections.
+pub type Stalls = BTreeMap<IpAddr, BTreeSet<IpAddr>>;
+
+/// One connection as the signal needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conn {
+    pub source: IpAddr,
+    pub remote: IpAddr,
+    /// Retransmission timeouts in a row without an acknowledgement.
+    pub backoffs: u8,
+}
+
+/// Stalled connections by source, pure.
+pub fn stalls(conns: &[Conn]) -> Stalls {
+    let mut out = Stalls::new();
+    for c in conns.iter().filter(|c| c.backoffs >= 1) {
+        out.entry(c.source).or_default().insert(c.remote);
+    }
+    out
+}
+
+/// The host's TCP connections that are open or opening, both families.
+pub fn connections() -> io::Result<Vec<Conn>> {
+    let mut sock = Socket::new(NETLINK_SOCK_DIAG)?;
+    sock.bind_auto()?;
+    sock.connect(&SocketAddr::new(0, 0))?;
+    let mut out = Vec::new();
+    for (family, id) in [
+        (AF_INET, SocketId::new_v4()),
+        (AF_INET6, SocketId::new_v6()),
+    ] {
+        let mut hdr = NetlinkHeader::default();
+        hdr.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        let req = SockDiagMessage::InetRequest(InetRequest {
+            family,
+            protocol: IPPROTO_TCP,
+            extensions: ExtensionFlags::empty(),
+            states: StateFlags::ESTABLISHED | StateFlags::SYN_SENT,
+            socket_id: id,
+        });
+        let mut packet = NetlinkMessage::new(hdr, req.into());
+        packet.finalize();
+        let mut buf = vec![0; packet.buffer_len()];
+        packet.serialize(&mut buf);
+        sock.send(&buf, 0)?;
+        read_dump(&sock, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn read_dump(sock: &Socket, out: &mut Vec<Conn>) -> io::Result<()> {
+    loop {
+        let (bytes, _) = sock.recv_from_full()?;
+        let mut at = 0;
+        while at < bytes.len() {
+            let msg = NetlinkMessage::<SockDiagMessage>::deserialize(&bytes[at..])
+                .map_err(|e| io::Error::other(format!("sock_diag: {e}")))?;
+            let len = msg.header.length as usize;
+            match msg.payload {
+                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => {
+                    let backoffs = match r.header.timer {
+                        Some(Timer::Retransmit(_, n)) => n,
+                        _ => 0,
+                    };
+                    out.push(Conn {
+                        source: r.header.socket_id.source_address,
+                        remote: r.header.socket_id.destination_address,
+                        backoffs,
+                    });
+                }
+                NetlinkPayload::Done(_) => return Ok(()),
+                NetlinkPayload::Error(e) => {
+                    return Err(io::Error::other(format!("sock_diag: {e:?}")))
+                }
+                _ => {}
+            }
+            if len == 0 {
+                break;
+            }
+            at += len;
+        }
+    }
+}
