@@ -33,9 +33,11 @@ pub enum RouteAction {
     },
 }
 
-/// Where things are on this host: the settings file
-/// (/etc/default/multihomed-routing) and the environment give them; these
-/// options override both. Only the subcommands that use them take them.
+// Where things are on this host: the settings file
+// (/etc/default/multihomed-routing) and the environment give them; these
+// options override both. Only the subcommands that use them take them.
+// (Not a doc comment: flattened through `Deferred`, it would become the
+// about text of every subcommand that takes them.)
 #[derive(clap::Args, Debug, Clone)]
 #[command(next_help_heading = "Host paths (MHR_* settings)")]
 pub struct HostPaths {
@@ -99,13 +101,13 @@ pub enum MhrCommand {
     /// is down; 3: not handled; 1: error.
     DhclientHook {
         #[command(flatten)]
-        paths: HostPaths,
+        paths: Deferred<HostPaths>,
     },
     /// ifupdown if-up.d hook (IFACE, ADDRFAM, METHOD, IF_*), and the
     /// NetworkManager dispatcher path (DEVICE_IP_IFACE, IP4_*).
     IfupHook {
         #[command(flatten)]
-        paths: HostPaths,
+        paths: Deferred<HostPaths>,
     },
     /// The namespace lab (test bed and demonstration): `up`, `status`,
     /// `down`. Runs the lab script (MHR_LAB_SCRIPT, else scripts/lab.sh of
@@ -140,7 +142,7 @@ pub enum MhrCommand {
         #[command(flatten)]
         leases: LeaseDbArgs,
         #[command(flatten)]
-        paths: HostPaths,
+        paths: Deferred<HostPaths>,
     },
     /// The checks of `status`, each problem with one line of advice;
     /// `--repair` removes stale rules of ours (protocol 77) whose lease is
@@ -152,7 +154,7 @@ pub enum MhrCommand {
         #[command(flatten)]
         leases: LeaseDbArgs,
         #[command(flatten)]
-        paths: HostPaths,
+        paths: Deferred<HostPaths>,
     },
     /// Writes bash, zsh and fish completions of the three binaries into DIR.
     Completions {
@@ -175,7 +177,7 @@ pub enum MhrCommand {
         /// The name servers; none removes the interface's lines.
         servers: Vec<std::net::IpAddr>,
         #[command(flatten)]
-        paths: HostPaths,
+        paths: Deferred<HostPaths>,
     },
     /// Asks a DNS server for TXT records of NAME from a given source address
     /// or device, and prints them: who answers shows which uplink carried
@@ -229,7 +231,7 @@ pub enum MhrCommand {
         #[command(flatten)]
         downstream: DownstreamArg,
         #[command(flatten)]
-        paths: HostPaths,
+        paths: Deferred<HostPaths>,
     },
     /// IPv6 uplinks from router advertisements: leases a table for each
     /// address the kernel makes from an RA, routes temporary (privacy)
@@ -246,7 +248,7 @@ pub enum MhrCommand {
         )]
         interfaces: Vec<String>,
         #[command(flatten)]
-        paths: HostPaths,
+        paths: Deferred<HostPaths>,
     },
     /// Which uplink does a packet use? `mhr route get DEST [from SRC] [iif
     /// IF] [uid N]` asks the kernel (as `ip route get` does) and names the
@@ -255,7 +257,7 @@ pub enum MhrCommand {
         #[command(subcommand)]
         action: RouteAction,
         #[command(flatten)]
-        paths: HostPaths,
+        paths: Deferred<HostPaths>,
     },
     /// udev hotplug: `add` writes a dynamic stanza for matching interfaces;
     /// `remove` stops dhclient and removes DNS lines and the stanza.
@@ -266,7 +268,7 @@ pub enum MhrCommand {
         #[arg(env = "INTERFACE")]
         ifname: String,
         #[command(flatten)]
-        paths: HostPaths,
+        paths: Deferred<HostPaths>,
     },
 }
 
@@ -298,7 +300,7 @@ impl MhrCommand {
             | Ra { paths, .. }
             | Agent { paths, .. }
             | Route { paths, .. }
-            | Hotplug { paths, .. } => Some(paths),
+            | Hotplug { paths, .. } => Some(&paths.0),
             _ => None,
         }
     }
@@ -329,4 +331,30 @@ pub struct LeaseDbArgs {
     /// The server config to find db_path in.
     #[arg(long, default_value = crate::server::config::DEFAULT_CONFIG_PATH)]
     pub config: PathBuf,
+}
+
+/// Options built only when their subcommand is the one invoked (clap's
+/// `Command::defer`): otherwise every hook run would build the host-path
+/// options of all nine subcommands that take them (a quarter of the
+/// instructions `mhr dhclient-hook` runs before it does anything). Help,
+/// man pages and completions build them as before.
+#[derive(Debug, Clone)]
+pub struct Deferred<T>(pub T);
+
+impl<T: clap::Args> clap::Args for Deferred<T> {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        cmd.defer(T::augment_args)
+    }
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        cmd.defer(T::augment_args_for_update)
+    }
+}
+
+impl<T: clap::FromArgMatches> clap::FromArgMatches for Deferred<T> {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        T::from_arg_matches(m).map(Deferred)
+    }
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        self.0.update_from_arg_matches(m)
+    }
 }
