@@ -210,37 +210,19 @@ fn main() {
             .wrapping_add(1442695040888963407);
         std::thread::sleep(Duration::from_millis(10_000 + (rng >> 33) % 2_000));
         internet(&isps[0].0, false);
-        let t0 = Instant::now();
-        let mut seen = [None, None];
-        while t0.elapsed() < Duration::from_secs(10) && seen.iter().any(Option::is_none) {
-            for (k, t) in trackers.iter().enumerate() {
-                if seen[k].is_none() && !t.on(&h, &tables[0]) && t.any(&h) {
-                    seen[k] = Some(t0.elapsed());
-                }
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        for k in 0..2 {
-            match seen[k] {
-                Some(t) => down[k].push(t),
+        let moved = |t: &Tracker| !t.on(&h, &tables[0]) && t.any(&h);
+        for (k, took) in each_until(&trackers, moved).into_iter().enumerate() {
+            match took {
+                Some(d) => down[k].push(d),
                 None => println!("[{}] cut: the rule did not move", trackers[k].name),
             }
         }
         std::thread::sleep(Duration::from_millis(500));
         internet(&isps[0].0, true);
-        let t0 = Instant::now();
-        let mut seen = [None, None];
-        while t0.elapsed() < Duration::from_secs(10) && seen.iter().any(Option::is_none) {
-            for (k, t) in trackers.iter().enumerate() {
-                if seen[k].is_none() && t.on(&h, &tables[0]) {
-                    seen[k] = Some(t0.elapsed());
-                }
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        for k in 0..2 {
-            match seen[k] {
-                Some(t) => up[k].push(t),
+        let back = |t: &Tracker| t.on(&h, &tables[0]);
+        for (k, took) in each_until(&trackers, back).into_iter().enumerate() {
+            match took {
+                Some(d) => up[k].push(d),
                 None => println!("[{}] restore: the rule did not come back", trackers[k].name),
             }
         }
@@ -400,6 +382,21 @@ fn internet(ns: &str, alive: bool) {
         ns,
         &["route", route, "blackhole", &format!("{INTERNET}/32")],
     );
+}
+
+/// For each tracker, how long until `done` holds for it (10 s at most).
+fn each_until(trackers: &[Tracker; 2], done: impl Fn(&Tracker) -> bool) -> [Option<Duration>; 2] {
+    let t0 = Instant::now();
+    let mut seen = [None, None];
+    while t0.elapsed() < Duration::from_secs(10) && seen.iter().any(Option::is_none) {
+        for (k, t) in trackers.iter().enumerate() {
+            if seen[k].is_none() && done(t) {
+                seen[k] = Some(t0.elapsed());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    seen
 }
 
 struct Tracker {
