@@ -3,7 +3,8 @@
 //! everything without a word) moves unbound traffic within the bound; 5 %
 //! loss with 20-200 ms of jitter moves nothing; and the host's own stalled
 //! TCP connections alone (probes to a near target still answered) make an
-//! uplink degraded, which moves unbound traffic while another is up.
+//! uplink degraded, which moves unbound traffic while another is up; and a
+//! saturated uplink (a queue filling to 1.5 s of delay) is slow, not dead.
 //! Loss and delay come from a user-space echo responder (no tc netem here).
 
 mod common;
@@ -244,4 +245,51 @@ fn stalled_connections_alone_degrade_an_uplink_whose_near_target_answers() {
         "{}",
         tracker.log()
     );
+}
+
+#[test]
+fn a_saturated_uplink_is_slow_not_dead() {
+    require_netns!();
+    let lab = lab("fs");
+    let tracker = lab.tracker(&format!(r#"{{kind: "icmp", address: "{INTERNET}"}}"#));
+    assert!(
+        wait_for(Duration::from_secs(5), || lab.on(0)),
+        "{}",
+        tracker.log()
+    );
+    // u0's queue fills over 5 s to 1.5 s of delay (beyond the old fixed
+    // 1 s timeout) and stays so.
+    let mut cmd = lab.isps[0].cmd("python3");
+    cmd.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/lossy_echo.py"
+    ))
+    .args([INTERNET, "0", "20", "40", "9", "1500", "5"]);
+    let _responder = Daemon::spawn(cmd, lab.dir.path().join("echo.log"));
+    std::thread::sleep(Duration::from_millis(500));
+    check(
+        lab.isps[0]
+            .cmd("sysctl")
+            .args(["-qw", "net.ipv4.icmp_echo_ignore_all=1"]),
+    );
+    std::thread::sleep(Duration::from_secs(15));
+    let log = tracker.log();
+    let u0: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("ifname=u0") && l.contains("uplink "))
+        .collect();
+    // Slow: degraded once its RTT passes 1 s (unbound traffic may prefer
+    // u1 then); never down.
+    assert!(u0.iter().all(|l| !l.contains("-> down")), "{u0:?}");
+    let state = std::fs::read_to_string(lab.dir.path().join("state.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&state).unwrap();
+    let up0 = v["uplinks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["ifname"] == "u0")
+        .unwrap()
+        .clone();
+    assert!(up0["health"]["state"] != "down", "{up0}");
+    assert!(up0["health"]["rtt_ms"].as_f64().unwrap() > 1000.0, "{up0}");
 }

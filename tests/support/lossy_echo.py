@@ -3,13 +3,17 @@
 (no tc netem on these kernels): run it in an ISP namespace with
 net.ipv4.icmp_echo_ignore_all=1. Echo requests to ADDRESS are dropped with
 probability LOSS and answered after a delay drawn uniformly from
-[MIN_MS, MAX_MS], by a schedule seeded with SEED (repeatable).
+[MIN_MS, MAX_MS], by a schedule seeded with SEED (repeatable). With
+RAMP_MS and RAMP_SECS, a queue fills: an extra delay that grows from 0 to
+RAMP_MS over RAMP_SECS after the start, and stays.
 
-    lossy_echo.py ADDRESS LOSS MIN_MS MAX_MS SEED
+    lossy_echo.py ADDRESS LOSS MIN_MS MAX_MS SEED [RAMP_MS RAMP_SECS]
 """
 import heapq, random, select, socket, struct, sys, time
 
 addr, loss, lo, hi, seed = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+ramp_ms, ramp_secs = (float(sys.argv[6]), float(sys.argv[7])) if len(sys.argv) > 7 else (0.0, 1.0)
+start = time.monotonic()
 rng = random.Random(seed)
 rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
 tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)  # IP_HDRINCL
@@ -47,4 +51,5 @@ while True:
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 0, 0, 64, 1, 0,
                      socket.inet_aton(addr), socket.inet_aton(src))
     n += 1
-    heapq.heappush(due, (now + rng.uniform(lo, hi) / 1000.0, n, ip + bytes(icmp), src))
+    queue = ramp_ms * min(1.0, (now - start) / ramp_secs)
+    heapq.heappush(due, (now + (rng.uniform(lo, hi) + queue) / 1000.0, n, ip + bytes(icmp), src))
