@@ -107,6 +107,27 @@ impl Lab {
             .contains(&format!("iif lo lookup {} proto 77", self.tables[i]))
     }
 
+    /// ISP `i` answers echoes through the user-space responder
+    /// (tests/support/lossy_echo.py with `args`) instead of its kernel.
+    fn echo(&self, i: usize, args: &[&str]) -> Daemon {
+        let mut cmd = self.isps[i].cmd("python3");
+        cmd.arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/support/lossy_echo.py"
+        ))
+        .args(args);
+        let responder = Daemon::spawn(cmd, self.dir.path().join(format!("echo{i}.log")));
+        // The kernel stops answering once the responder listens (both
+        // answering for a moment is harmless; neither would be a loss).
+        std::thread::sleep(Duration::from_millis(500));
+        check(
+            self.isps[i]
+                .cmd("sysctl")
+                .args(["-qw", "net.ipv4.icmp_echo_ignore_all=1"]),
+        );
+        responder
+    }
+
     /// ISP `i`'s internet goes silent (or comes back).
     fn internet(&self, i: usize, alive: bool) {
         for a in [INTERNET, INTERNET2] {
@@ -163,21 +184,7 @@ fn a_silent_death_moves_traffic_within_the_bound_and_lossy_jitter_moves_nothing(
     // 5 % loss and 20-200 ms of jitter on u0 for 30 s: u0 neither goes
     // down nor degraded, and unbound traffic never leaves it.
     let log_before = tracker.log().len();
-    let mut cmd = lab.isps[0].cmd("python3");
-    cmd.arg(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/support/lossy_echo.py"
-    ))
-    .args([INTERNET, "0.05", "20", "200", "7"]);
-    let _responder = Daemon::spawn(cmd, lab.dir.path().join("echo.log"));
-    // The kernel stops answering once the responder listens (both answering
-    // for a moment is harmless; neither would be a loss).
-    std::thread::sleep(Duration::from_millis(500));
-    check(
-        lab.isps[0]
-            .cmd("sysctl")
-            .args(["-qw", "net.ipv4.icmp_echo_ignore_all=1"]),
-    );
+    let _responder = lab.echo(0, &[INTERNET, "0.05", "20", "200", "7"]);
     let start = Instant::now();
     let mut away = 0;
     while start.elapsed() < Duration::from_secs(30) {
@@ -259,19 +266,7 @@ fn a_saturated_uplink_is_slow_not_dead() {
     );
     // u0's queue fills over 5 s to 1.5 s of delay (beyond the old fixed
     // 1 s timeout) and stays so.
-    let mut cmd = lab.isps[0].cmd("python3");
-    cmd.arg(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/support/lossy_echo.py"
-    ))
-    .args([INTERNET, "0", "20", "40", "9", "1500", "5"]);
-    let _responder = Daemon::spawn(cmd, lab.dir.path().join("echo.log"));
-    std::thread::sleep(Duration::from_millis(500));
-    check(
-        lab.isps[0]
-            .cmd("sysctl")
-            .args(["-qw", "net.ipv4.icmp_echo_ignore_all=1"]),
-    );
+    let _responder = lab.echo(0, &[INTERNET, "0", "20", "40", "9", "1500", "5"]);
     std::thread::sleep(Duration::from_secs(15));
     let log = tracker.log();
     let u0: Vec<&str> = log
