@@ -284,6 +284,65 @@ fn main() {
         );
     }
 
+    // The passive signal's price: the adaptive tracker reads the host's TCP
+    // connections every 500 ms (less often when reading them is slow).
+    // With TRACK_SOCKETS (default 10,000, fewer if the open-files limit is
+    // lower) loopback connections open in the host namespace (twice as many
+    // sockets), each tracker's CPU over 30 s.
+    let conns: usize = std::env::var("TRACK_SOCKETS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    if conns > 0 {
+        let script = format!(
+            "import resource, socket, sys, time\n\
+             h = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n\
+             resource.setrlimit(resource.RLIMIT_NOFILE, (h, h))\n\
+             l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen(4096)\n\
+             keep = []\n\
+             for _ in range(min({conns}, (h - 100) // 2)):\n\
+             \x20   c = socket.create_connection(l.getsockname()); s, _ = l.accept(); keep += [c, s]\n\
+             print(len(keep), flush=True)\n\
+             time.sleep(3600)\n"
+        );
+        ip(&h, &["link", "set", "lo", "up"]);
+        let mut holder = Command::new("ip")
+            .args(["netns", "exec", &h, "python3", "-c", &script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let sockets: usize = {
+            use std::io::BufRead;
+            let mut line = String::new();
+            std::io::BufReader::new(holder.stdout.as_mut().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            line.trim()
+                .parse()
+                .expect("the socket holder could not open its sockets")
+        };
+        let holder = Kill(holder);
+        let ticks0: Vec<u64> = trackers.iter().map(|t| cpu_ticks(t.pid())).collect();
+        let t0 = Instant::now();
+        std::thread::sleep(Duration::from_secs(30));
+        let wall = t0.elapsed().as_secs_f64();
+        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .unwrap_or(100) as f64;
+        for (k, t) in trackers.iter().enumerate() {
+            let ticks = cpu_ticks(t.pid()) - ticks0[k];
+            println!(
+                "[{}] with {UPLINKS} uplinks and {sockets} open TCP sockets on the host: CPU {:.2}% of one core, RSS {} kB",
+                t.name,
+                100.0 * ticks as f64 / hz / wall,
+                status_kb(t.pid(), "VmRSS:")
+            );
+        }
+        drop(holder);
+    }
+
     // Lossy jitter: the preferred uplink's ISP answers through a user-space
     // responder that drops 5 % and delays 20-200 ms (seeded). A good
     // tracker moves nothing. TRACK_LOSSY_SECS (default 600, the issue's ten
