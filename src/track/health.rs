@@ -60,7 +60,8 @@ impl Default for Thresholds {
     fn default() -> Self {
         Thresholds {
             // Five in a row: with bursts they take half a second to collect,
-            // and 5 % random loss makes five in a row once in 3.2 million.
+            // and 5 % random loss makes five in a row once in 3.2 million
+            // probes (and the silence needs more).
             down_after: 5,
             down_silence: Duration::from_millis(600),
             up_after: 3,
