@@ -253,10 +253,7 @@ fn main() {
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(secs));
     let wall = t0.elapsed().as_secs_f64();
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as f64;
+    let hz = clk_tck();
     let link = (link_bytes(&isps[1].0, "lan") - link0) as f64;
     let sent: Vec<f64> = trackers
         .iter()
@@ -313,12 +310,8 @@ fn main() {
             .spawn()
             .unwrap();
         let sockets: usize = {
-            use std::io::BufRead;
-            let mut line = String::new();
-            std::io::BufReader::new(holder.stdout.as_mut().unwrap())
-                .read_line(&mut line)
-                .unwrap();
-            line.trim()
+            first_line(&mut holder)
+                .trim()
                 .parse()
                 .expect("the socket holder could not open its sockets")
         };
@@ -327,10 +320,7 @@ fn main() {
         let t0 = Instant::now();
         std::thread::sleep(Duration::from_secs(30));
         let wall = t0.elapsed().as_secs_f64();
-        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-            .ok()
-            .flatten()
-            .unwrap_or(100) as f64;
+        let hz = clk_tck();
         for (k, t) in trackers.iter().enumerate() {
             let ticks = cpu_ticks(t.pid()) - ticks0[k];
             println!(
@@ -364,13 +354,7 @@ fn main() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        {
-            use std::io::BufRead;
-            let mut line = String::new();
-            std::io::BufReader::new(responder.stdout.as_mut().unwrap())
-                .read_line(&mut line)
-                .unwrap();
-        }
+        first_line(&mut responder);
         let responder = Kill(responder);
         let ok = Command::new("ip")
             .args([
@@ -426,6 +410,23 @@ fn main() {
     }
     drop(trackers);
     drop(isps);
+}
+
+/// The first line a helper prints: it is ready.
+fn first_line(child: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line
+}
+
+fn clk_tck() -> f64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64
 }
 
 /// ISP `ns`'s internet goes silent (blackholed: with forwarding on, no

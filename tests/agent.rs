@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -22,13 +21,6 @@ struct Lab {
     server: Option<Daemon>,
     agent: Option<Daemon>,
     procs: Vec<Daemon>,
-}
-
-fn bin_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_mhr"))
-        .parent()
-        .unwrap()
-        .to_owned()
 }
 
 impl Lab {

@@ -36,13 +36,6 @@ struct Lab {
     agent: bool,
 }
 
-fn bin_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_mhr"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
 impl Lab {
     fn up() -> Lab {
         Self::up_with(false)

@@ -32,12 +32,12 @@ macro_rules! require_dpkg {
 }
 
 fn build_deb(out: &Path) -> PathBuf {
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_mhr")).parent().unwrap();
+    let bin_dir = bin_dir();
     let stdout = check(
         Command::new("bash")
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/build-deb.sh"))
             .arg(out)
-            .env("BIN_DIR", bin_dir)
+            .env("BIN_DIR", &bin_dir)
             .env("DEB_COMPRESS", "none")
             .env("DEBFULLNAME", "Test Builder")
             .env("DEBEMAIL", "builder@example.org"),

@@ -72,11 +72,9 @@ impl Agent {
     }
 
     pub(super) fn write_state(&mut self) {
-        if !self.dirty {
-            return;
+        if std::mem::take(&mut self.dirty) {
+            crate::files::write_state(&self.cfg.state_file, &self.state());
         }
-        self.dirty = false;
-        crate::files::write_state(&self.cfg.state_file, &self.state());
     }
 
     pub(super) fn remove_state(&self) {

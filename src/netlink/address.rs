@@ -13,18 +13,7 @@ use super::{Netlink, NetlinkError, EEXIST, ENODEV};
 impl Netlink {
     /// The addresses (with prefix lengths) on link `index`.
     pub async fn addresses(&self, index: u32) -> Result<Vec<(IpAddr, u8)>, NetlinkError> {
-        let _turn = self.dump_turn().await;
-        let msgs: Vec<AddressMessage> = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| {
-                NetlinkError::from_rt(format!("list addresses of interface {index}"), e)
-            })?;
+        let msgs = self.address_dump(Some(index)).await?;
         Ok(msgs
             .iter()
             .filter(|m| m.header.index == index)
@@ -34,16 +23,24 @@ impl Netlink {
 
     /// Every address of both families on every link.
     pub async fn all_addresses(&self) -> Result<Vec<HostAddr>, NetlinkError> {
-        let _turn = self.dump_turn().await;
-        let msgs: Vec<AddressMessage> = self
-            .handle
-            .address()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| NetlinkError::from_rt("list addresses", e))?;
+        let msgs = self.address_dump(None).await?;
         Ok(msgs.iter().filter_map(HostAddr::from_message).collect())
+    }
+
+    /// The kernel's address messages: of link `index`, or of every link.
+    async fn address_dump(&self, index: Option<u32>) -> Result<Vec<AddressMessage>, NetlinkError> {
+        let _turn = self.dump_turn().await;
+        let mut req = self.handle.address().get();
+        if let Some(i) = index {
+            req = req.set_link_index_filter(i);
+        }
+        req.execute().try_collect().await.map_err(|e| {
+            let what = match index {
+                Some(i) => format!("list addresses of interface {i}"),
+                None => "list addresses".to_owned(),
+            };
+            NetlinkError::from_rt(what, e)
+        })
     }
 
     /// Adds an address (with its broadcast for IPv4); present counts as added.
@@ -106,17 +103,7 @@ impl Netlink {
 
     /// Every IPv6 address with its flags and origin.
     pub async fn addresses6(&self) -> Result<Vec<Addr6>, NetlinkError> {
-        let _turn = self.dump_turn().await;
-        let mut query = AddressMessage::default();
-        query.header.family = AddressFamily::Inet6;
-        let msgs: Vec<AddressMessage> =
-            self.handle
-                .address()
-                .get()
-                .execute()
-                .try_collect()
-                .await
-                .map_err(|e| NetlinkError::from_rt("list IPv6 addresses", e))?;
+        let msgs = self.address_dump(None).await?;
         Ok(msgs.iter().filter_map(Addr6::from_message).collect())
     }
 

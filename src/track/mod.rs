@@ -209,23 +209,23 @@ impl Tracker {
 
     /// The passive signal for every uplink; true when a state changed.
     fn passive(&mut self, stalls: &passive::Stalls, now: Instant) -> bool {
-        let mut changed = Vec::new();
-        for (key, up) in self.uplinks.iter_mut() {
-            if let Some(c) = up.passive(&self.cfg, stalls.get(&up.id.address), now) {
-                changed.push((*key, c));
-            }
-        }
-        for (key, c) in &changed {
-            self.announce(*key, *c);
-        }
-        !changed.is_empty()
+        self.each(|cfg, up| up.passive(cfg, stalls.get(&up.id.address), now))
     }
 
     /// Deadlines passed; true when an uplink's state changed.
     fn tick(&mut self, now: Instant) -> bool {
+        self.each(|cfg, up| up.tick(cfg, now))
+    }
+
+    /// `f` for every uplink, announcing the state changes it returns; true
+    /// when there was one.
+    fn each(
+        &mut self,
+        mut f: impl FnMut(&TrackConfig, &mut Uplink) -> Option<uplink::Change>,
+    ) -> bool {
         let mut changed = Vec::new();
         for (key, up) in self.uplinks.iter_mut() {
-            if let Some(c) = up.tick(&self.cfg, now) {
+            if let Some(c) = f(&self.cfg, up) {
                 changed.push((*key, c));
             }
         }
@@ -309,6 +309,10 @@ pub async fn run(
     let mut persist = crate::timer::ticker(Duration::from_secs(1));
     let mut passive_at = Instant::now();
     let mut passive_warned = false;
+    // Reading the sockets blocks for up to tens of milliseconds on a busy
+    // host: it runs on the blocking pool, so probes in flight keep being
+    // timed (one read at a time).
+    let mut reads = FuturesUnordered::new();
     loop {
         let next = t.next_due(Instant::now());
         tokio::select! {
@@ -342,9 +346,15 @@ pub async fn run(
                 }
             }
             _ = persist.tick() => t.write_state(),
-            _ = tokio::time::sleep_until(passive_at), if t.cfg.passive && !t.uplinks.is_empty() => {
+            _ = tokio::time::sleep_until(passive_at), if t.cfg.passive && !t.uplinks.is_empty() && reads.is_empty() => {
                 let started = Instant::now();
-                match passive::connections() {
+                reads.push(async move {
+                    let read = tokio::task::spawn_blocking(passive::connections).await;
+                    (started, read.unwrap_or_else(|e| Err(std::io::Error::other(e))))
+                });
+            }
+            Some((started, read)) = reads.next(), if !reads.is_empty() => {
+                match read {
                     Ok(conns) => {
                         if t.passive(&passive::stalls(&conns), Instant::now()) {
                             t.reconcile(&nl).await;

@@ -73,10 +73,8 @@ impl Tracker {
     }
 
     pub(super) fn write_state(&mut self) {
-        if !self.dirty {
-            return;
+        if std::mem::take(&mut self.dirty) {
+            crate::files::write_state(&self.cfg.state_file, &self.state());
         }
-        self.dirty = false;
-        crate::files::write_state(&self.cfg.state_file, &self.state());
     }
 }

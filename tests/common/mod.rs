@@ -261,6 +261,14 @@ pub fn start_server(ns: &Netns, config: &Path, dir: &Path, socket: &str) -> Daem
     d
 }
 
+/// Where cargo put the binaries under test (target/<host tuple>/...).
+pub fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_mhr"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
 pub fn client_bin() -> &'static str {
     env!("CARGO_BIN_EXE_table_allocator_client")
 }
