@@ -35,6 +35,9 @@ pub(crate) mod uplink;
 // table_allocator_client: one lease and its rules
 pub mod client;
 
+// the lease keeper, without I/O: the agent's and the client's
+pub mod lease;
+
 // table_allocator_server: leases, sqlite, metrics
 pub mod server;
 

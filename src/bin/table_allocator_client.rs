@@ -15,6 +15,7 @@ use mhr::cli::ClientArgs as Args;
 use mhr::client::{
     ask_running_client, install_rules, Acquired, ClientConfig, Keeper, LeaseSocket, Stop,
 };
+use mhr::lease::Lease;
 use mhr::logging::{self, Target};
 use mhr::netlink::Netlink;
 use mhr::protocol::{Action, LeaseKey, Reply};
@@ -144,8 +145,9 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             Err(e) => return Err(e).context(format!("bind @{}", cfg.socket_name())),
         };
-        let (table, lease_expires) = match sock.acquire(&cfg).await {
-            Acquired::Table { table, lease_expires } => (table, lease_expires),
+        let mut lease = Lease::new(cfg.key, cfg.tag.clone(), cfg.lease_config(), std::time::Instant::now());
+        let table = match sock.acquire(&mut lease).await {
+            Acquired::Table { table, .. } => table,
             Acquired::Refused(e) => {
                 warn!("the server refused {}: {e}", cfg.key);
                 print_table(0);
@@ -170,9 +172,9 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         info!(table, ifname = %cfg.key.ifname, address = %cfg.key.address, "lease granted, rules installed");
         print_table(table);
-        Ok(Ok((sock.into_std()?, ifindex, table, lease_expires, pending)))
+        Ok(Ok((sock.into_std()?, ifindex, lease, pending)))
     })?;
-    let (sock, ifindex, table, lease_expires, pending) = match first {
+    let (sock, ifindex, lease, pending) = match first {
         Ok(x) => x,
         Err(code) => return Ok(code),
     };
@@ -188,8 +190,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             nl: Netlink::connect()?,
             cfg,
             ifindex,
-            table,
-            lease_expires,
+            lease,
             pending,
         };
         anyhow::Ok(keeper.run(mhr::shutdown::signal()).await)

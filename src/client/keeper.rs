@@ -1,5 +1,8 @@
-//! The background half of the client: renews the lease, watches the
-//! address and the link, answers control requests, and cleans up.
+//! The background half of the client: a thin runtime around the lease
+//! keeper (`crate::lease`): it sends what the keeper says, feeds it the
+//! server's replies and the time, moves rules and routes when the table
+//! changes, watches the address and the link, answers control requests,
+//! and cleans up.
 
 use std::time::Duration;
 
@@ -8,10 +11,14 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::dgram::{self};
+use crate::lease::{Lease, LeaseEvent};
 use crate::netlink::rules::RuleSpec;
 use crate::netlink::{Event, Netlink, Watcher};
-use crate::protocol::{check_table, Action, ErrorCode, Reply, Request, WireError, MAX_DATAGRAM};
+use crate::protocol::{
+    wire_clock_secs, Action, ErrorCode, Reply, Request, WireError, MAX_DATAGRAM,
+};
 
+use super::socket::PATIENCE;
 use super::*;
 
 /// Why the keeper stopped.
@@ -30,15 +37,19 @@ pub struct Keeper {
     pub sock: LeaseSocket,
     pub nl: Netlink,
     pub ifindex: u32,
-    pub table: u32,
-    pub lease_expires: u64,
+    /// Holds the table (`Lease::table`).
+    pub lease: Lease,
     /// Rules the kernel has not taken yet.
     pub pending: Vec<RuleSpec>,
 }
 
 impl Keeper {
+    fn table(&self) -> u32 {
+        self.lease.table().unwrap_or(0)
+    }
+
     fn rules(&self) -> Vec<RuleSpec> {
-        self.cfg.rules(self.table)
+        self.cfg.rules(self.table())
     }
 
     /// True while our address is still on our interface.
@@ -67,25 +78,25 @@ impl Keeper {
         if !self.address_present().await {
             return self.finish(Stop::AddressRemoved, None).await;
         }
-        let mut next_renewal = Instant::now() + renew_after(self.lease_expires);
         let mut next_retry_rules = Instant::now() + Duration::from_secs(2);
         let mut poll = tokio::time::interval(Duration::from_secs(2));
         let mut buf = [0u8; MAX_DATAGRAM + 1];
         loop {
+            self.sock.flush(&mut self.lease, PATIENCE).await;
+            while let Some(ev) = self.lease.poll_event() {
+                self.on_event(ev).await;
+            }
+            let wake = self.lease.poll_timeout().map(Instant::from_std);
             tokio::select! {
                 _ = &mut shutdown => return self.finish(Stop::Signal, None).await,
-                _ = tokio::time::sleep_until(next_renewal) => {
-                    if let Err(e) = self.sock.send_request(&self.cfg, Action::Request, Duration::from_secs(1)).await {
-                        info!("renewal not sent: {e}; retrying");
-                    }
-                    // Overridden by the reply; otherwise retry.
-                    next_renewal = Instant::now() + self.cfg.retry;
+                _ = crate::timer::sleep_until_opt(wake) => {
+                    self.lease.handle_timeout(std::time::Instant::now());
                 }
                 _ = tokio::time::sleep_until(next_retry_rules), if !self.pending.is_empty() => {
                     let pending = std::mem::take(&mut self.pending);
                     let failed = install_rules(&self.nl, &pending).await;
                     if failed.is_empty() {
-                        info!(table = self.table, "rules installed after retry");
+                        info!(table = self.table(), "rules installed after retry");
                     } else {
                         self.pending = pending;
                     }
@@ -97,8 +108,9 @@ impl Keeper {
                         Err(e) => { warn!("receive failed: {e}"); continue; }
                     };
                     if self.sock.is_server(&r) {
-                        if let Some(at) = self.on_server_reply(&buf[..n]).await {
-                            next_renewal = at;
+                        match Reply::decode(&buf[..n]) {
+                            Ok(reply) => self.lease.handle_reply(&reply, std::time::Instant::now(), wire_clock_secs()),
+                            Err(e) => debug!("undecodable reply: {e}"),
                         }
                     } else if let Some(stop) = self.on_control(&buf[..n], &r).await {
                         return stop;
@@ -136,58 +148,38 @@ impl Keeper {
         }
     }
 
-    /// Handles the server's answer to a renewal; returns when to renew next.
-    async fn on_server_reply(&mut self, bytes: &[u8]) -> Option<Instant> {
-        match Reply::decode(bytes) {
-            Ok(Reply::Lease {
-                table,
-                lease_expires,
-            }) if table != 0 => {
-                if let Err(why) = check_table(table, self.cfg.tables) {
-                    warn!(
-                        "refusing the server's renewal: {why}; keeping table {}",
-                        self.table
-                    );
-                    return None;
-                }
-                if table != self.table {
-                    self.change_table(table).await;
-                }
-                self.lease_expires = lease_expires;
-                debug!(table, "lease renewed");
-                Some(Instant::now() + renew_after(lease_expires))
+    async fn on_event(&mut self, ev: LeaseEvent) {
+        match ev {
+            LeaseEvent::TableChanged { old, new } => self.change_table(old, new).await,
+            LeaseEvent::RenewalRefused(e) => {
+                warn!(
+                    table = self.table(),
+                    "renewal refused: {e}; the table is kept and asked for again (less often)"
+                )
             }
-            Ok(Reply::Error(e)) => {
-                warn!("renewal refused: {e}; retrying");
-                None
+            LeaseEvent::Expired { table } => {
+                warn!(table, "the lease ran out without an answer from the server; the table is kept while asking")
             }
-            Ok(_) => None,
-            Err(e) => {
-                debug!("undecodable reply: {e}");
-                None
-            }
+            other => debug!(event = ?other, "lease"),
         }
     }
 
     /// The server handed out a different table (it lost its database): move
     /// the address's routes and rules there.
-    async fn change_table(&mut self, table: u32) {
-        let old_rules = self.rules();
-        let old = self.table;
+    async fn change_table(&mut self, old: u32, new: u32) {
+        let old_rules = self.cfg.rules(old);
         warn!(
             old,
-            new = table,
-            "the server changed our table; moving rules and routes"
+            new, "the server changed our table; moving rules and routes"
         );
-        self.table = table;
-        let new_rules = self.rules();
+        let new_rules = self.cfg.rules(new);
         if !install_rules(&self.nl, &new_rules).await.is_empty() {
             // Retried by the keeper's loop.
             self.pending = new_rules;
         }
-        match self.nl.move_routes(self.cfg.key.family, old, table).await {
-            Ok(n) => info!(old, new = table, routes = n, "routes moved"),
-            Err(e) => warn!("moving routes from table {old} to {table}: {e}"),
+        match self.nl.move_routes(self.cfg.key.family, old, new).await {
+            Ok(n) => info!(old, new, routes = n, "routes moved"),
+            Err(e) => warn!("moving routes from table {old} to {new}: {e}"),
         }
         remove_rules(&self.nl, &old_rules).await;
     }
@@ -197,7 +189,7 @@ impl Keeper {
     async fn on_control(&mut self, bytes: &[u8], r: &dgram::Received) -> Option<Stop> {
         let from = r.from?;
         let me = nix::unistd::getuid().as_raw();
-        let allowed = r.peer.is_some_and(|p| p.is_root_or(me));
+        let allowed = r.peer.is_some_and(|p| super::may_control(p.uid, me));
         // Credentials first: a stranger's datagram is not even parsed.
         let reply = if !allowed {
             Reply::Error(WireError::new(
@@ -212,8 +204,8 @@ impl Keeper {
                     format!("this client holds {}, not {}", self.cfg.key, req.key),
                 )),
                 Ok(req) if req.action == Action::Request => Reply::Lease {
-                    table: self.table,
-                    lease_expires: self.lease_expires,
+                    table: self.table(),
+                    lease_expires: self.lease_expires_wire(),
                 },
                 Ok(_) => {
                     let stop = self.finish(Stop::ReleaseRequested, Some(from)).await;
@@ -232,12 +224,23 @@ impl Keeper {
         None
     }
 
+    /// The lease's end on the wire clock, for a second client's answer.
+    fn lease_expires_wire(&self) -> u64 {
+        let left = self
+            .lease
+            .expires_at()
+            .map(|e| e.saturating_duration_since(std::time::Instant::now()))
+            .unwrap_or_default();
+        wire_clock_secs() + left.as_secs()
+    }
+
     /// Removes the rules, releases the lease and, for `-r`, tells the
     /// requester.
-    async fn finish(&self, why: Stop, notify: Option<UnixAddr>) -> Stop {
+    async fn finish(&mut self, why: Stop, notify: Option<UnixAddr>) -> Stop {
+        let table = self.table();
         info!(
             reason = ?why,
-            table = self.table,
+            table,
             ifname = %self.cfg.key.ifname,
             address = %self.cfg.key.address,
             "removing rules and releasing the lease"
@@ -250,8 +253,8 @@ impl Keeper {
         // it next (routes via the gone address's gateway would be stale).
         // Only routes of ours (protocol 77), and never in a kernel table: a
         // table number that slipped through must not empty `main`.
-        if check_table(self.table, None).is_ok() {
-            match self.nl.routes_in(self.cfg.key.family, self.table).await {
+        if crate::protocol::check_table(table, None).is_ok() {
+            match self.nl.routes_in(self.cfg.key.family, table).await {
                 Ok(routes) => {
                     for r in routes.into_iter().filter(crate::netlink::is_ours) {
                         if let Err(e) = self.nl.del_route(r).await {
@@ -262,18 +265,46 @@ impl Keeper {
                 Err(e) => warn!("{e}"),
             }
         }
-        match self
-            .sock
-            .call(&self.cfg, Action::Release, Duration::from_secs(1))
-            .await
-        {
-            Ok(Some(_)) => info!(table = self.table, "lease released"),
-            _ => info!("the server did not acknowledge the release; the lease will expire"),
+        self.lease.release(std::time::Instant::now());
+        let acknowledged = self.release_within(Duration::from_secs(1)).await;
+        if acknowledged {
+            info!(table, "lease released");
+        } else {
+            info!("the server did not acknowledge the release; the lease will expire");
         }
         if let Some(to) = notify {
             let _ = self.sock.send_to(&Reply::released().encode(), &to);
         }
         why
+    }
+
+    /// Drives the release until acknowledged or `limit` passes.
+    async fn release_within(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut buf = [0u8; MAX_DATAGRAM + 1];
+        loop {
+            self.sock.flush(&mut self.lease, PATIENCE).await;
+            while let Some(ev) = self.lease.poll_event() {
+                if let LeaseEvent::Released { acknowledged } = ev {
+                    return acknowledged;
+                }
+            }
+            let wake = self.lease.poll_timeout().map(Instant::from_std);
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return false,
+                _ = crate::timer::sleep_until_opt(wake) => {
+                    self.lease.handle_timeout(std::time::Instant::now());
+                }
+                got = self.sock.recv(&mut buf) => {
+                    let Ok((n, r)) = got else { continue };
+                    if self.sock.is_server(&r) {
+                        if let Ok(reply) = Reply::decode(&buf[..n]) {
+                            self.lease.handle_reply(&reply, std::time::Instant::now(), wire_clock_secs());
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 

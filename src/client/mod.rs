@@ -45,6 +45,18 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
+    /// How the lease keeper asks: the original's pace, given up after a
+    /// round unanswered or a refusal.
+    pub fn lease_config(&self) -> crate::lease::LeaseConfig {
+        crate::lease::LeaseConfig {
+            retry: self.retry,
+            attempts: self.attempts,
+            persistent: false,
+            tables: self.tables,
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+
     /// Every rule of the address: the four, and one per downstream.
     pub fn rules(&self, table: u32) -> Vec<RuleSpec> {
         crate::netlink::rules::address_rules(&self.address_spec(), table, &self.downstream)
@@ -74,10 +86,8 @@ const STRANGER_REPLY_BYTES: usize = 32 * 1024;
 /// What asking for a lease came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Acquired {
-    Table {
-        table: u32,
-        lease_expires: u64,
-    },
+    /// A table, valid for this long at the server.
+    Table { table: u32, valid: Duration },
     /// The server answered with an error reply.
     Refused(WireError),
     /// No answer after every attempt.
@@ -110,6 +120,12 @@ pub async fn remove_rules(nl: &Netlink, rules: &[RuleSpec]) -> Vec<NetlinkError>
         }
     }
     failed
+}
+
+/// Who may control a keeper (ask its table, release it): root, or the
+/// keeper's own uid. The agent runs as root, so there this means root.
+pub fn may_control(peer_uid: u32, my_uid: u32) -> bool {
+    peer_uid == 0 || peer_uid == my_uid
 }
 
 /// Seconds until an absolute `lease_expires` of the wire.

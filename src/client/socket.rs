@@ -11,7 +11,10 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::dgram::{self, unix_addr};
-use crate::protocol::{check_table, Action, ErrorCode, Reply, Request, WireError, MAX_DATAGRAM};
+use crate::lease::{Lease, LeaseEvent};
+use crate::protocol::{
+    check_table, wire_clock_secs, Action, ErrorCode, Reply, Request, WireError, MAX_DATAGRAM,
+};
 
 use super::*;
 
@@ -139,41 +142,73 @@ impl LeaseSocket {
         }
     }
 
-    /// Asks for the lease up to `cfg.attempts` times, `cfg.retry` apart. An
-    /// error reply ends the attempts at once.
-    pub async fn acquire(&self, cfg: &ClientConfig) -> Acquired {
-        for attempt in 1..=cfg.attempts {
-            match self.call(cfg, Action::Request, cfg.retry).await {
-                Ok(Some(Reply::Lease {
-                    table,
-                    lease_expires,
-                })) if table != 0 => {
-                    return match check_table(table, cfg.tables) {
-                        Ok(table) => Acquired::Table {
-                            table,
-                            lease_expires,
-                        },
-                        Err(why) => {
-                            warn!(server = %cfg.server, "refusing the server's answer: {why}");
-                            Acquired::Refused(WireError::new(ErrorCode::Internal, why))
-                        }
-                    };
+    /// Sends one of the lease's datagrams.
+    pub async fn send(&self, req: &Request, patience: Duration) -> io::Result<()> {
+        dgram::send_patiently(&self.sock, &req.encode(), &self.server, patience).await
+    }
+
+    /// Sends whatever `lease` has to send; a failure is logged and the
+    /// lease's own retries make up for it.
+    pub async fn flush(&self, lease: &mut Lease, patience: Duration) {
+        while let Some(action) = lease.poll_transmit() {
+            if let Err(e) = self.send(&lease.request(action), patience).await {
+                info!(server = %dgram::describe(Some(&self.server)), "cannot reach the table allocator server: {e}");
+            }
+        }
+    }
+
+    /// Drives `lease` until it has a table or gives up (the original's five
+    /// requests, 2 s apart; an error reply ends it at once).
+    pub async fn acquire(&self, lease: &mut Lease) -> Acquired {
+        let mut buf = [0u8; MAX_DATAGRAM + 1];
+        let mut refused = None;
+        loop {
+            self.flush(lease, PATIENCE).await;
+            while let Some(ev) = lease.poll_event() {
+                match ev {
+                    LeaseEvent::Granted { table } => {
+                        let left = lease
+                            .expires_at()
+                            .map(|e| e.saturating_duration_since(std::time::Instant::now()))
+                            .unwrap_or_default();
+                        return Acquired::Table { table, valid: left };
+                    }
+                    LeaseEvent::Refused(e) => {
+                        warn!(key = %lease.key(), "the server refused: {e}");
+                        refused = Some(e);
+                    }
+                    LeaseEvent::NoAnswer { attempts } => {
+                        info!(attempts, key = %lease.key(), "no answer from the table allocator server")
+                    }
+                    LeaseEvent::GaveUp => {
+                        return refused.map_or(Acquired::NoAnswer, Acquired::Refused);
+                    }
+                    _ => {}
                 }
-                Ok(Some(Reply::Lease { .. })) => warn!("server answered a request with table 0"),
-                Ok(Some(Reply::Error(e))) => return Acquired::Refused(e),
-                Ok(None) => {
-                    info!(attempt, server = %cfg.server, "no answer from the table allocator server")
+            }
+            let wake = lease.poll_timeout().map(Instant::from_std);
+            tokio::select! {
+                _ = crate::timer::sleep_until_opt(wake) => {
+                    lease.handle_timeout(std::time::Instant::now());
                 }
-                Err(e) => {
-                    info!(attempt, server = %cfg.server, "cannot reach the table allocator server: {e}");
-                    // A send error returns at once; keep the pace of retries.
-                    tokio::time::sleep(cfg.retry).await;
+                got = self.recv(&mut buf) => {
+                    let Ok((n, r)) = got else { continue };
+                    if !self.is_server(&r) {
+                        continue;
+                    }
+                    match Reply::decode(&buf[..n]) {
+                        Ok(reply) => lease.handle_reply(&reply, std::time::Instant::now(), wire_clock_secs()),
+                        Err(e) => debug!("undecodable reply from the server: {e}"),
+                    }
                 }
             }
         }
-        Acquired::NoAnswer
     }
 }
+
+/// How long a send may wait for room in the server's queue (a flood from
+/// other senders may keep it full).
+pub const PATIENCE: Duration = Duration::from_secs(1);
 
 /// Sends one control request to the running client for `cfg`'s address and
 /// waits for its answer. `Ok(None)`: no client is running.
