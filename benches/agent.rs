@@ -96,7 +96,7 @@ fn main() {
     std::fs::write(
         &cfg,
         format!(
-            r#"{{ interfaces: ["b*"], ra: false, state_file: "{}" }}"#,
+            r#"{{ interfaces: ["b*"], ra: false, track: null, state_file: "{}" }}"#,
             dir.path().join("state.json").display()
         ),
     )
@@ -109,6 +109,7 @@ fn main() {
             .env("MHR_DEFAULTS", "/dev/null")
             .env("MHR_TAS_SOCKET", "tas_bench")
             .env("MHR_SERVERS_FILE", dir.path().join("servers"))
+            .env("MHR_AGENT_SOCKET", dir.path().join("private/agent.sock"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -247,11 +248,11 @@ fn main() {
 
     // Beside it: the same 1,000 addresses, one table_allocator_client each.
     batch(&add);
-    let client = env!("CARGO_BIN_EXE_table_allocator_client");
+    let client = support::program("table_allocator_client");
     let start = Instant::now();
     for k in 0..PER_LINK {
         for i in 0..LINKS {
-            let mut c = Command::new(client)
+            let mut c = Command::new(&client)
                 .args([
                     "-4",
                     "-a",
@@ -281,7 +282,7 @@ fn main() {
         let Ok(cmd) = std::fs::read_to_string(e.path().join("cmdline")) else {
             continue;
         };
-        if !cmd.starts_with(client) {
+        if !cmd.starts_with(client.as_str()) {
             continue;
         }
         let p: u32 = e.file_name().to_string_lossy().parse().unwrap_or(0);

@@ -49,12 +49,12 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let server = support::start_server(dir.path(), "tas_bench", None);
 
-    let client = env!("CARGO_BIN_EXE_table_allocator_client");
+    let client = support::program("table_allocator_client");
     let mut times = Vec::new();
     for i in 0..RUNS {
         let addr = format!("10.77.{i}.1");
         let start = Instant::now();
-        let mut child = Command::new(client)
+        let mut child = Command::new(&client)
             .args(["-4", "-a", &addr, "-n", "24", "-i", "b0", "-d", "tas_bench"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -90,7 +90,7 @@ fn main() {
         let Ok(cmd) = std::fs::read_to_string(entry.path().join("cmdline")) else {
             continue;
         };
-        if !cmd.starts_with(client) {
+        if !cmd.starts_with(client.as_str()) {
             continue;
         }
         let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();

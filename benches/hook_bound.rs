@@ -73,11 +73,12 @@ fn main() {
     let server = support::start_server(d, "tas_hook", None);
     let mhr = env!("CARGO_BIN_EXE_mhr");
     let configure = |cmd: &mut Command| {
-        cmd.env("MHR_CLIENT", env!("CARGO_BIN_EXE_table_allocator_client"))
+        cmd.env("MHR_CLIENT", support::program("table_allocator_client"))
             .env("MHR_TAS_SOCKET", "tas_hook")
             .env("MHR_SERVERS_FILE", d.join("servers"))
             .env("MHR_DNSMASQ_PID_FILE", d.join("none.pid"))
             .env("MHR_CLIENT_LOG", d.join("client.log"))
+            .env("MHR_AGENT_SOCKET", d.join("private/agent.sock"))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -183,7 +184,7 @@ fn main() {
     std::fs::write(
         &cfg,
         format!(
-            r#"{{ interfaces: ["up*"], ra: false, state_file: "{}" }}"#,
+            r#"{{ interfaces: ["up*"], ra: false, track: null, state_file: "{}" }}"#,
             d.join("agent-state.json").display()
         ),
     )

@@ -6,6 +6,8 @@
 //! It binds abstract sockets named `tas-bench-<pid>*` in the current network
 //! namespace and touches no routing.
 
+mod support;
+
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -38,7 +40,7 @@ impl ServerProc {
             ),
         )
         .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_table_allocator_server"));
+        let mut cmd = Command::new(support::program("table_allocator_server"));
         cmd.arg("-c")
             .arg(&cfg)
             .env("RUST_LOG", "warn")

@@ -119,7 +119,7 @@ fn main() {
                 "netns",
                 "exec",
                 &ns.0,
-                env!("CARGO_BIN_EXE_table_allocator_server"),
+                &support::program("table_allocator_server"),
             ])
             .arg("-c")
             .arg(&cfg)

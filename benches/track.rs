@@ -1,8 +1,9 @@
-//! `mhr track` with 50 uplinks, each to its own ISP namespace owning the
+//! The agent's tracker with 50 uplinks, each to its own ISP namespace owning the
 //! shared "internet" address 203.0.113.10: today's defaults (adaptive
 //! deadlines, bursts in doubt) beside the fixed-timeout tracker they
 //! replace (ICMP every 500 ms, lost after 1 s, down after 3), both running
-//! at once on the same uplinks:
+//! at once on the same uplinks (two agents, each with its own control
+//! socket and unbound rule priority; they agree on every other rule):
 //! - detection and recovery time of each one's unbound rule over 50 silent
 //!   deaths of the preferred ISP's internet (median, p99, max; TRACK_CUTS);
 //! - probe traffic per uplink per hour, from each tracker's own accounting
@@ -126,32 +127,11 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let _server = support::start_server(d, "tas_bt", Some(&h));
-    let mut tables = Vec::new();
     for i in 0..UPLINKS {
         let net = format!("10.{}.{}", 100 + i / 200, i % 200);
-        let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &h,
-                env!("CARGO_BIN_EXE_table_allocator_client"),
-            ])
-            .args([
-                "-4",
-                "-a",
-                &format!("{net}.2"),
-                "-n",
-                "24",
-                "-i",
-                &format!("u{i}"),
-                "-d",
-                "tas_bt",
-            ])
-            .arg("-l")
-            .arg(d.join("client.log"))
-            .output()
-            .unwrap();
-        let table = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        // The uplink's default, as its configurer adds it: the agents put
+        // it into the address's table.
+        let metric = (100 + i).to_string();
         ip(
             &h,
             &[
@@ -160,11 +140,12 @@ fn main() {
                 "default",
                 "via",
                 &format!("{net}.1"),
-                "table",
-                &table,
+                "dev",
+                &format!("u{i}"),
+                "metric",
+                &metric,
             ],
         );
-        tables.push(table);
     }
     println!(
         "set-up: {UPLINKS} uplinks in {:.1} s",
@@ -184,6 +165,22 @@ fn main() {
             r#""adaptive": false, "interval_ms": 500, "down_after": 3, "down_silence_ms": 0, "window": 20, "passive": false,"#,
         ),
     ];
+    let table_of = |i: usize| -> String {
+        let out = Command::new("ip")
+            .args(["-n", &h, "rule"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.contains(&format!("oif u{i} lookup")))
+            .and_then(|l| l.split("lookup ").nth(1))
+            .map(|t| t.split_whitespace().next().unwrap_or("").to_owned())
+            .unwrap_or_default()
+    };
+    wait_until(Duration::from_secs(30), || {
+        !table_of(UPLINKS - 1).is_empty()
+    });
+    let tables: Vec<String> = (0..UPLINKS).map(table_of).collect();
     for t in &trackers {
         let first = wait_until(Duration::from_secs(10), || t.on(&h, &tables[0]));
         println!(
@@ -481,7 +478,8 @@ impl Tracker {
         std::fs::write(
             &cfg,
             format!(
-                r#"{{{keys} "targets":[{{"kind":"icmp","address":"{INTERNET}"}}],"preference":["u0"],"unbound_priority":{priority},"scripts_dir":"{}","state_file":"{}"}}"#,
+                r#"{{"interfaces":["u*"],"ra":false,"state_file":"{}","track":{{{keys} "targets":[{{"kind":"icmp","address":"{INTERNET}"}}],"preference":["u0"],"unbound_priority":{priority},"scripts_dir":"{}","state_file":"{}"}}}}"#,
+                d.join(format!("{name}-agent.json")).display(),
                 d.join("none").display(),
                 state.display()
             ),
@@ -489,8 +487,15 @@ impl Tracker {
         .unwrap();
         let proc = Kill(
             Command::new("ip")
-                .args(["netns", "exec", h, env!("CARGO_BIN_EXE_mhr"), "track", "-c"])
+                .args(["netns", "exec", h, env!("CARGO_BIN_EXE_mhr"), "agent", "-c"])
                 .arg(&cfg)
+                .env("MHR_DEFAULTS", "/nonexistent")
+                .env("MHR_TAS_SOCKET", "tas_bt")
+                .env("MHR_SERVERS_FILE", d.join("servers"))
+                .env(
+                    "MHR_AGENT_SOCKET",
+                    d.join(format!("{name}-private/agent.sock")),
+                )
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&log).unwrap())
                 .spawn()

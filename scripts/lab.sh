@@ -7,25 +7,28 @@
 #
 # Environment: LAB (name prefix, default mhrlab), BIN (directory with the
 # built binaries, default target/<host tuple>/release), LAB_DIR (state directory, default
-# /run/mhr-lab-$LAB).
+# /run/mhr-lab-$LAB), LAB_WAN5 (1: the fifth uplink below), LAB_TRACK (a
+# tracker config for the agent, JSON; default: no tracker).
 #
 # Topology: ISP1 and ISP2 hand out the same subnet and the same address by
 # DHCP (as USB modems do), ISP3 another subnet, ISP4 is a static uplink
 # brought up with ifup. Every ISP runs dnsmasq (DHCP and DNS) and owns the
 # shared "internet" address 203.0.113.10, where it answers whoami.lab TXT
 # with its own name. The host runs the allocator server, dhclient with our
-# hook, and dnsmasq as local resolver fed by our servers file.
+# hook, and dnsmasq as local resolver fed by our servers file. `mhr agent`
+# owns the host's routing: the hooks report to it and it gives every
+# address its table, rules and routes.
 #
-# With LAB_AGENT=1 (what scripts/run.sh shows), the host runs `mhr agent`
-# in place of `mhr ra`, and a fifth uplink, wan5 from ISP5 (10.50.0.0/24),
-# is configured by dhcpcd with no routing hook at all: the agent gives it
-# its table, rules and routes; dhcpcd's hook only hands over its DNS.
+# With LAB_WAN5=1 (what scripts/run.sh shows), a fifth uplink, wan5 from
+# ISP5 (10.50.0.0/24), is configured by dhcpcd with no routing hook at
+# all: the agent gives it its table, rules and routes; dhcpcd's hook only
+# hands over its DNS.
 #
 # IPv6: ISP1 and ISP2 advertise the same /64 (2001:db8:8::/64) by RA
 # (SLAAC; wan1 also makes a temporary privacy address), ISP3 advertises
 # 2001:db8:30::/64 and hands out addresses by DHCPv6 (dhclient -6 on wan3).
-# The shared IPv6 "internet" address is 2001:db8:ffff::10. The host runs
-# `mhr ra` for the RA-made addresses and routes.
+# The shared IPv6 "internet" address is 2001:db8:ffff::10. The agent
+# handles the RA-made addresses and routes.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 # The hook shims: the source tree's, else the installed ones (package).
@@ -40,7 +43,7 @@ HOST=$LAB-host
 INTERNET=203.0.113.10
 INTERNET6=2001:db8:ffff::10
 ISPS="1 2 3 4"
-[ "${LAB_AGENT:-0}" = 1 ] && ISPS="1 2 3 4 5"
+[ "${LAB_WAN5:-0}" = 1 ] && ISPS="1 2 3 4 5"
 
 isp_net() { case $1 in 1|2) echo 192.168.8;; 3) echo 10.30.0;; 4) echo 172.16.4;; 5) echo 10.50.0;; esac; }
 isp_net6() { case $1 in 1|2) echo 2001:db8:8;; 3) echo 2001:db8:30;; *) echo;; esac; }
@@ -142,23 +145,20 @@ MHR_DNSMASQ_PID_FILE=$DIR/resolver.pid
 MHR_DHCLIENT_PID_DIR=$DIR
 MHR_STANZA_DIR=$DIR/network-conf
 MHR_CLIENT_LOG=$DIR/client.log
+MHR_AGENT_SOCKET=$DIR/private/agent.sock
+MHR_AGENT_STATE=$DIR/agent-state.json
 EOF
-    if [ "${LAB_AGENT:-0}" = 1 ]; then
-        # The agent: a table for every address on wan*, whatever made it,
-        # and the RA handling.
-        printf '{ "interfaces": ["wan*"], "state_file": "%s" }\n' "$DIR/agent-state.json" > "$DIR/agent.json"
-        in_host env MHR_DEFAULTS="$DIR/defaults" "$BIN/mhr" agent -c "$DIR/agent.json" \
-            </dev/null >/dev/null 2>>"$DIR/agent.log" &
-        echo $! > "$DIR/agent.pid"
-        wait_for 50 grep -q "agent started" "$DIR/agent.log"
-    else
-        # The RA agent: tables, rules and routes for the addresses RAs make.
-        in_host env MHR_CLIENT="$BIN/table_allocator_client" MHR_TAS_SOCKET=tas_socket \
-            MHR_SERVERS_FILE="$DIR/servers" MHR_DNSMASQ_PID_FILE="$DIR/resolver.pid" \
-            MHR_CLIENT_LOG="$DIR/client.log" "$BIN/mhr" ra --interfaces 'wan*' \
-            </dev/null >/dev/null 2>>"$DIR/ra.log" &
-        echo $! > "$DIR/ra.pid"
-    fi
+    # The agent: a table for every address on wan*, whatever made it, the
+    # RA handling, and the tracker when LAB_TRACK names its config.
+    track=null
+    [ -n "${LAB_TRACK:-}" ] && track="\"$LAB_TRACK\""
+    printf '{ "interfaces": ["wan*"], "track": %s, "state_file": "%s" }\n' \
+        "$track" "$DIR/agent-state.json" > "$DIR/agent.json"
+    # Not through in_host: $! must be the agent itself (ip and env exec it).
+    ip netns exec "$HOST" env MHR_DEFAULTS="$DIR/defaults" "$BIN/mhr" agent -c "$DIR/agent.json" \
+        --db "$DIR/leases.db" </dev/null >/dev/null 2>>"$DIR/agent.log" &
+    echo $! > "$DIR/agent.pid"
+    wait_for 50 grep -q "agent started" "$DIR/agent.log"
 
     # dhclient-script with its hook directories pointed at ours, so nothing
     # is installed on the host.
@@ -190,7 +190,7 @@ iface wan4 inet static
 EOF
     mkdir -p "$DIR/ifstate"
     in_host ifup --no-scripts -i "$DIR/interfaces" --state-dir "$DIR/ifstate" wan4 </dev/null >/dev/null 2>>"$DIR/ifup.log"
-    if [ "${LAB_AGENT:-0}" = 1 ]; then
+    if [ "${LAB_WAN5:-0}" = 1 ]; then
         # wan5: dhcpcd, its state in a private mount namespace, our DNS hook
         # as its only hook (dhcpcd gives hooks no environment but PATH, so
         # the settings file is mounted where mhr looks for it).
@@ -223,7 +223,7 @@ EOF
             ip -n "$HOST" -6 route show table "$t" default | grep -q via || return 1
         done
     }
-    wait_for 300 v6ready || echo "lab $LAB: IPv6 not complete (see $DIR/ra.log, $DIR/dhclient.log)" >&2
+    wait_for 300 v6ready || echo "lab $LAB: IPv6 not complete (see $DIR/agent.log, $DIR/dhclient.log)" >&2
     echo "lab $LAB is up"
 }
 

@@ -20,17 +20,20 @@ pub mod agent;
 // dhclient / ifupdown / NetworkManager variables -> actions
 pub(crate) mod hooks;
 
-// mhr ra: SLAAC uplinks from router advertisements
+// router advertisements: parsing, limits, the raw socket
 pub mod ra;
 
 // mhr status, doctor, route get, Prometheus
 pub(crate) mod status;
 
-// mhr track: health per uplink, the unbound rule
+// the tracker: health per uplink, the unbound choice
 pub(crate) mod track;
 
-// the service hooks and RA share: table lease, routes, DNS
+// what the hooks share: a report to the agent, else the seed's client
 pub(crate) mod uplink;
+
+// the agent's root-only control socket: requests, replies, both ends
+pub mod control;
 
 // table_allocator_client: one lease and its rules
 pub mod client;

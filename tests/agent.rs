@@ -33,11 +33,13 @@ impl Lab {
         std::fs::write(d.join("servers"), "").unwrap();
         std::fs::create_dir_all(d.join("etc-default")).unwrap();
         let defaults = format!(
-            "MHR_TAS_SOCKET={SOCK}\nMHR_SERVERS_FILE={}\nMHR_DNSMASQ_PID_FILE={}\nMHR_CLIENT={}\nMHR_CLIENT_LOG={}\n",
+            "MHR_TAS_SOCKET={SOCK}\nMHR_SERVERS_FILE={}\nMHR_DNSMASQ_PID_FILE={}\nMHR_CLIENT={}\nMHR_CLIENT_LOG={}\nMHR_AGENT_SOCKET={}\nMHR_AGENT_STATE={}\n",
             d.join("servers").display(),
             d.join("resolver.pid").display(),
-            client_bin(),
+            client_bin().display(),
             d.join("client.log").display(),
+            host.agent_socket(),
+            d.join("agent-state.json").display(),
         );
         std::fs::write(d.join("etc-default/multihomed-routing"), &defaults).unwrap();
         let lab = Lab {
@@ -136,7 +138,7 @@ impl Lab {
         std::fs::write(
             &cfg,
             format!(
-                "{{ interfaces: [\"wan*\"], state_file: \"{}\"{extra} }}",
+                "{{ interfaces: [\"wan*\"], track: null, state_file: \"{}\"{extra} }}",
                 self.p("agent-state.json")
             ),
         )
@@ -235,9 +237,7 @@ fn path_with_bins() -> String {
 
 #[test]
 fn every_configurer_gets_its_table_and_its_own_isp() {
-    if !can_use_netns() {
-        return;
-    }
+    require_netns!();
     let mut lab = Lab::new("ag");
     lab.isp(1, "192.168.8", true, Some("2001:db8:8"));
     // ISP2 hands out the same subnet and address as ISP1 (USB modems do).
@@ -459,9 +459,7 @@ fn ours(rules: &str) -> Vec<&str> {
 
 #[test]
 fn restarts_and_kill_9_keep_every_rule_and_table() {
-    if !can_use_netns() {
-        return;
-    }
+    require_netns!();
     let mut lab = Lab::new("ar");
     lab.isp(4, "172.16.4", false, None);
     lab.ip("addr add 172.16.4.2/24 dev wan4");
@@ -602,9 +600,7 @@ fn restarts_and_kill_9_keep_every_rule_and_table() {
 
 #[test]
 fn a_manager_that_fights_for_main_is_left_main_with_advice() {
-    if !can_use_netns() {
-        return;
-    }
+    require_netns!();
     let mut lab = Lab::new("af");
     lab.isp(4, "172.16.4", false, None);
     lab.ip("addr add 172.16.4.2/24 dev wan4");
@@ -619,50 +615,41 @@ fn a_manager_that_fights_for_main_is_left_main_with_advice() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.code() == Some(1)
-            && err.contains("another mhr agent runs")
+            && err.contains("another mhr agent answers")
             && err.contains("mhr"),
         "{out:?}"
     );
-    // Name servers through the agent's control socket: root's are taken;
-    // the same request from uid 65534 is dropped unanswered.
-    let dns = |uid: Option<u32>| {
-        let msg = r#"{"cmd": "dns", "ifname": "wan4", "source": "172.16.4.2", "servers": ["172.16.4.1"]}"#;
-        let py = format!(
-            "import socket; s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); \
-             s.setsockopt(socket.SOL_SOCKET, 16, 1); s.bind(''); s.settimeout(1); \
-             s.sendto({msg:?}.encode(), b'\\0mhr_agent' + b'\\0' * 98)\n\
-             try: print(s.recv(4096).decode())\nexcept OSError: print('no answer')"
-        );
-        let mut c = match uid {
-            Some(u) => {
-                let mut c = lab.host.cmd("setpriv");
-                c.args([
-                    &format!("--reuid={u}"),
-                    &format!("--regid={u}"),
-                    "--clear-groups",
-                    "/usr/bin/python3",
-                    "-c",
-                    &py,
-                ]);
-                c
-            }
-            None => {
-                let mut c = lab.host.cmd("/usr/bin/python3");
-                c.args(["-c", &py]);
-                c
-            }
-        };
-        let out = run(&mut c);
-        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        assert!(!text.is_empty(), "{out:?}");
-        text
-    };
-    assert_eq!(dns(Some(65534)), "no answer");
+    // Name servers through the agent's control socket: `mhr dns` as root
+    // hands them over; uid 65534 cannot even reach the socket.
+    let sock = lab.host.agent_socket();
+    let py = format!(
+        "import socket; s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n\
+         try:\n    s.connect({sock:?}); print('connected')\nexcept OSError as e: print(e.strerror)"
+    );
+    let out = run(lab.host.cmd("setpriv").args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "/usr/bin/python3",
+        "-c",
+        &py,
+    ]));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "Permission denied",
+        "{out:?}"
+    );
     assert_eq!(std::fs::read_to_string(lab.p("servers")).unwrap(), "");
-    assert_eq!(dns(None), r#"{"error":""}"#);
+    let out = lab.mhr(&["dns", "wan4", "172.16.4.2", "172.16.4.1"]);
+    assert!(out.status.success(), "{out:?}");
     assert_eq!(
         std::fs::read_to_string(lab.p("servers")).unwrap(),
         "server=172.16.4.1@wan4@172.16.4.2\n"
+    );
+    assert!(
+        lab.agent_log().contains("name servers from a hook"),
+        "{}",
+        lab.agent_log()
     );
     // A manager that puts its default back every 50 ms.
     let mut c = lab.host.cmd("sh");
@@ -709,9 +696,7 @@ fn a_manager_that_fights_for_main_is_left_main_with_advice() {
 /// agent; `--cleanup` removes rules and routes and releases on SIGTERM.
 #[test]
 fn copy_main_release_through_the_agent_and_cleanup() {
-    if !can_use_netns() {
-        return;
-    }
+    require_netns!();
     let mut lab = Lab::new("ac");
     lab.isp(4, "172.16.4", false, None);
     lab.isp(5, "10.50.0", false, None);
@@ -751,16 +736,11 @@ fn copy_main_release_through_the_agent_and_cleanup() {
 
     // The compatible release: `table_allocator_client -r` finds the agent
     // at the address's name; the rules go, and the agent leaves it alone.
-    let out = run(lab.host.cmd(client_bin()).args([
-        "-4",
-        "-a",
-        "10.50.0.2",
-        "-i",
-        "wan5",
-        "-d",
-        SOCK,
-        "-r",
-    ]));
+    let out = run(lab
+        .host
+        .cmd(client_bin())
+        .args(["-4", "-a", "10.50.0.2", "-i", "wan5", "-d", SOCK, "-r"])
+        .env("MHR_AGENT_SOCKET", lab.host.agent_socket()));
     assert!(out.status.success(), "{out:?}");
     assert!(wait_for(Duration::from_secs(2), || our_rules(
         &lab.host, false
@@ -800,9 +780,7 @@ fn copy_main_release_through_the_agent_and_cleanup() {
 /// agent keeps asking (quietly); once the server is back, the table comes.
 #[test]
 fn a_missing_server_loses_nothing_and_the_table_comes_later() {
-    if !can_use_netns() {
-        return;
-    }
+    require_netns!();
     let mut lab = Lab::new("an");
     lab.isp(4, "172.16.4", false, None);
     drop(lab.server.take());

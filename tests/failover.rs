@@ -1,4 +1,4 @@
-//! `mhr track` on IPv4 uplinks with the default timing: a silent upstream
+//! The agent's tracker on IPv4 uplinks with the default timing: a silent upstream
 //! death (the ISP still answers on the link, the internet behind it drops
 //! everything without a word) moves unbound traffic within the bound; 5 %
 //! loss with 20-200 ms of jitter moves nothing; and the host's own stalled
@@ -23,7 +23,6 @@ const NEAR: &str = "192.0.2.254";
 struct Lab {
     host: Netns,
     isps: Vec<Netns>,
-    tables: Vec<String>,
     _server: Daemon,
     dir: tempfile::TempDir,
 }
@@ -36,7 +35,6 @@ fn lab(tag: &str) -> Lab {
     let config = write_server_config(dir.path(), SOCK, "");
     let server = start_server(&host, &config, dir.path(), SOCK);
     let mut isps = Vec::new();
-    let mut tables = Vec::new();
     for i in 0..2 {
         let isp = Netns::new(&format!("{tag}i{i}"));
         let dev = format!("u{i}");
@@ -54,57 +52,68 @@ fn lab(tag: &str) -> Lab {
         // Forwarding on: a blackhole route then drops in silence (with
         // forwarding off the kernel would answer "host unreachable").
         check(isp.cmd("sysctl").args(["-qw", "net.ipv4.ip_forward=1"]));
-        let out = check(
-            host.cmd(client_bin())
-                .args(["-4", "-a", &format!("10.100.{i}.2"), "-n", "24"])
-                .args(["-i", &dev, "-d", SOCK, "-l"])
-                .arg(dir.path().join("client.log")),
-        );
-        let table = out.trim().to_owned();
+        // The uplink's default, as its configurer adds it (the agent moves
+        // it into the address's table).
         host.ip(&[
             "route",
             "add",
             "default",
             "via",
             &format!("10.100.{i}.1"),
-            "table",
-            &table,
+            "metric",
+            &format!("{}", 100 + i),
         ]);
-        tables.push(table);
         isps.push(isp);
     }
     Lab {
         host,
         isps,
-        tables,
         _server: server,
         dir,
     }
 }
 
 impl Lab {
-    /// The tracker with the default timing, preferring u0.
+    /// The agent with its tracker at the default timing, preferring u0;
+    /// returns once both uplinks have their tables.
     fn tracker(&self, targets: &str) -> Daemon {
         let d = self.dir.path();
-        let cfg = d.join("track.json");
-        std::fs::write(
-            &cfg,
-            format!(
-                r#"{{ targets: [{targets}], preference: ["u0"], scripts_dir: "{}", state_file: "{}" }}"#,
+        let agent = start_agent(
+            &self.host,
+            d,
+            SOCK,
+            &format!(
+                r#"{{ interfaces: ["u*"], ra: false, track: {{ targets: [{targets}], preference: ["u0"], scripts_dir: "{}", state_file: "{}" }} }}"#,
                 d.join("none").display(),
                 d.join("state.json").display()
             ),
-        )
-        .unwrap();
-        let mut cmd = self.host.cmd(env!("CARGO_BIN_EXE_mhr"));
-        cmd.args(["track", "-c"]).arg(&cfg);
-        Daemon::spawn(cmd, d.join("track.log"))
+            &[],
+        );
+        assert!(
+            wait_for(Duration::from_secs(5), || our_rules(&self.host, false)
+                .len()
+                == 8),
+            "{}",
+            agent.log()
+        );
+        agent
+    }
+
+    /// The table of uplink `i`.
+    fn table(&self, i: usize) -> String {
+        let rules = our_rules(&self.host, false);
+        rules
+            .iter()
+            .find(|r| r.contains(&format!("oif u{i} lookup")))
+            .and_then(|r| r.split("lookup ").nth(1))
+            .map(|t| t.split_whitespace().next().unwrap().to_owned())
+            .unwrap_or_default()
     }
 
     fn on(&self, i: usize) -> bool {
         self.host
             .ip(&["rule", "show", "priority", "50000"])
-            .contains(&format!("iif lo lookup {} proto 77", self.tables[i]))
+            .contains(&format!("iif lo lookup {} proto 77", self.table(i)))
     }
 
     /// ISP `i` answers echoes through the user-space responder

@@ -6,6 +6,9 @@ mod common;
 
 use common::*;
 
+/// No agent runs for these tests: the hooks take the seed's path (and a
+/// lab's agent elsewhere on the machine is not theirs to ask).
+const NO_AGENT: &str = "/nonexistent/agent.sock";
 const SOCK: &str = "tas_socket";
 
 struct Setup {
@@ -111,6 +114,7 @@ impl Setup {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("MHR_CLIENT", client_bin())
             .env("MHR_TAS_SOCKET", SOCK)
+            .env("MHR_AGENT_SOCKET", NO_AGENT)
             .env("MHR_SERVERS_FILE", self.dir.path().join("servers"))
             .env("MHR_DNSMASQ_PID_FILE", self.dir.path().join("none.pid"))
             .env("MHR_CLIENT_LOG", self.dir.path().join("client.log"));
@@ -172,6 +176,7 @@ fn network_manager_dispatcher_routes_a_modem_on_its_ip_interface() {
             .env("MHR_DEFAULTS", "/nonexistent")
             .env("MHR_CLIENT", client_bin())
             .env("MHR_TAS_SOCKET", SOCK)
+            .env("MHR_AGENT_SOCKET", NO_AGENT)
             .env("MHR_SERVERS_FILE", d.join("servers"))
             .env("MHR_DNSMASQ_PID_FILE", d.join("none.pid"))
             .env("MHR_CLIENT_LOG", d.join("client.log"))
@@ -752,8 +757,8 @@ fn a_hotplugged_modem_comes_up_through_its_stanza_and_goes_cleanly() {
     std::fs::write(
         d.join("defaults"),
         format!(
-            "MHR_CLIENT={}\nMHR_TAS_SOCKET={SOCK}\nMHR_SERVERS_FILE={}\nMHR_DNSMASQ_PID_FILE={}\nMHR_CLIENT_LOG={}\nMHR_DHCLIENT_PID_DIR={}\nMHR_STANZA_DIR={}\nMHR_HOTPLUG_PATTERNS='ww*,v*'\n",
-            client_bin(),
+            "MHR_CLIENT={}\nMHR_AGENT_SOCKET={NO_AGENT}\nMHR_TAS_SOCKET={SOCK}\nMHR_SERVERS_FILE={}\nMHR_DNSMASQ_PID_FILE={}\nMHR_CLIENT_LOG={}\nMHR_DHCLIENT_PID_DIR={}\nMHR_STANZA_DIR={}\nMHR_HOTPLUG_PATTERNS='ww*,v*'\n",
+            client_bin().display(),
             p("servers"),
             p("none.pid"),
             p("client.log"),
@@ -1044,7 +1049,7 @@ fn dhclient_script_runs_the_hook_for_expire_and_after_a_failure() {
         std::fs::write(
             d.join("enter.d/multihomed-routing"),
             format!(
-                "export MHR_DEFAULTS=/nonexistent MHR_CLIENT={client} MHR_TAS_SOCKET={SOCK} MHR_SERVERS_FILE={} MHR_DNSMASQ_PID_FILE={} MHR_CLIENT_LOG={}\nMHR={}\n{shim}",
+                "export MHR_DEFAULTS=/nonexistent MHR_AGENT_SOCKET={NO_AGENT} MHR_CLIENT={client} MHR_TAS_SOCKET={SOCK} MHR_SERVERS_FILE={} MHR_DNSMASQ_PID_FILE={} MHR_CLIENT_LOG={}\nMHR={}\n{shim}",
                 d.join("servers").display(),
                 d.join("none.pid").display(),
                 d.join("client.log").display(),
@@ -1072,7 +1077,7 @@ fn dhclient_script_runs_the_hook_for_expire_and_after_a_failure() {
         ("new_routers", "10.6.0.1"),
         ("new_domain_name_servers", "10.6.0.1"),
     ];
-    hook(client_bin());
+    hook(&client_bin().display().to_string());
     let out = dhclient_script(&bound);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(our_rules(&s.ns, false).len(), 4);

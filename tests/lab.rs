@@ -32,8 +32,10 @@ static N: AtomicUsize = AtomicUsize::new(0);
 struct Lab {
     name: String,
     dir: tempfile::TempDir,
-    /// The lab of scripts/run.sh: `mhr agent` and a dhcpcd uplink (wan5).
+    /// The lab of scripts/run.sh: a dhcpcd uplink (wan5) too.
     agent: bool,
+    /// The agent's tracker config.
+    track: Option<String>,
 }
 
 impl Lab {
@@ -42,13 +44,33 @@ impl Lab {
     }
 
     fn up_with(agent: bool) -> Lab {
+        Self::start(agent, None)
+    }
+
+    /// A lab whose agent runs the tracker with `track` (JSON; `{dir}` is
+    /// the test's directory).
+    fn up_tracked(track: &str) -> Lab {
+        Self::start(false, Some(track))
+    }
+
+    fn start(agent: bool, track: Option<&str>) -> Lab {
         let name = format!(
             "l{}x{}",
             std::process::id() % 100000,
             N.fetch_add(1, Ordering::SeqCst)
         );
         let dir = tempfile::tempdir().unwrap();
-        let lab = Lab { name, dir, agent };
+        let track = track.map(|t| {
+            let path = dir.path().join("track.json");
+            std::fs::write(&path, t.replace("{dir}", &dir.path().display().to_string())).unwrap();
+            path.display().to_string()
+        });
+        let lab = Lab {
+            name,
+            dir,
+            agent,
+            track,
+        };
         let out = lab.script("up");
         assert!(
             out.status.success(),
@@ -66,7 +88,8 @@ impl Lab {
             .env("LAB", &self.name)
             .env("BIN", bin_dir())
             .env("LAB_DIR", self.dir.path().join("state"))
-            .env("LAB_AGENT", if self.agent { "1" } else { "0" })
+            .env("LAB_WAN5", if self.agent { "1" } else { "0" })
+            .env("LAB_TRACK", self.track.as_deref().unwrap_or(""))
             .output()
             .unwrap()
     }
@@ -92,11 +115,13 @@ impl Lab {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.host(), env!("CARGO_BIN_EXE_mhr")])
             .args(args)
-            .env("MHR_CLIENT", env!("CARGO_BIN_EXE_table_allocator_client"))
+            .env("MHR_CLIENT", client_bin())
             .env("MHR_SERVERS_FILE", self.state("servers"))
             .env("MHR_DNSMASQ_PID_FILE", self.state("resolver.pid"))
             .env("MHR_DHCLIENT_PID_DIR", self.state(""))
-            .env("MHR_STANZA_DIR", self.state("network-conf"));
+            .env("MHR_STANZA_DIR", self.state("network-conf"))
+            .env("MHR_AGENT_SOCKET", self.state("private/agent.sock"))
+            .env("MHR_AGENT_STATE", self.state("agent-state.json"));
         c
     }
 
@@ -391,7 +416,31 @@ fn echoes_in(ns: &str) -> u64 {
 #[test]
 fn tracker_moves_unbound_traffic_to_a_working_uplink_and_back() {
     require_netns!();
-    let lab = Lab::up();
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = dir.path().join("track.d");
+    std::fs::create_dir_all(&scripts).unwrap();
+    let events = dir.path().join("events.log");
+    let hook = scripts.join("10-record");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\necho \"$MHR_EVENT $MHR_IFNAME $MHR_STATE $MHR_OLD_IFNAME\" >> {}\n",
+            events.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let lab = Lab::up_tracked(&format!(
+        r#"{{
+            interfaces: ["wan1", "wan3", "wan4"],
+            targets: [{{kind: "icmp", address: "203.0.113.10"}}],
+            preference: ["wan1", "wan3"],
+            scripts_dir: "{}",
+            state_file: "{{dir}}/track-state.json",
+        }}"#,
+        scripts.display()
+    ));
+    let track_state = lab.dir.path().join("track-state.json");
     let isp = |i: u32| format!("{}-isp{i}", lab.name);
     let cut = |i: u32| {
         check(Command::new("ip").args([
@@ -429,38 +478,7 @@ fn tracker_moves_unbound_traffic_to_a_working_uplink_and_back() {
 
     // wan2 is not tracked: it shares wan1's subnet and address, so its ISP
     // counts any probe for wan1 that leaked through it.
-    let scripts = lab.state("track.d");
-    std::fs::create_dir_all(&scripts).unwrap();
-    let events = lab.state("events.log");
-    let hook = scripts.join("10-record");
-    std::fs::write(
-        &hook,
-        format!(
-            "#!/bin/sh\necho \"$MHR_EVENT $MHR_IFNAME $MHR_STATE $MHR_OLD_IFNAME\" >> {}\n",
-            events.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let config = lab.state("track.json");
-    std::fs::write(
-        &config,
-        format!(
-            r#"{{
-                interfaces: ["wan1", "wan3", "wan4"],
-                targets: [{{kind: "icmp", address: "203.0.113.10"}}],
-                preference: ["wan1", "wan3"],
-                scripts_dir: "{}",
-                state_file: "{}",
-            }}"#,
-            scripts.display(),
-            lab.state("track-state.json").display()
-        ),
-    )
-    .unwrap();
-    let mut cmd = lab.mhr(&["track", "-c", config.to_str().unwrap()]);
-    cmd.env("RUST_LOG", "info");
-    let mut tracker = Daemon::spawn(cmd, lab.state("track.log"));
+    let tracker = Tracker(lab.state("agent.log"));
     assert!(
         wait_for(Duration::from_secs(5), || points_at("wan1")),
         "unbound rule: {} log: {}",
@@ -570,7 +588,7 @@ fn tracker_moves_unbound_traffic_to_a_working_uplink_and_back() {
             lab.state("leases.db").to_str().unwrap(),
             "--track-state",
         ])
-        .arg(lab.state("track-state.json"))
+        .arg(&track_state)
         .output()
         .unwrap();
     let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -637,15 +655,37 @@ fn tracker_moves_unbound_traffic_to_a_working_uplink_and_back() {
         assert!(log.contains(want), "{want:?} not in events:\n{log}");
     }
 
-    // SIGTERM: the tracker leaves the 91000 rules in charge.
+    // SIGTERM: the agent stops and leaves every rule of its own in place,
+    // the tracker's too (the next start adopts them); the tracker's state
+    // file goes, so status shows no old health.
     for i in [1, 3, 4] {
         restore(i);
     }
     assert!(wait_for(Duration::from_secs(5), || points_at("wan1")));
-    tracker.signal(nix::sys::signal::Signal::SIGTERM);
-    assert!(tracker.wait_exit(Duration::from_secs(5)).is_some());
-    assert!(unbound().trim().is_empty(), "{}", unbound());
-    assert!(!lab.state("track-state.json").exists());
+    let pid: i32 = lab.read("agent.pid").trim().parse().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(wait_for(Duration::from_secs(5), || !Path::new(&format!(
+        "/proc/{pid}"
+    ))
+    .exists()
+        || std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .contains("zombie")));
+    assert!(points_at("wan1"), "{}", unbound());
+    assert!(!track_state.exists());
+}
+
+/// The agent's log, read as the tracker's was.
+struct Tracker(PathBuf);
+
+impl Tracker {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.0).unwrap_or_default()
+    }
 }
 
 fn keys_of(v: &serde_json::Value) -> Vec<String> {

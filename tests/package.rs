@@ -68,8 +68,6 @@ fn package_contents_and_maintainer_scripts() {
         "./etc/default/multihomed-routing",
         "./usr/lib/systemd/system/table-allocator-server.service",
         "./usr/lib/tmpfiles.d/multihomed-routing.conf",
-        "./usr/lib/systemd/system/mhr-track.service",
-        "./usr/lib/systemd/system/mhr-ra.service",
         "./usr/lib/systemd/system/mhr-agent.service",
         "./etc/multihomed-routing/agent.json",
         "./usr/lib/dhcpcd/dhcpcd-hooks/90-multihomed-routing",
@@ -77,10 +75,9 @@ fn package_contents_and_maintainer_scripts() {
         "./usr/share/man/man8/mhr-agent.8.gz",
         "./usr/share/doc/multihomed-routing/agent.md",
         "./usr/share/doc/multihomed-routing/architecture.md",
-        "./usr/share/man/man8/mhr-ra.8.gz",
-        "./etc/multihomed-routing/track.json",
+        "./usr/share/doc/multihomed-routing/examples/track.json",
         "./etc/multihomed-routing/track.d/",
-        "./usr/share/man/man8/mhr-track.8.gz",
+        "./usr/lib/systemd/networkd.conf.d/multihomed-routing.conf",
         "./usr/share/doc/multihomed-routing/track.md",
         "./usr/share/man/man8/table_allocator_server.8.gz",
         "./usr/share/man/man8/table_allocator_client.8.gz",
@@ -101,6 +98,14 @@ fn package_contents_and_maintainer_scripts() {
             files.contains(&want),
             "{want} not in the package:\n{listing}"
         );
+    }
+    // One program: the original names are links to it.
+    for name in ["table_allocator_server", "table_allocator_client"] {
+        let line = listing
+            .lines()
+            .find(|l| l.contains(&format!("./usr/sbin/{name} -> mhr")))
+            .unwrap_or_else(|| panic!("{name} is not a link to mhr:\n{listing}"));
+        assert!(line.starts_with('l'), "{line}");
     }
     // Binaries executable, hooks with the modes their callers need (the
     // dhclient hook is sourced; if-up.d runs executables only).
@@ -279,7 +284,7 @@ fn check_units(root: &Path) {
         eprintln!("skipped unit checks: no systemd-analyze");
         return;
     }
-    let units = ["table-allocator-server", "mhr-ra", "mhr-track", "mhr-agent"];
+    let units = ["table-allocator-server", "mhr-agent"];
     for unit in units {
         let path = root.join(format!("usr/lib/systemd/system/{unit}.service"));
         let out = run(Command::new("systemd-analyze")
@@ -311,16 +316,14 @@ fn check_units(root: &Path) {
         std::fs::read_to_string(root.join(format!("usr/lib/systemd/system/{name}.service")))
             .unwrap()
     };
-    let ra = unit("mhr-ra");
+    let agent = unit("mhr-agent");
     assert!(
-        ra.contains("KillMode=process"),
-        "stopping the agent must not kill the clients"
+        agent.contains("CAP_KILL"),
+        "SIGHUP to dnsmasq, another user"
     );
-    assert!(ra.contains("CAP_KILL"), "SIGHUP to dnsmasq, another user");
+    assert!(agent.contains("Before=network-pre.target"));
     let server = unit("table-allocator-server");
     assert!(server.contains("ProtectSystem=full") && !server.contains("PrivateTmp=yes"));
-    let track = unit("mhr-track");
-    assert!(track.contains("After=network.target") && !track.contains("Wants=network-pre"));
     // The settings file is one that systemd's EnvironmentFile reads.
     let defaults = std::fs::read_to_string(root.join("etc/default/multihomed-routing")).unwrap();
     assert!(!defaults.lines().any(|l| l

@@ -4,7 +4,6 @@
 mod common;
 
 use std::os::unix::net::UnixDatagram;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -562,7 +561,7 @@ fn bad_configs_are_refused_at_start() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.json"));
-    assert!(Path::new(server_bin()).exists());
+    assert!(server_bin().exists());
 }
 
 #[test]

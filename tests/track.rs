@@ -1,4 +1,4 @@
-//! `mhr track` on IPv6 uplinks, with all three probe kinds: two ISPs in
+//! The agent's tracker on IPv6 uplinks, with all three probe kinds: two ISPs in
 //! namespaces, each owning the shared IPv6 "internet" address, where an
 //! ICMPv6 echo, a TCP connect (refused: the RST counts) and a DNS query are
 //! answered.
@@ -86,17 +86,9 @@ fn ipv6_uplinks_are_tracked_with_icmp_tcp_and_dns_probes() {
     let _server = start_server(&host, &config, dir.path(), SOCK);
     let isps: Vec<Isp> = (1..=2).map(|i| isp(&host, i, dir.path())).collect();
 
-    // Lease a table per address (the client installs the rules), and give
-    // each table its default route, as the hooks would.
-    let mut tables = Vec::new();
+    // Each uplink's default route, as an admin adds it; the agent gives
+    // every address its table and moves the default there.
     for i in 1..=2u32 {
-        let out = check(
-            host.cmd(client_bin())
-                .args(["-6", "-a", &format!("2001:db8:{i}::2"), "-n", "64"])
-                .args(["-i", &format!("v{i}"), "-d", SOCK, "-l"])
-                .arg(dir.path().join("client.log")),
-        );
-        let table = out.trim().to_owned();
         host.ip(&[
             "-6",
             "route",
@@ -106,36 +98,48 @@ fn ipv6_uplinks_are_tracked_with_icmp_tcp_and_dns_probes() {
             &format!("2001:db8:{i}::1"),
             "dev",
             &format!("v{i}"),
-            "table",
-            &table,
+            "metric",
+            &format!("{}", 1000 + i),
         ]);
-        tables.push(table);
     }
-    assert_eq!(our_rules(&host, true).len(), 8);
-
     let state = dir.path().join("state.json");
-    let track = dir.path().join("track.json");
-    std::fs::write(
-        &track,
-        track_config(
-            &format!(
-                r#"targets: [
-                    {{kind: "icmp", address: "{INTERNET}"}},
-                    {{kind: "tcp", address: "{INTERNET}", port: 9}},
-                    {{kind: "dns", address: "{INTERNET}", name: "whoami.lab"}},
-                ],
-                preference: ["v2"],
-                budget_bytes_hour: [{{interfaces: "v1", bytes: 2000000}}],
-                interval_ms: 200, timeout_ms: 500,"#
-            ),
-            dir.path(),
-            &state,
-        ),
-    )
-    .unwrap();
-    let mut cmd = host.cmd(env!("CARGO_BIN_EXE_mhr"));
-    cmd.args(["track", "-c"]).arg(&track);
-    let mut tracker = Daemon::spawn(cmd, dir.path().join("track.log"));
+    let agent_config = |keys: &str| {
+        format!(
+            "{{ interfaces: [\"v*\"], ra: false, track: {} }}",
+            track_config(keys, dir.path(), &state)
+        )
+    };
+    let mut tracker = start_agent(
+        &host,
+        dir.path(),
+        SOCK,
+        &agent_config(&format!(
+            r#"targets: [
+                {{kind: "icmp", address: "{INTERNET}"}},
+                {{kind: "tcp", address: "{INTERNET}", port: 9}},
+                {{kind: "dns", address: "{INTERNET}", name: "whoami.lab"}},
+            ],
+            preference: ["v2"],
+            budget_bytes_hour: [{{interfaces: "v1", bytes: 2000000}}],
+            interval_ms: 200, timeout_ms: 500,"#
+        )),
+        &[],
+    );
+    assert!(
+        wait_for(Duration::from_secs(5), || our_rules(&host, true).len() == 8),
+        "{:?}\n{}",
+        our_rules(&host, true),
+        tracker.log()
+    );
+    let table_of = |dev: &str| {
+        our_rules(&host, true)
+            .iter()
+            .find(|r| r.contains(&format!("oif {dev} lookup")))
+            .and_then(|r| r.split("lookup ").nth(1))
+            .map(|t| t.split_whitespace().next().unwrap().to_owned())
+            .unwrap()
+    };
+    let tables = [table_of("v1"), table_of("v2")];
     let unbound = || host.ip(&["-6", "rule", "show", "priority", "50000"]);
     let points_at = |t: &str| unbound().contains(&format!("iif lo lookup {t} proto 77"));
     assert!(
@@ -219,34 +223,28 @@ fn ipv6_uplinks_are_tracked_with_icmp_tcp_and_dns_probes() {
         "{}",
         tracker.log()
     );
+    // The agent stops: its rules stay, the tracker's too.
     tracker.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(tracker.wait_exit(Duration::from_secs(5)).is_some());
-    assert!(unbound().trim().is_empty());
+    assert!(points_at(&tables[1]), "{}", unbound());
 
     // Two targets, one of which never answers (a filtered resolver): the
     // uplinks are graded by the one that does, and the dead target is named.
-    std::fs::write(
-        &track,
-        track_config(
-            &format!(
-                r#"targets: [
-                    {{kind: "icmp", address: "{INTERNET}"}},
-                    {{kind: "icmp", address: "2001:db8:dead::1"}},
-                ],
-                interval_ms: 100, timeout_ms: 300,"#
-            ),
-            dir.path(),
-            &state,
-        ),
-    )
-    .unwrap();
-    let _ = std::fs::remove_file(&state);
-    let mut cmd = host.cmd(env!("CARGO_BIN_EXE_mhr"));
     // A LAN behind the host: its forwarded traffic follows the same rule.
-    cmd.args(["track", "-c"])
-        .arg(&track)
-        .env("MHR_DOWNSTREAM", "lan0");
-    let tracker = Daemon::spawn(cmd, dir.path().join("track2.log"));
+    let _ = std::fs::remove_file(&state);
+    let tracker = start_agent(
+        &host,
+        dir.path(),
+        SOCK,
+        &agent_config(&format!(
+            r#"targets: [
+                {{kind: "icmp", address: "{INTERNET}"}},
+                {{kind: "icmp", address: "2001:db8:dead::1"}},
+            ],
+            interval_ms: 100, timeout_ms: 300,"#
+        )),
+        &[("MHR_DOWNSTREAM", "lan0")],
+    );
     let graded = || {
         let s: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&state).unwrap_or_default())

@@ -319,7 +319,9 @@ fn a_flood_of_unread_requests_stays_bounded_and_root_is_answered() {
     // As the systemd unit runs it: root without capabilities, so the send
     // buffer cannot be raised past wmem_max.
     let mut cmd = lab.ns.cmd("setpriv");
-    cmd.args(["--bounding-set=-all", "--inh-caps=-all", server_bin(), "-c"])
+    cmd.args(["--bounding-set=-all", "--inh-caps=-all"])
+        .arg(server_bin())
+        .arg("-c")
         .arg(lab.dir.path().join("server.json"));
     lab.server = Some(Daemon::spawn(cmd, lab.dir.path().join("server.log")));
     assert!(wait_for(Duration::from_secs(5), || run(lab

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::patterns::glob_match;
+use crate::track::config::TrackConfig;
 
 pub const DEFAULT_AGENT_CONFIG: &str = "/etc/multihomed-routing/agent.json";
 pub const DEFAULT_STATE_FILE: &str = "/run/multihomed-routing/agent.json";
@@ -54,9 +55,25 @@ pub struct AgentConfig {
     /// RA handling in the agent (routes of router advertisements into the
     /// tables, out of main).
     pub ra: bool,
-    /// The tracker in the agent: its config file, or none.
-    pub track: Option<PathBuf>,
+    /// The tracker: its settings (inline, or read from the file `track`
+    /// names), or none.
+    pub track: Option<TrackConfig>,
+    /// Where the tracker's settings came from (for `--check`): "inline",
+    /// a path, or nothing.
+    pub track_source: TrackSource,
+    /// Between two audits: the whole kernel read and compared with the
+    /// model (drift is repaired at once from events; this catches what no
+    /// event told).
+    pub audit: Duration,
     pub state_file: PathBuf,
+}
+
+/// Where the tracker's settings come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrackSource {
+    Off,
+    Inline(serde_json::Value),
+    File(PathBuf),
 }
 
 impl Default for AgentConfig {
@@ -75,7 +92,9 @@ impl Default for AgentConfig {
             fight_limit: 5,
             fight_window: Duration::from_secs(60),
             ra: true,
-            track: None,
+            track: Some(TrackConfig::default()),
+            track_source: TrackSource::Inline(serde_json::json!({})),
+            audit: Duration::from_secs(60),
             state_file: DEFAULT_STATE_FILE.into(),
         }
     }
@@ -94,7 +113,8 @@ struct Raw {
     fight_limit: Option<u32>,
     fight_window_s: Option<u64>,
     ra: Option<bool>,
-    track: Option<Option<PathBuf>>,
+    track: Option<serde_json::Value>,
+    audit_s: Option<u64>,
     state_file: Option<PathBuf>,
 }
 
@@ -123,6 +143,8 @@ impl AgentConfig {
             message,
         };
         let value = crate::jsonkeys::parse_json5(text).map_err(|e| bad(e.for_people()))?;
+        // `track: null` (no tracker) is not the same as no `track` key.
+        let track_key = value.as_object().and_then(|o| o.get("track")).cloned();
         let raw: Raw = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
         let d = AgentConfig::default();
         let tables = match raw.tables {
@@ -152,6 +174,34 @@ impl AgentConfig {
                 )))
             }
         };
+        let audit = match raw.audit_s {
+            None => d.audit,
+            Some(s) if (5..=86_400).contains(&s) => Duration::from_secs(s),
+            Some(s) => return Err(bad(format!("key \"audit_s\": {s} is not 5 to 86400"))),
+        };
+        let _ = raw.track;
+        let track_source = match track_key {
+            None => d.track_source.clone(),
+            Some(serde_json::Value::Null | serde_json::Value::Bool(false)) => TrackSource::Off,
+            Some(serde_json::Value::Bool(true)) => TrackSource::Inline(serde_json::json!({})),
+            Some(serde_json::Value::String(p)) => TrackSource::File(p.into()),
+            Some(v @ serde_json::Value::Object(_)) => TrackSource::Inline(v),
+            Some(v) => {
+                return Err(bad(format!(
+                    "key \"track\": {v} is neither the tracker's settings, a file naming them, nor null"
+                )))
+            }
+        };
+        let track = match &track_source {
+            TrackSource::Off => None,
+            TrackSource::Inline(v) => Some(
+                TrackConfig::from_value(v.clone(), path)
+                    .map_err(|e| bad(format!("key \"track\": {e}")))?,
+            ),
+            TrackSource::File(p) => {
+                Some(TrackConfig::load(p).map_err(|e| bad(format!("key \"track\": {e}")))?)
+            }
+        };
         Ok(AgentConfig {
             interfaces: raw.interfaces.unwrap_or(d.interfaces),
             exclude: raw.exclude.unwrap_or(d.exclude),
@@ -163,7 +213,9 @@ impl AgentConfig {
             fight_limit: raw.fight_limit.unwrap_or(d.fight_limit).max(1),
             fight_window,
             ra: raw.ra.unwrap_or(d.ra),
-            track: raw.track.unwrap_or(d.track),
+            track,
+            track_source,
+            audit,
             state_file: raw.state_file.unwrap_or(d.state_file),
         })
     }
@@ -196,7 +248,12 @@ impl AgentConfig {
             "fight_limit": self.fight_limit,
             "fight_window_s": self.fight_window.as_secs(),
             "ra": self.ra,
-            "track": self.track,
+            "track": match &self.track_source {
+                TrackSource::Off => serde_json::Value::Null,
+                TrackSource::File(p) => serde_json::json!(p),
+                TrackSource::Inline(_) => self.track.as_ref().map(|t| t.effective()).unwrap_or_default(),
+            },
+            "audit_s": self.audit.as_secs(),
             "state_file": self.state_file,
         })
     }
@@ -255,8 +312,22 @@ mod tests {
             );
         }
         // What --check prints reads back as the same config.
-        let c = AgentConfig::parse(r#"{"tables": [10000, 10063], "track": "/t.json"}"#, p).unwrap();
+        let c = AgentConfig::parse(
+            r#"{"tables": [10000, 10063], "track": {"interval_ms": 300}}"#,
+            p,
+        )
+        .unwrap();
         let again = AgentConfig::parse(&c.effective().to_string(), p).unwrap();
-        assert_eq!(c, again);
+        assert_eq!(c.track, again.track);
+        assert_eq!(c.tables, again.tables);
+        // The tracker off, or its settings in a file of their own.
+        assert!(AgentConfig::parse(r#"{"track": null}"#, p)
+            .unwrap()
+            .track
+            .is_none());
+        let e = AgentConfig::parse(r#"{"track": "/nonexistent/track.json"}"#, p).unwrap_err();
+        assert!(e.to_string().contains("track"), "{e}");
+        let e = AgentConfig::parse(r#"{"track": {"interval_ms": 0}}"#, p).unwrap_err();
+        assert!(e.to_string().contains("interval_ms"), "{e}");
     }
 }

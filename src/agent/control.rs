@@ -1,68 +1,76 @@
-//! The agent's control socket (`@mhr_agent`): hooks hand it an uplink's
-//! name servers (`mhr dns` does when the agent runs). Root only: anything
-//! from another uid, or that does not decode, is dropped unanswered, and
-//! answers are tried once (a sender that does not read cannot stall it).
+//! The control socket's server side: connections accepted from root only
+//! (SO_PEERCRED; the directory already keeps everyone else out), one
+//! request each, read within a deadline, handed to the agent's loop, and
+//! the loop's answer written back. A peer that sends nothing, too much or
+//! garbage is dropped; it holds up nobody else.
 
-use tokio::net::UnixDatagram;
-use tracing::{info, warn};
+use std::time::Duration;
 
-use crate::dgram;
-use crate::netlink::Netlink;
-use crate::uplink::{Control, ControlReply, Uplinks, CONTROL_MAX};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn};
 
-pub(super) async fn serve(sock: UnixDatagram, uplinks: Uplinks, nl: Netlink) {
-    let mut buf = vec![0u8; CONTROL_MAX];
+use crate::control::{Reply, Request, MAX_MESSAGE};
+
+/// A request for the loop, with where its answer goes.
+pub struct Asked {
+    pub req: Request,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+/// A peer has this long to send its request.
+const READ_DEADLINE: Duration = Duration::from_secs(5);
+/// And the answer this long to go out.
+const WRITE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Accepts until the listener fails (which ends the agent).
+pub async fn serve(l: UnixListener, tx: mpsc::UnboundedSender<Asked>) -> std::io::Result<()> {
     loop {
-        if sock.readable().await.is_err() {
-            return;
-        }
-        let r = match dgram::try_recv_with_credentials(&sock, &mut buf) {
-            Ok(r) => r,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return warn!("control socket: {e}"),
-        };
-        // Presence checks are empty; strangers get nothing.
-        if r.len == 0 || r.len > buf.len() || r.peer.map(|p| p.uid) != Some(0) {
-            continue;
-        }
-        let Ok(req) = serde_json::from_slice::<Control>(&buf[..r.len]) else {
-            continue;
-        };
-        let error = match req {
-            Control::Dns {
-                ifname,
-                source,
-                servers,
-            } => dns(&nl, &uplinks, &ifname, source, &servers).await,
-        };
-        if let Some(to) = r.from {
-            let reply = serde_json::to_vec(&ControlReply { error }).unwrap_or_default();
-            let _ = dgram::try_send_to(&sock, &reply, &to);
-        }
+        let (s, _) = l.accept().await?;
+        let tx = tx.clone();
+        tokio::task::spawn_local(async move {
+            if let Err(e) = one(s, tx).await {
+                debug!("control connection: {e}");
+            }
+        });
     }
 }
 
-async fn dns(
-    nl: &Netlink,
-    uplinks: &Uplinks,
-    ifname: &str,
-    source: std::net::IpAddr,
-    servers: &[std::net::IpAddr],
-) -> String {
-    if let Err(e) = crate::protocol::validate_ifname(ifname) {
-        return e.message;
+async fn one(s: UnixStream, tx: mpsc::UnboundedSender<Asked>) -> std::io::Result<()> {
+    let root = s.peer_cred().is_ok_and(|c| c.uid() == 0);
+    if !root {
+        // The directory is root's alone; someone got in anyway.
+        warn!(peer = ?s.peer_cred().ok(), "control connection from a process not running as root: closed");
+        return Ok(());
     }
-    // A typo must not write lines no interface will ever remove.
-    match nl.link_index(ifname).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return format!("interface {ifname} does not exist"),
-        Err(e) => return e.to_string(),
+    let mut r = BufReader::new(s);
+    let mut line = Vec::new();
+    let read = async {
+        let mut limited = (&mut r).take(MAX_MESSAGE as u64);
+        limited.read_until(b'\n', &mut line).await
+    };
+    match tokio::time::timeout(READ_DEADLINE, read).await {
+        Ok(Ok(n)) if n > 0 => {}
+        _ => return Ok(()),
     }
-    match uplinks.set_dns(ifname, source, servers) {
-        Ok(()) => {
-            info!(ifname, %source, servers = servers.len(), "name servers from a hook");
-            String::new()
+    let reply = match serde_json::from_slice::<Request>(&line) {
+        Ok(req) => {
+            let (reply, answer) = oneshot::channel();
+            if tx.send(Asked { req, reply }).is_err() {
+                return Ok(());
+            }
+            // The loop answers every request, at the latest at its own
+            // deadline for the address.
+            answer
+                .await
+                .unwrap_or_else(|_| Reply::error("the agent is stopping"))
         }
-        Err(e) => e.to_string(),
-    }
+        Err(e) => Reply::error(format!("not a request: {e}")),
+    };
+    let mut out = serde_json::to_vec(&reply).unwrap_or_default();
+    out.push(b'\n');
+    let mut s = r.into_inner();
+    let _ = tokio::time::timeout(WRITE_DEADLINE, s.write_all(&out)).await;
+    Ok(())
 }

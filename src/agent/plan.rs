@@ -1,179 +1,105 @@
-//! The agent's decisions, pure: which addresses get a table, which routes
-//! an address's table holds, which routes leave main, and when a manager
-//! that keeps re-adding its routes has won. The service applies them.
+//! A plan: what the applier carries out, in an order that makes before it
+//! breaks (new rules and routes first, then what leaves; rules for bound
+//! devices first in and last out, so a partly applied plan never leaves a
+//! table without the rule that names its interface).
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::fmt;
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::addr::{max_prefix, network};
-use crate::netlink::routes::{KernelRoute, RouteSpec, MAIN_TABLE, PROTO_KERNEL, PROTO_RA};
-use crate::netlink::rules::{RuleSpec, PRIO_FROM, RT_PROTO};
-use crate::netlink::HostAddr;
+use crate::dns::Scope;
+use crate::netlink::routes::{KernelRoute, RouteSpec};
+use crate::netlink::rules::RuleSpec;
 
-/// Does this address get a table of its own? Global unicast addresses do;
-/// temporary (privacy) ones follow their interface's table through the RA
-/// handling instead.
-pub fn wants_table(a: &HostAddr) -> bool {
-    a.global() && !a.temporary()
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    AddRule(RuleSpec),
+    /// Adds or replaces a route of ours; with a deadline, the kernel
+    /// expires it then (RA routes).
+    PutRoute(RouteSpec, Option<Instant>),
+    DelRule(RuleSpec),
+    DelRoute(RouteSpec),
+    /// Someone else's route leaves main (its tables have it).
+    DelMain(KernelRoute),
+    /// An interface's name servers in one scope (none: removed).
+    Dns {
+        ifname: String,
+        scope: Scope,
+        source: IpAddr,
+        servers: Vec<IpAddr>,
+    },
+    /// A router solicitation on a link.
+    Solicit(u32),
 }
 
-/// Main's routes the RA handling owns when it runs: RA routes and the
-/// kernel's expiring prefix routes; they go into tables with lifetimes.
-fn ra_owned(r: &KernelRoute, ra: bool) -> bool {
-    ra && (r.protocol == PROTO_RA || (r.protocol == PROTO_KERNEL && r.expires))
-}
-
-/// A route of main through an uplink that its tables need: unicast, not
-/// ours, not the kernel's connected routes (each table gets its own
-/// address's prefix), not what the RA handling installs itself.
-fn uplink_route(r: &KernelRoute, ifindex: u32, family_v4: bool, ra: bool) -> bool {
-    r.table == MAIN_TABLE
-        && r.unicast
-        && r.oif == Some(ifindex)
-        && r.dest.is_ipv4() == family_v4
-        && r.protocol != RT_PROTO
-        && r.protocol != PROTO_KERNEL
-        && !ra_owned(r, ra)
-}
-
-/// What the table of `address` (on `ifindex`) holds: the on-link prefix
-/// and every uplink route of its family that main has through the
-/// interface (defaults, gateways, static routes).
-pub fn table_routes(
-    address: IpAddr,
-    prefix_len: u8,
-    ifindex: u32,
-    table: u32,
-    main: &[KernelRoute],
-    ra: bool,
-) -> Vec<RouteSpec> {
-    let mut out = Vec::new();
-    if prefix_len < max_prefix(&address) {
-        let mut onlink = RouteSpec::base(network(address, prefix_len), prefix_len, ifindex, table);
-        onlink.link_scope = true;
-        if address.is_ipv4() {
-            onlink.src = Some(address);
-        }
-        out.push(onlink);
-    }
-    let own_prefix = (network(address, prefix_len), prefix_len);
-    out.extend(
-        main.iter()
-            .filter(|r| uplink_route(r, ifindex, address.is_ipv4(), ra))
-            // A configurer's own connected route (dhcpcd's `proto dhcp`):
-            // the table has the prefix already.
-            .filter(|r| r.gateway.is_some() || (r.dest, r.prefix_len) != own_prefix)
-            .filter_map(|r| r.copy_to(table)),
-    );
-    out
-}
-
-/// Main's default routes through `ifindex` of `address`'s family, which
-/// leave main once every address of that family on the interface has its
-/// table (`all_have_tables`).
-pub fn leaving_main(
-    main: &[KernelRoute],
-    ifindex: u32,
-    v4: bool,
-    all_have_tables: bool,
-    ra: bool,
-) -> Vec<KernelRoute> {
-    if !all_have_tables {
-        return Vec::new();
-    }
-    main.iter()
-        .filter(|r| r.prefix_len == 0 && uplink_route(r, ifindex, v4, ra))
-        .cloned()
-        .collect()
-}
-
-/// Our rules for addresses the host no longer has (gone while the agent
-/// was down): each such `from` rule (an expired privacy address's, say),
-/// and every rule of a table none of whose `from` addresses is left.
-pub fn stale_rules(rules: &[RuleSpec], present: &HashSet<IpAddr>) -> Vec<RuleSpec> {
-    let mut tables: BTreeMap<u32, (bool, bool)> = BTreeMap::new();
-    for r in rules.iter().filter(|r| r.priority == PRIO_FROM) {
-        if let Some((a, _)) = r.from {
-            let e = tables.entry(r.table).or_default();
-            if present.contains(&a) {
-                e.0 = true;
-            } else {
-                e.1 = true;
-            }
+impl Op {
+    /// Where the op goes in a plan: additions, deletions, then the rest.
+    fn rank(&self) -> (u8, i64) {
+        match self {
+            Op::AddRule(r) => (0, i64::from(r.priority)),
+            Op::PutRoute(..) => (1, 0),
+            Op::DelRoute(_) => (2, 0),
+            Op::DelMain(_) => (3, 0),
+            Op::DelRule(r) => (4, -i64::from(r.priority)),
+            Op::Dns { .. } => (5, 0),
+            Op::Solicit(_) => (6, 0),
         }
     }
-    rules
-        .iter()
-        .filter(|r| match tables.get(&r.table) {
-            // Only tables that lost a `from` address are touched.
-            Some((kept, true)) => {
-                !kept
-                    || (r.priority == PRIO_FROM
-                        && r.from.is_some_and(|(a, _)| !present.contains(&a)))
-            }
-            _ => false,
-        })
-        .cloned()
-        .collect()
 }
 
-/// Default routes moved out of main per interface and family: when a
-/// manager puts them back `limit` times within `window`, it is fighting us
-/// and we stop moving them (the routes stay copied into the tables).
-#[derive(Debug, Clone)]
-pub struct FightBook {
-    moves: VecDeque<Instant>,
-    pub given_up: bool,
-}
-
-impl FightBook {
-    pub fn new() -> FightBook {
-        FightBook {
-            moves: VecDeque::new(),
-            given_up: false,
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::AddRule(r) => write!(f, "add rule {r}"),
+            Op::DelRule(r) => write!(f, "delete rule {r}"),
+            Op::PutRoute(r, _) => write!(f, "put route {r}"),
+            Op::DelRoute(r) => write!(f, "delete route {r}"),
+            Op::DelMain(r) => write!(
+                f,
+                "move route {}/{} via {:?} dev #{} out of main",
+                r.dest,
+                r.prefix_len,
+                r.gateway,
+                r.oif.unwrap_or(0)
+            ),
+            Op::Dns { ifname, scope, .. } => write!(f, "name servers of {ifname} ({scope:?})"),
+            Op::Solicit(i) => write!(f, "router solicitation on #{i}"),
         }
     }
+}
 
-    /// Records a move at `now`; true when this one means giving up.
-    pub fn record(&mut self, now: Instant, limit: u32, window: Duration) -> bool {
-        if self.given_up {
-            return false;
-        }
-        self.moves.push_back(now);
-        while self
-            .moves
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > window)
-        {
-            self.moves.pop_front();
-        }
-        if self.moves.len() > limit as usize {
-            self.given_up = true;
-            return true;
-        }
-        false
+/// Ops in the order the applier carries them out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub ops: Vec<Op>,
+}
+
+impl Plan {
+    pub fn new(mut ops: Vec<Op>) -> Plan {
+        // Stable: ops of one rank keep the order they were planned in.
+        ops.sort_by_key(Op::rank);
+        Plan { ops }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Rule and route operations (what the benchmark counts).
+    pub fn kernel_ops(&self) -> usize {
+        self.ops
+            .iter()
+            .filter(|o| !matches!(o, Op::Dns { .. } | Op::Solicit(_)))
+            .count()
     }
 }
 
-impl Default for FightBook {
-    fn default() -> Self {
-        FightBook::new()
-    }
+/// How one op went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// Already as wanted: the rule or route was there (EEXIST), or gone
+    /// (ENOENT, ESRCH).
+    Already,
+    Failed(String),
 }
-
-/// The setting that ends the fight, per manager.
-pub fn fight_advice(ifname: &str, v4: bool) -> String {
-    let fam = if v4 { "ipv4" } else { "ipv6" };
-    format!(
-        "something puts {ifname}'s default route back into main as soon as it is moved: \
-         the agent leaves main alone for {ifname} from now on (the route stays in the \
-         address's table). To have it out of main, tell the manager to use a table: \
-         NetworkManager `nmcli connection modify <connection> {fam}.route-table <N>` \
-         (or {fam}.never-default yes), systemd-networkd `RouteTable=` in [DHCPv4]/[IPv6AcceptRA], \
-         dhcpcd `nogateway`; or list {ifname} in the agent's `copy_main`."
-    )
-}
-
-#[cfg(test)]
-mod tests;

@@ -1,22 +1,33 @@
-//! The agent's state file: every address it keeps, its table and lease,
-//! and the interfaces where a manager won the fight over main; read by
-//! `mhr status`. Written atomically when something changed.
+//! The agent's state file: every address it keeps, its table, the
+//! interfaces where a manager won the fight over main, the tracker's
+//! choice; read by `mhr status` (without root) and by the agent's next
+//! start (the tables it held, whose leftovers are its to remove). Written
+//! atomically when something changed.
 
 use std::net::IpAddr;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::service::Agent;
+use super::model::Model;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AgentState {
     /// Unix seconds of the write.
     pub updated: i64,
+    #[serde(default)]
+    pub pid: u32,
     pub addresses: Vec<AgentAddress>,
     /// Interfaces whose default routes stay in main because a manager puts
     /// them back (the advice is in the log).
     pub main_kept: Vec<MainKept>,
+    /// Kernel dumps the agent asked for since it started (only the audit's
+    /// in steady state).
+    #[serde(default)]
+    pub dumps: u64,
+    /// Rules and routes of ours someone else deleted, put back.
+    #[serde(default)]
+    pub repairs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -40,44 +51,44 @@ impl AgentState {
     }
 }
 
-impl Agent {
-    fn state(&self) -> AgentState {
+impl Model {
+    pub fn state(&self, repairs: u64) -> AgentState {
+        let name = |i: u32| {
+            self.links
+                .get(&i)
+                .map(|l| l.name.clone())
+                .unwrap_or_else(|| format!("#{i}"))
+        };
         AgentState {
             updated: crate::timer::unix_now(),
+            pid: std::process::id(),
             addresses: self
-                .entries
+                .addrs
                 .iter()
-                .map(|(id, e)| AgentAddress {
-                    ifname: e.ifname.clone(),
+                .filter(|(id, a)| !a.temporary(&id.address))
+                .map(|(id, a)| AgentAddress {
+                    ifname: name(id.index),
                     address: id.address,
-                    table: e.table,
-                    left_alone: e.hands_off.map(str::to_owned),
+                    table: self.table_of(id),
+                    left_alone: a.left_alone.clone(),
                 })
                 .collect(),
             main_kept: self
-                .fights
+                .links
                 .iter()
-                .filter(|(_, b)| b.given_up)
-                .map(|((index, v4), _)| MainKept {
-                    ifname: self
-                        .entries
-                        .iter()
-                        .find(|(id, _)| id.index == *index)
-                        .map(|(_, e)| e.ifname.clone())
-                        .unwrap_or_else(|| format!("#{index}")),
-                    family: if *v4 { "inet" } else { "inet6" }.into(),
+                .flat_map(|(i, l)| {
+                    [(true, 0), (false, 1)]
+                        .into_iter()
+                        .filter(|(_, f)| l.fights[*f].given_up)
+                        .map(move |(v4, _)| (*i, v4))
+                })
+                .map(|(i, v4)| MainKept {
+                    ifname: name(i),
+                    family: if v4 { "inet" } else { "inet6" }.into(),
                 })
                 .collect(),
+            dumps: crate::netlink::dumps(),
+            repairs,
         }
-    }
-
-    pub(super) fn write_state(&mut self) {
-        if std::mem::take(&mut self.dirty) {
-            crate::files::write_state(&self.cfg.state_file, &self.state());
-        }
-    }
-
-    pub(super) fn remove_state(&self) {
-        let _ = std::fs::remove_file(&self.cfg.state_file);
     }
 }

@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
     name = "mhr",
     version,
     disable_help_subcommand = true,
-    after_help = "Examples:\n  mhr status                      what is managed, exit 4 when inconsistent\n  mhr status --json | jq '.addresses[] | {ifname, table, health}'\n  mhr doctor --repair             advice per problem; remove stale rules of ours\n  mhr track -c /etc/multihomed-routing/track.json   health checks and the unbound rule\n  mhr lab up && mhr lab status && mhr lab down       the namespace lab\n  reason=BOUND interface=eth1 new_ip_address=10.0.0.2 new_subnet_mask=255.255.255.0 \\\n    new_routers=10.0.0.1 mhr dhclient-hook          what dhclient's enter hook runs\n\nFiles: /etc/default/multihomed-routing (hook settings), /etc/table_allocator_server_config.json"
+    after_help = "Examples:\n  mhr status                      what is managed, exit 4 when inconsistent\n  mhr status --json | jq '.addresses[] | {ifname, table, health}'\n  mhr doctor --repair             advice per problem; remove stale rules of ours\n  mhr agent --check               the agent's settings in effect (tracker and RA included)\n  mhr lab up && mhr lab status && mhr lab down       the namespace lab\n  reason=BOUND interface=eth1 new_ip_address=10.0.0.2 new_subnet_mask=255.255.255.0 \\\n    new_routers=10.0.0.1 mhr dhclient-hook          what dhclient's enter hook runs\n\nFiles: /etc/default/multihomed-routing (hook settings), /etc/table_allocator_server_config.json"
 )]
 pub struct MhrArgs {
     #[command(subcommand)]
@@ -92,6 +92,9 @@ pub struct HostPaths {
         default_value = crate::agent::config::DEFAULT_STATE_FILE,
     )]
     pub agent_state: PathBuf,
+    /// The agent's control socket (in a directory only root may enter).
+    #[arg(long, env = "MHR_AGENT_SOCKET", default_value = crate::control::DEFAULT_SOCKET)]
+    pub agent_socket: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
@@ -156,17 +159,6 @@ pub enum MhrCommand {
         #[command(flatten)]
         paths: Deferred<HostPaths>,
     },
-    /// Writes bash, zsh and fish completions of the three binaries into DIR.
-    Completions {
-        /// The directory to write into (made if missing).
-        dir: PathBuf,
-    },
-    /// Writes the man pages of table_allocator_server, table_allocator_client
-    /// and mhr (generated from these definitions) into DIR.
-    Man {
-        /// The directory to write into (made if missing).
-        dir: PathBuf,
-    },
     /// Sets an interface's name servers in the dnsmasq servers file (none:
     /// removes them) and tells dnsmasq.
     Dns {
@@ -194,29 +186,16 @@ pub enum MhrCommand {
         #[arg(long)]
         device: Option<String>,
     },
-    /// Health checks per uplink and the unbound-traffic rule: probes every
-    /// managed address from its address and device, grades it up, degraded
-    /// or down, and points one `iif lo` rule per family (priority 50000) at
-    /// the best usable uplink. Runs until SIGTERM, which removes that rule.
-    /// See /usr/share/doc/multihomed-routing/track.md.
-    Track {
-        /// The tracker config (JSON with comments); missing at the default
-        /// path means the defaults.
-        #[arg(short = 'c', long, default_value = crate::track::config::DEFAULT_TRACK_CONFIG)]
-        config: PathBuf,
-        /// Check the config and print the settings in effect, then exit.
-        #[arg(long)]
-        check: bool,
-        #[command(flatten)]
-        downstream: DownstreamArg,
-    },
-    /// One process for every uplink, whatever configured it (static
-    /// addresses, ifupdown, dhclient, dhcpcd, udhcpc, NetworkManager,
-    /// networkd, PPP, SLAAC): leases a table for every global address on a
-    /// managed interface, installs its rules, copies the uplink's routes into
-    /// the table and moves its default routes out of main; runs the RA
-    /// handling and (with `track` in its config) the tracker. Runs until
-    /// SIGTERM; rules and routes stay for the next start unless --cleanup.
+    /// The one owner of the host's routing, for every uplink whatever
+    /// configured it (static addresses, ifupdown, dhclient, dhcpcd, udhcpc,
+    /// NetworkManager, networkd, PPP, SLAAC, DHCPv6): leases a table for
+    /// every global address on a managed interface, installs its rules,
+    /// puts the uplink's routes into the table and moves its defaults out of
+    /// main, follows router advertisements, and (with `track` in its config)
+    /// tracks each uplink's health and points unbound traffic at the best.
+    /// Hooks report to it over its control socket. Runs until SIGTERM;
+    /// rules and routes stay for the next start unless --cleanup. See
+    /// /usr/share/doc/multihomed-routing/agent.md.
     Agent {
         /// The agent config (JSON with comments); missing at the default
         /// path means the defaults.
@@ -230,23 +209,14 @@ pub enum MhrCommand {
         cleanup: bool,
         #[command(flatten)]
         downstream: DownstreamArg,
-        #[command(flatten)]
-        paths: Deferred<HostPaths>,
-    },
-    /// IPv6 uplinks from router advertisements: leases a table for each
-    /// address the kernel makes from an RA, routes temporary (privacy)
-    /// addresses by their interface's table, moves the RA's default and
-    /// prefix routes from main into the tables with their lifetimes, and
-    /// writes RDNSS servers for dnsmasq. Runs until SIGTERM.
-    Ra {
-        /// Interfaces to manage (comma-separated patterns, `*` wildcard).
-        #[arg(
-            long,
-            env = "MHR_RA_INTERFACES",
-            default_value = "*",
-            value_delimiter = ','
-        )]
-        interfaces: Vec<String>,
+        /// The server's lease database (default: db_path of
+        /// --server-config), read at start for leases of addresses that
+        /// went while the agent was down.
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// The server config to find db_path in.
+        #[arg(long, default_value = crate::server::config::DEFAULT_CONFIG_PATH)]
+        server_config: PathBuf,
         #[command(flatten)]
         paths: Deferred<HostPaths>,
     },
@@ -297,7 +267,6 @@ impl MhrCommand {
             | Status { paths, .. }
             | Doctor { paths, .. }
             | Dns { paths, .. }
-            | Ra { paths, .. }
             | Agent { paths, .. }
             | Route { paths, .. }
             | Hotplug { paths, .. } => Some(&paths.0),

@@ -1,5 +1,6 @@
-//! The command-line definitions of the three binaries, in the library so
-//! that man pages and completions are generated from them.
+//! The command-line definitions of the one program under its three names,
+//! in the library so that man pages and completions are generated from
+//! them at build time (`src/bin/mhr-docs`, not linked into `mhr`).
 
 use std::path::PathBuf;
 
@@ -95,6 +96,11 @@ pub struct ClientArgs {
         value_parser = crate::netlink::rules::Downstream::parse
     )]
     pub downstream: crate::netlink::rules::Downstream,
+    /// A running `mhr agent`'s control socket: when the agent manages the
+    /// interface, the client asks it for the table (or, with -r, to
+    /// release) and keeps nothing itself.
+    #[arg(long = "agent-socket", env = "MHR_AGENT_SOCKET", default_value = crate::control::DEFAULT_SOCKET)]
+    pub agent_socket: PathBuf,
     /// The server's config file, read for its table pool.
     #[arg(
         long = "server-config",
@@ -104,30 +110,9 @@ pub struct ClientArgs {
     pub server_config: PathBuf,
 }
 
-mod man;
 mod mhr;
 
-pub use man::{config_man_page, write_man_pages};
 pub use mhr::{HostPaths, LeaseDbArgs, MhrArgs, MhrCommand, RouteAction};
-
-/// Writes bash, zsh and fish completions for each binary into `dir`.
-pub fn write_completions(dir: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
-    use clap::CommandFactory;
-    use clap_complete::Shell;
-    std::fs::create_dir_all(dir)?;
-    let mut written = Vec::new();
-    for mut cmd in [
-        ServerArgs::command(),
-        ClientArgs::command(),
-        MhrArgs::command(),
-    ] {
-        let name = cmd.get_name().to_owned();
-        for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
-            written.push(clap_complete::generate_to(shell, &mut cmd, &name, dir)?);
-        }
-    }
-    Ok(written)
-}
 
 #[cfg(test)]
 mod tests;

@@ -42,7 +42,7 @@ pub fn dhclient(host: &Host, env: &Env) -> anyhow::Result<u8> {
         },
         DhcpAction::RemoveDns { ifname } => {
             ctx.uplinks
-                .remove_dns(&ifname, Scope::Family(Family::Inet))?;
+                .forget_dns(&ifname, Scope::Family(Family::Inet))?;
             // dhclient-script still deconfigures the interface.
             Ok(EXIT_NOT_HANDLED)
         }

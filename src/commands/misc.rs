@@ -1,7 +1,7 @@
-//! The small verbs: `dns`, `hotplug`, `probe`, `lab`, `completions`, `man`.
+//! The small verbs: `dns`, `hotplug`, `probe`, `lab`.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -15,16 +15,14 @@ use crate::protocol::validate_ifname;
 pub fn dns(host: &Host, ifname: &str, source: IpAddr, servers: &[IpAddr]) -> anyhow::Result<u8> {
     validate_ifname(ifname).map_err(|e| anyhow::anyhow!("{}", e.message))?;
     // With the agent running, it takes the servers (one writer).
-    let req = crate::uplink::Control::Dns {
+    let req = crate::control::Request::Dns {
         ifname: ifname.to_owned(),
         source,
         servers: servers.to_vec(),
     };
-    if let Some(reply) = crate::uplink::ask_control(&req).context("asking mhr agent")? {
-        if !reply.error.is_empty() {
-            anyhow::bail!("mhr agent: {}", reply.error);
-        }
-        return Ok(EXIT_HANDLED);
+    match host.ctx.uplinks.report(&req)? {
+        crate::uplink::Reported::NoAgent => {}
+        _ => return Ok(EXIT_HANDLED),
     }
     // A typo must not write lines no interface will ever remove.
     let exists = host
@@ -59,24 +57,6 @@ pub fn probe(
         .with_context(|| format!("asking {server} for {name}"))?;
     println!("{}", answer.join(" "));
     Ok(0)
-}
-
-pub fn completions(dir: &Path) -> anyhow::Result<u8> {
-    for f in crate::cli::write_completions(dir)
-        .with_context(|| format!("writing completions to {}", dir.display()))?
-    {
-        println!("{}", f.display());
-    }
-    Ok(EXIT_HANDLED)
-}
-
-pub fn man(dir: &Path) -> anyhow::Result<u8> {
-    for page in crate::cli::write_man_pages(dir)
-        .with_context(|| format!("writing man pages to {}", dir.display()))?
-    {
-        println!("{}", page.display());
-    }
-    Ok(EXIT_HANDLED)
 }
 
 /// Hands the lab to its script: building namespaces and veth pairs and

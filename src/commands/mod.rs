@@ -3,9 +3,11 @@
 //! the edge of the library: it composes the components and reports with
 //! `anyhow` context, as a binary would.
 
+pub mod client;
 mod hook;
 mod misc;
 mod route;
+pub mod server;
 mod status;
 
 pub use status::gather;
@@ -54,6 +56,7 @@ impl Host {
                 servers_file: paths.servers_file.clone(),
                 dnsmasq_pid_file: paths.dnsmasq_pid_file.clone(),
                 client_log: paths.client_log.clone(),
+                agent_socket: paths.agent_socket.clone(),
             },
             dhclient_pid_dir: paths.dhclient_pid_dir.clone(),
             stanza_dir: paths.stanza_dir.clone(),
@@ -98,8 +101,6 @@ pub fn run(args: MhrArgs) -> anyhow::Result<u8> {
             },
         ),
         Cmd::Doctor { repair, leases, .. } => status::doctor(&host, repair, &leases),
-        Cmd::Completions { dir } => misc::completions(&dir),
-        Cmd::Man { dir } => misc::man(&dir),
         Cmd::Dns {
             ifname,
             source,
@@ -112,56 +113,34 @@ pub fn run(args: MhrArgs) -> anyhow::Result<u8> {
             source,
             device,
         } => misc::probe(server, &name, source, device.as_deref()),
-        Cmd::Ra { interfaces, .. } => {
-            host.rt
-                .block_on(async {
-                    let nl = crate::netlink::Netlink::connect()?;
-                    let events = crate::netlink::Watcher::ipv6()?;
-                    let u = host.ctx.uplinks.clone();
-                    crate::ra::run(u, interfaces, true, nl, events, crate::shutdown::signal()).await
-                })
-                .context("RA agent")?;
-            Ok(0)
-        }
-        Cmd::Track {
-            config,
-            check,
-            downstream,
-        } => {
-            let cfg = crate::track::config::TrackConfig::load(&config)?;
-            if check {
-                return print_effective(&cfg.effective());
-            }
-            host.rt
-                .block_on(async {
-                    let nl = crate::netlink::Netlink::connect()?;
-                    crate::track::run(cfg, downstream.downstream, nl, crate::shutdown::signal())
-                        .await
-                })
-                .context("tracker")?;
-            Ok(0)
-        }
         Cmd::Agent {
             config,
             check,
             cleanup,
             downstream,
+            db,
+            server_config,
             ..
         } => {
+            let leases = crate::cli::LeaseDbArgs {
+                db,
+                config: server_config,
+            };
             let cfg = crate::agent::config::AgentConfig::load(&config)?;
             if check {
                 return print_effective(&cfg.effective());
             }
+            let opts = crate::agent::Options {
+                uplinks: host.ctx.uplinks.clone(),
+                server_uid: host.paths.server_uid,
+                downstream: downstream.downstream,
+                socket: host.paths.agent_socket.clone(),
+                lease_db: Some(status::lease_db(&leases)),
+                cleanup,
+            };
             let local = tokio::task::LocalSet::new();
             host.rt
-                .block_on(local.run_until(crate::agent::run(
-                    cfg,
-                    host.ctx.uplinks.clone(),
-                    host.paths.server_uid,
-                    downstream.downstream,
-                    cleanup,
-                    crate::shutdown::signal(),
-                )))
+                .block_on(local.run_until(crate::agent::run(cfg, opts, crate::shutdown::signal())))
                 .context("agent")?;
             Ok(0)
         }

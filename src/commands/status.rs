@@ -88,14 +88,19 @@ pub fn doctor(host: &Host, repair: bool, leases: &LeaseDbArgs) -> anyhow::Result
     Ok(if found == 0 { 0 } else { EXIT_INCONSISTENT })
 }
 
-/// The status of this host: kernel view, leases, DNS lines, server probe,
-/// the tracker's health and the links.
-pub fn gather(host: &Host, leases: &LeaseDbArgs) -> anyhow::Result<(Status, KernelView)> {
-    let db = leases.db.clone().unwrap_or_else(|| {
+/// The lease database `--db` names, else the server config's.
+pub fn lease_db(leases: &LeaseDbArgs) -> std::path::PathBuf {
+    leases.db.clone().unwrap_or_else(|| {
         ServerConfig::load(&leases.config)
             .map(|l| l.config.db_path)
             .unwrap_or_else(|_| DEFAULT_DB_PATH.into())
-    });
+    })
+}
+
+/// The status of this host: kernel view, leases, DNS lines, server probe,
+/// the tracker's health and the links.
+pub fn gather(host: &Host, leases: &LeaseDbArgs) -> anyhow::Result<(Status, KernelView)> {
+    let db = lease_db(leases);
     let leases = crate::server::store::read_only(&db);
     let kernel = host
         .rt
@@ -115,7 +120,7 @@ pub fn gather(host: &Host, leases: &LeaseDbArgs) -> anyhow::Result<(Status, Kern
     status::add_links(&mut st);
     if let Some(agent) = crate::agent::AgentState::read(&host.paths.agent_state) {
         st.agent = Some(status::AgentView {
-            running: crate::uplink::agent_running(),
+            running: crate::control::agent_running(&host.paths.agent_socket),
             updated: agent.updated,
             addresses: agent
                 .addresses

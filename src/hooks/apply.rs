@@ -1,5 +1,7 @@
-//! Carries out the hook actions: the address and MTU here, the table,
-//! routes and name servers through the shared uplink service.
+//! Carries out the hook actions: the address and MTU here (the hook stands
+//! in for its configurer); then, with the agent running, a report of what
+//! the configurer knows, answered once the address is routed; without it,
+//! the table, routes and name servers through the seed's client.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -10,7 +12,29 @@ use crate::dns::{self};
 use crate::hooks::{Dhcp6Lease, DhcpLease, StaticUplink};
 use crate::netlink::routes::{MainPolicy, StaticRoute, Uplink};
 use crate::netlink::{Netlink, NetlinkError};
-use crate::uplink::{UplinkError, Uplinks};
+use crate::uplink::{Reported, UplinkError, Uplinks};
+
+/// What a hook tells the agent about an uplink address.
+fn report(ifname: &str, up: &Uplink, dns: &[IpAddr], keep_main: bool) -> crate::control::Request {
+    crate::control::Request::Uplink(crate::control::UplinkReport {
+        ifname: ifname.to_owned(),
+        address: up.address,
+        prefix_len: up.prefix_len,
+        routers: up.routers.clone(),
+        static_routes: up
+            .static_routes
+            .iter()
+            .map(|r| crate::control::StaticRoute {
+                dest: r.dest,
+                prefix_len: r.prefix_len,
+                gateway: r.gateway,
+            })
+            .collect(),
+        metric: up.metric,
+        dns: dns.to_vec(),
+        keep_main,
+    })
+}
 
 /// What the hooks need: the shared uplink service, and where ifupdown's
 /// parts are for hotplug.
@@ -81,6 +105,12 @@ impl Context {
             static_routes: lease.static_routes.clone(),
             metric: lease.metric,
         };
+        if let Reported::Table(t) =
+            self.uplinks
+                .report(&report(&lease.ifname, &uplink, &lease.dns, false))?
+        {
+            return Ok(t);
+        }
         let table = self
             .uplinks
             .lease_table(&lease.ifname, address, lease.prefix_len)?;
@@ -106,6 +136,20 @@ impl Context {
         )
         .await?;
         let address = IpAddr::V6(lease.address);
+        let up = Uplink {
+            ifindex,
+            address,
+            prefix_len: lease.prefix_len,
+            routers: Vec::new(),
+            static_routes: Vec::new(),
+            metric: None,
+        };
+        if let Reported::Table(t) =
+            self.uplinks
+                .report(&report(&lease.ifname, &up, &lease.dns, false))?
+        {
+            return Ok(t);
+        }
         let table = self
             .uplinks
             .lease_table(&lease.ifname, address, lease.prefix_len)?;
@@ -142,7 +186,7 @@ impl Context {
         }
         Ok(self
             .uplinks
-            .remove_dns(ifname, dns::Scope::Source(IpAddr::V6(address)))?)
+            .forget_dns(ifname, dns::Scope::Source(IpAddr::V6(address)))?)
     }
 
     /// ifupdown `inet static` (routes in main move) or NetworkManager
@@ -155,9 +199,6 @@ impl Context {
         let nl = Netlink::connect()?;
         let ifindex = self.ifindex(&nl, &up.ifname).await?;
         let address = IpAddr::V4(up.address);
-        let table = self
-            .uplinks
-            .lease_table(&up.ifname, address, up.prefix_len)?;
         let mut routes: Vec<StaticRoute> = up.routes.clone();
         if !routes.is_empty() {
             // Extra routes replace the routers in the plan (RFC 3442
@@ -178,6 +219,16 @@ impl Context {
             static_routes: routes,
             metric: None,
         };
+        let keep = main == MainPolicy::Keep;
+        if let Reported::Table(t) = self
+            .uplinks
+            .report(&report(&up.ifname, &uplink, &up.dns, keep))?
+        {
+            return Ok(t);
+        }
+        let table = self
+            .uplinks
+            .lease_table(&up.ifname, address, up.prefix_len)?;
         self.uplinks.routes(&nl, &uplink, table, main).await?;
         self.uplinks.set_dns(&up.ifname, address, &up.dns)?;
         Ok(table)

@@ -9,6 +9,10 @@ use super::apply::{ApplyError, Context};
 use crate::dns;
 use crate::pidfile;
 
+/// The first words of every stanza `hotplug add` writes: `remove` deletes
+/// no other file.
+const STANZA_MARK: &str = "# written by `mhr hotplug add`";
+
 impl Context {
     /// udev remove: stop the interface's dhclient, drop its DNS lines and its
     /// dynamic stanza. Carries on past failures and reports the first.
@@ -35,11 +39,22 @@ impl Context {
                 Err(e) => warn!(ifname, "{e}"),
             }
         }
-        if let Err(e) = self.uplinks.remove_dns(ifname, dns::Scope::Interface) {
+        if let Err(e) = self.uplinks.forget_dns(ifname, dns::Scope::Interface) {
             first.get_or_insert(e.into());
         }
-        match std::fs::remove_file(self.stanza_dir.join(ifname)) {
-            Ok(()) => info!(ifname, "removed dynamic stanza"),
+        // Only a stanza `hotplug add` wrote: an admin's file of the same
+        // name (a static uplink's) stays.
+        let path = self.stanza_dir.join(ifname);
+        match std::fs::read_to_string(&path) {
+            Ok(text) if text.starts_with(STANZA_MARK) => match std::fs::remove_file(&path) {
+                Ok(()) => info!(ifname, "removed dynamic stanza"),
+                Err(e) => {
+                    first.get_or_insert(e.into());
+                }
+            },
+            Ok(_) => {
+                warn!(ifname, path = %path.display(), "not a stanza of `mhr hotplug add`: left alone")
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
                 first.get_or_insert(e.into());
@@ -65,7 +80,7 @@ impl Context {
         // our rule) brings up only interfaces marked so.
         crate::files::replace(
             &path,
-            &format!("# written by `mhr hotplug add` (udev) for a hot-plugged uplink\nallow-hotplug {ifname}\niface {ifname} inet dhcp\n"),
+            &format!("{STANZA_MARK} (udev) for a hot-plugged uplink\nallow-hotplug {ifname}\niface {ifname} inet dhcp\n"),
         )?;
         info!(ifname, path = %path.display(), "hotplug pattern matches: wrote dynamic stanza");
         Ok(true)
@@ -86,6 +101,7 @@ mod tests {
                 servers_file: dir.join("servers"),
                 dnsmasq_pid_file: dir.join("dnsmasq.pid"),
                 client_log: None,
+                agent_socket: dir.join("no-agent.sock"),
             },
             dhclient_pid_dir: dir.to_owned(),
             stanza_dir: dir.join("network-conf"),
@@ -148,5 +164,10 @@ mod tests {
         assert_eq!(servers, "server=10.1.0.1@eth0@10.1.0.2\n");
         // Removing what is already gone is fine.
         c.hotplug_remove("wwan0").unwrap();
+        // An admin's file of the same name is not ours to remove.
+        let admin = dir.path().join("network-conf/wwan1");
+        std::fs::write(&admin, "iface wwan1 inet static\n").unwrap();
+        c.hotplug_remove("wwan1").unwrap();
+        assert!(admin.exists());
     }
 }

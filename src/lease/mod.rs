@@ -346,6 +346,18 @@ impl Lease {
         };
     }
 
+    /// Asks for the table again (the address came back while its lease was
+    /// being given back): on the same socket, after the release, so the
+    /// server sees them in that order.
+    pub fn ask_again(&mut self, now: Instant) {
+        self.state = State::Asking {
+            sent: 1,
+            next: now + self.cfg.retry,
+            refusals: 0,
+        };
+        self.transmits.push_back(Action::Request);
+    }
+
     /// Ends the keeper without a word to the server (the lease stays, for
     /// the next start to find).
     pub fn forget(&mut self) {

@@ -1,11 +1,52 @@
-//! Links: index and name lookups, MTU.
+//! Links: index and name lookups, the dump of all, MTU.
 
 use futures::TryStreamExt;
-use rtnetlink::packet_route::link::LinkAttribute;
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 
 use super::{Netlink, NetlinkError, ENODEV};
 
+/// A link as the agent follows it: its name and whether it is up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub index: u32,
+    pub name: String,
+    /// Administratively up (IFF_UP): when it goes down the kernel drops
+    /// the link's routes from every table, without telling.
+    pub up: bool,
+}
+
+impl LinkInfo {
+    pub fn from_message(m: &LinkMessage) -> LinkInfo {
+        LinkInfo {
+            index: m.header.index,
+            name: m
+                .attributes
+                .iter()
+                .find_map(|a| match a {
+                    LinkAttribute::IfName(n) => Some(n.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default(),
+            up: m.header.flags.contains(LinkFlags::Up),
+        }
+    }
+}
+
 impl Netlink {
+    /// Every link.
+    pub async fn links(&self) -> Result<Vec<LinkInfo>, NetlinkError> {
+        let _turn = self.dump_turn().await;
+        let msgs: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| NetlinkError::from_rt("list links", e))?;
+        Ok(msgs.iter().map(LinkInfo::from_message).collect())
+    }
+
     /// The first link a get request returns; `None` when there is none.
     async fn one_link(
         &self,

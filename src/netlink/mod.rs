@@ -9,6 +9,7 @@
 
 mod address;
 mod link;
+mod owner;
 mod route;
 pub(crate) mod routes;
 mod rule;
@@ -18,12 +19,14 @@ mod watch;
 pub use address::{
     Addr6, HostAddr, IFAPROT_KERNEL_RA, IFA_F_DADFAILED, IFA_F_TEMPORARY, IFA_F_TENTATIVE,
 };
+pub use link::LinkInfo;
+pub use owner::port_owner;
 pub use route::{
     describe_route, is_ours, kernel_route, route_gateway, route_message, route_table,
     set_route_table,
 };
-pub use rule::rule_message;
-pub use watch::{Event, Feed, Watcher};
+pub use rule::{our_rule, rule_message};
+pub use watch::{Event, Watcher};
 
 use std::io;
 
@@ -79,28 +82,49 @@ pub(super) fn netlink_family(family: Family) -> AddressFamily {
 }
 
 /// A route-netlink connection whose I/O runs as a task on the current
-/// tokio runtime. Clones share it (the agent, its RA handling and its
-/// tracker use one).
+/// tokio runtime. Clones share it.
 #[derive(Clone)]
 pub struct Netlink {
     handle: Handle,
     /// The kernel runs one dump at a time per socket and refuses a second
     /// with EBUSY: tasks sharing the connection take turns.
     dumping: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Our netlink port: the kernel stamps it on the events our requests
+    /// cause, so the agent tells its own changes from others'.
+    port: u32,
+}
+
+/// Dumps asked of the kernel by this process (`mhr status` and the
+/// benchmark show the agent's: in steady state only its audit dumps).
+static DUMPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many dumps this process has asked for.
+pub fn dumps() -> u64 {
+    DUMPS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Netlink {
     pub fn connect() -> Result<Netlink, NetlinkError> {
-        let (conn, handle, _) = rtnetlink::new_connection()?;
+        use rtnetlink::sys::AsyncSocket;
+        let (mut conn, handle, _) = rtnetlink::new_connection()?;
+        // Bound now (not at the first send), so the port is known.
+        let port = conn.socket_mut().socket_mut().bind_auto()?.port_number();
         tokio::spawn(conn);
         Ok(Netlink {
             handle,
             dumping: Default::default(),
+            port,
         })
+    }
+
+    /// The port our requests come from.
+    pub fn port(&self) -> u32 {
+        self.port
     }
 
     /// Held for the length of a dump.
     pub(super) async fn dump_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        DUMPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.dumping.lock().await
     }
 

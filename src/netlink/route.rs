@@ -319,6 +319,11 @@ pub fn kernel_route(m: &RouteMessage) -> Option<KernelRoute> {
             RouteAttribute::Priority(p) => Some(*p),
             _ => None,
         }),
+        src: m.attributes.iter().find_map(|a| match a {
+            RouteAttribute::PrefSource(RouteAddress::Inet(a)) => Some(IpAddr::V4(*a)),
+            RouteAttribute::PrefSource(RouteAddress::Inet6(a)) => Some(IpAddr::V6(*a)),
+            _ => None,
+        }),
         link_scope: m.header.scope == RouteScope::Link,
         onlink: m.header.flags.contains(RouteFlags::Onlink),
         unicast: m.header.kind == RouteType::Unicast,

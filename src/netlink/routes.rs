@@ -93,6 +93,8 @@ pub struct KernelRoute {
     /// rtm_protocol: 2 kernel, 3 boot, 4 static, 9 ra, 16 dhcp, 77 ours.
     pub protocol: u8,
     pub metric: Option<u32>,
+    /// The preferred source (RTA_PREFSRC).
+    pub src: Option<IpAddr>,
     pub link_scope: bool,
     pub onlink: bool,
     /// Unicast (not local, broadcast, blackhole, multicast...).
@@ -104,7 +106,58 @@ pub struct KernelRoute {
 pub const PROTO_KERNEL: u8 = 2;
 pub const PROTO_RA: u8 = 9;
 
+/// What tells one route from another in a table, as far as we are
+/// concerned: where to, through which device and gateway, and the metric
+/// (the kernel's 0 for IPv4 and 1024 for IPv6 when none is given).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouteKey {
+    pub table: u32,
+    pub dest: IpAddr,
+    pub prefix_len: u8,
+    pub gateway: Option<IpAddr>,
+    pub oif: u32,
+    pub metric: u32,
+}
+
+fn metric_or_default(metric: Option<u32>, dest: &IpAddr) -> u32 {
+    metric.unwrap_or(if dest.is_ipv4() { 0 } else { 1024 })
+}
+
+impl RouteSpec {
+    pub fn key(&self) -> RouteKey {
+        RouteKey {
+            table: self.table,
+            dest: self.dest,
+            prefix_len: self.prefix_len,
+            gateway: self.gateway,
+            oif: self.ifindex,
+            metric: metric_or_default(self.metric, &self.dest),
+        }
+    }
+}
+
 impl KernelRoute {
+    pub fn key(&self) -> RouteKey {
+        RouteKey {
+            table: self.table,
+            dest: self.dest,
+            prefix_len: self.prefix_len,
+            gateway: self.gateway,
+            oif: self.oif.unwrap_or(0),
+            metric: metric_or_default(self.metric, &self.dest),
+        }
+    }
+
+    /// Does the kernel's route say what `spec` says (the fields a replace
+    /// would change)?
+    pub fn matches(&self, spec: &RouteSpec) -> bool {
+        // IPv6 routes have no scope: the kernel reports universe.
+        self.key() == spec.key()
+            && self.src == spec.src
+            && (self.link_scope == spec.link_scope || self.dest.is_ipv6())
+            && self.onlink == spec.onlink
+    }
+
     /// The same route in another table, as ours.
     pub fn copy_to(&self, table: u32) -> Option<RouteSpec> {
         Some(RouteSpec {

@@ -14,8 +14,8 @@ use crate::netlink::rules::{RuleSpec, RT_PROTO};
 use super::{netlink_family, Netlink, NetlinkError, EEXIST, ENOENT};
 
 impl Netlink {
-    /// Adds a rule; one that is already there counts as added.
-    pub async fn add_rule(&self, rule: &RuleSpec) -> Result<(), NetlinkError> {
+    /// Adds a rule: true when it is new, false when it was there already.
+    pub async fn add_rule(&self, rule: &RuleSpec) -> Result<bool, NetlinkError> {
         let what = format!("add rule {rule}");
         match self
             .request(
@@ -25,8 +25,9 @@ impl Netlink {
             )
             .await
         {
-            Err(e) if e.errno() == Some(EEXIST) => Ok(()),
-            other => other,
+            Ok(()) => Ok(true),
+            Err(e) if e.errno() == Some(EEXIST) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -64,15 +65,7 @@ impl Netlink {
             .try_collect()
             .await
             .map_err(|e| NetlinkError::from_rt("list rules", e))?;
-        Ok(msgs
-            .iter()
-            .filter(|m| {
-                m.attributes
-                    .iter()
-                    .any(|a| matches!(a, RuleAttribute::Protocol(p) if u8::from(*p) == RT_PROTO))
-            })
-            .map(|m| rule_spec(m, family))
-            .collect())
+        Ok(msgs.iter().filter_map(our_rule).collect())
     }
 }
 
@@ -103,6 +96,20 @@ pub fn rule_message(r: &RuleSpec) -> RuleMessage {
         m.attributes.push(RuleAttribute::Oifname(o.clone()));
     }
     m
+}
+
+/// A rule message that carries our protocol number, as a spec.
+pub fn our_rule(m: &RuleMessage) -> Option<RuleSpec> {
+    let ours = m
+        .attributes
+        .iter()
+        .any(|a| matches!(a, RuleAttribute::Protocol(p) if u8::from(*p) == RT_PROTO));
+    let family = match m.header.family {
+        rtnetlink::packet_route::AddressFamily::Inet => Family::Inet,
+        rtnetlink::packet_route::AddressFamily::Inet6 => Family::Inet6,
+        _ => return None,
+    };
+    ours.then(|| rule_spec(m, family))
 }
 
 fn rule_spec(m: &RuleMessage, family: Family) -> RuleSpec {

@@ -50,7 +50,7 @@ impl fmt::Display for AddressSpec {
 }
 
 /// One rule as the kernel holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RuleSpec {
     pub family: Family,
     pub priority: u32,

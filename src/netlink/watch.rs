@@ -1,5 +1,6 @@
-//! The multicast watcher: link and address events, with a BPF filter so
-//! a per-address client wakes only for its own interface's removals.
+//! The multicast watcher: link, address, route and rule events (the
+//! agent's one subscription), or with a BPF filter, so that a per-address
+//! client wakes only for its own interface's removals.
 
 use std::io;
 use std::net::IpAddr;
@@ -8,15 +9,21 @@ use std::os::fd::AsRawFd;
 use futures::channel::mpsc::UnboundedReceiver;
 use futures::StreamExt;
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
-use rtnetlink::packet_route::route::RouteMessage;
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::sys::AsyncSocket;
 use rtnetlink::MulticastGroup;
 
 use super::address::{address_of, HostAddr};
+use super::link::LinkInfo;
+use super::route::kernel_route;
+use super::rule::our_rule;
 use super::NetlinkError;
+use crate::netlink::routes::KernelRoute;
+use crate::netlink::rules::RuleSpec;
 
-/// What the watcher reports.
+/// What the watcher reports. Route and rule events carry the netlink port
+/// of the request that caused them (0: the kernel itself, such as a route
+/// expiring), which tells our own changes from others'.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     AddressAdded(HostAddr),
@@ -24,59 +31,45 @@ pub enum Event {
         index: u32,
         address: IpAddr,
     },
+    /// A link appeared or changed (its name, its flags).
+    LinkChanged(LinkInfo),
     LinkRemoved {
         index: u32,
     },
-    /// A route appeared or changed (with `Watcher::ipv6` and `host`).
-    RouteAdded(Box<RouteMessage>),
-    /// A route went (with `Watcher::host`).
-    RouteRemoved(Box<RouteMessage>),
+    RouteAdded {
+        route: KernelRoute,
+        port: u32,
+    },
+    RouteRemoved {
+        route: KernelRoute,
+        port: u32,
+    },
+    /// A rule of ours (protocol 77) appeared.
+    RuleAdded {
+        rule: RuleSpec,
+        port: u32,
+    },
+    /// A rule of ours went.
+    RuleRemoved {
+        rule: RuleSpec,
+        port: u32,
+    },
     /// Events were lost: re-read the kernel's state.
     Overrun,
 }
 
-/// A multicast subscription to link and address changes, or a share of
-/// another watcher's events (`Watcher::fed`).
+/// A multicast subscription to link and address changes (and, for the
+/// agent, routes and rules).
 pub struct Watcher {
-    rx: Source,
+    rx: UnboundedReceiver<(
+        NetlinkMessage<RouteNetlinkMessage>,
+        rtnetlink::sys::SocketAddr,
+    )>,
 }
 
-enum Source {
-    Kernel(
-        UnboundedReceiver<(
-            NetlinkMessage<RouteNetlinkMessage>,
-            rtnetlink::sys::SocketAddr,
-        )>,
-    ),
-    Fed(tokio::sync::mpsc::UnboundedReceiver<Event>),
-}
-
-/// The sending side of `Watcher::fed`.
-pub struct Feed(tokio::sync::mpsc::UnboundedSender<Event>);
-
-impl Feed {
-    /// Hands on what `Watcher::ipv6` would have delivered.
-    pub fn offer_ipv6(&self, ev: &Event) {
-        if ev.concerns_ipv6() {
-            let _ = self.0.send(ev.clone());
-        }
-    }
-}
-
-impl Event {
-    /// Link removals, lost events, and IPv6 addresses and routes.
-    pub fn concerns_ipv6(&self) -> bool {
-        use rtnetlink::packet_route::AddressFamily;
-        match self {
-            Event::AddressAdded(a) => a.address.is_ipv6(),
-            Event::AddressRemoved { address, .. } => address.is_ipv6(),
-            Event::RouteAdded(m) | Event::RouteRemoved(m) => {
-                m.header.address_family == AddressFamily::Inet6
-            }
-            Event::LinkRemoved { .. } | Event::Overrun => true,
-        }
-    }
-}
+/// Room for the events of a thousand addresses coming at once (each brings
+/// its rules and routes): an overrun costs a full re-read.
+const EVENT_BUFFER: usize = 8 << 20;
 
 impl Watcher {
     /// Only the removals of link `index` and of its addresses: a socket
@@ -94,19 +87,8 @@ impl Watcher {
         )
     }
 
-    /// Link removals and IPv6 address and route changes (the RA agent).
-    pub fn ipv6() -> Result<Watcher, NetlinkError> {
-        Self::subscribe(
-            &[
-                MulticastGroup::Link,
-                MulticastGroup::Ipv6Ifaddr,
-                MulticastGroup::Ipv6Route,
-            ],
-            None,
-        )
-    }
-
-    /// Links, addresses and routes of both families: the agent's view.
+    /// Links, addresses, routes and rules of both families: the agent's
+    /// one subscription.
     pub fn host() -> Result<Watcher, NetlinkError> {
         Self::subscribe(
             &[
@@ -115,20 +97,10 @@ impl Watcher {
                 MulticastGroup::Ipv6Ifaddr,
                 MulticastGroup::Ipv4Route,
                 MulticastGroup::Ipv6Route,
+                MulticastGroup::Ipv4Rule,
+                MulticastGroup::Ipv6Rule,
             ],
             None,
-        )
-    }
-
-    /// A watcher fed by another's events: one process, one subscription
-    /// (the agent hands its events on to the RA handling inside it).
-    pub fn fed() -> (Feed, Watcher) {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        (
-            Feed(tx),
-            Watcher {
-                rx: Source::Fed(rx),
-            },
         )
     }
 
@@ -137,51 +109,92 @@ impl Watcher {
         removals_of: Option<u32>,
     ) -> Result<Watcher, NetlinkError> {
         let (mut conn, _handle, rx) = rtnetlink::new_multicast_connection(groups)?;
+        let fd = conn.socket_mut().socket_mut().as_raw_fd();
         if let Some(index) = removals_of {
-            let fd = conn.socket_mut().socket_mut().as_raw_fd();
             attach_removal_filter(fd, index)?;
+        } else {
+            force_receive_buffer(fd, EVENT_BUFFER);
         }
         tokio::spawn(conn);
-        Ok(Watcher {
-            rx: Source::Kernel(rx),
-        })
+        Ok(Watcher { rx })
     }
 
     /// The next event; `None` when the subscription ended.
     pub async fn next(&mut self) -> Option<Event> {
-        let rx = match &mut self.rx {
-            Source::Kernel(rx) => rx,
-            Source::Fed(rx) => return rx.recv().await,
-        };
         loop {
-            let (msg, _) = rx.next().await?;
-            let event = match msg.payload {
-                NetlinkPayload::Overrun(_) => Some(Event::Overrun),
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelAddress(a)) => address_of(&a)
-                    .map(|address| Event::AddressRemoved {
-                        index: a.header.index,
-                        address,
-                    }),
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(a)) => {
-                    HostAddr::from_message(&a).map(Event::AddressAdded)
-                }
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => {
-                    Some(Event::LinkRemoved {
-                        index: l.header.index,
-                    })
-                }
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => {
-                    Some(Event::RouteAdded(Box::new(r)))
-                }
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelRoute(r)) => {
-                    Some(Event::RouteRemoved(Box::new(r)))
-                }
-                _ => None,
-            };
-            if event.is_some() {
-                return event;
+            let (msg, _) = self.rx.next().await?;
+            if let Some(event) = event_of(msg) {
+                return Some(event);
             }
         }
+    }
+
+    /// The next event if one is queued, without waiting: the agent takes
+    /// a burst of events in one go and plans once.
+    pub fn try_next(&mut self) -> Option<Option<Event>> {
+        loop {
+            match self.rx.try_recv() {
+                Ok((msg, _)) => {
+                    if let Some(event) = event_of(msg) {
+                        return Some(Some(event));
+                    }
+                }
+                Err(futures::channel::mpsc::TryRecvError::Closed) => return Some(None),
+                Err(futures::channel::mpsc::TryRecvError::Empty) => return None,
+            }
+        }
+    }
+}
+
+fn event_of(msg: NetlinkMessage<RouteNetlinkMessage>) -> Option<Event> {
+    let port = msg.header.port_number;
+    match msg.payload {
+        NetlinkPayload::Overrun(_) => Some(Event::Overrun),
+        NetlinkPayload::InnerMessage(m) => match m {
+            RouteNetlinkMessage::DelAddress(a) => {
+                address_of(&a).map(|address| Event::AddressRemoved {
+                    index: a.header.index,
+                    address,
+                })
+            }
+            RouteNetlinkMessage::NewAddress(a) => {
+                HostAddr::from_message(&a).map(Event::AddressAdded)
+            }
+            RouteNetlinkMessage::NewLink(l) => Some(Event::LinkChanged(LinkInfo::from_message(&l))),
+            RouteNetlinkMessage::DelLink(l) => Some(Event::LinkRemoved {
+                index: l.header.index,
+            }),
+            RouteNetlinkMessage::NewRoute(r) => {
+                kernel_route(&r).map(|route| Event::RouteAdded { route, port })
+            }
+            RouteNetlinkMessage::DelRoute(r) => {
+                kernel_route(&r).map(|route| Event::RouteRemoved { route, port })
+            }
+            RouteNetlinkMessage::NewRule(r) => {
+                our_rule(&r).map(|rule| Event::RuleAdded { rule, port })
+            }
+            RouteNetlinkMessage::DelRule(r) => {
+                our_rule(&r).map(|rule| Event::RuleRemoved { rule, port })
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// SO_RCVBUFFORCE (root may go past rmem_max); a refusal leaves the
+/// default, and overruns are handled by re-reading.
+fn force_receive_buffer(fd: std::os::fd::RawFd, bytes: usize) {
+    let v = bytes as libc::c_int;
+    // SAFETY: a c_int option value that outlives the call.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
     }
 }
 

@@ -13,7 +13,7 @@ use tracing::debug;
 
 /// A raw ICMPv6 socket that passes router advertisements only, with the
 /// receiving interface of each.
-pub(super) fn ra_socket() -> io::Result<OwnedFd> {
+pub fn socket() -> io::Result<OwnedFd> {
     let fd = socket::socket(
         AddressFamily::Inet6,
         SockType::Raw,
@@ -45,7 +45,7 @@ pub(super) fn ra_socket() -> io::Result<OwnedFd> {
 
 /// Reads one datagram: (interface, source, ICMPv6 message) of an RA that
 /// arrived with hop limit 255 (so it was not forwarded).
-pub(super) fn read_ra(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<Option<(u32, Ipv6Addr, usize)>> {
+pub fn read_ra(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<Option<(u32, Ipv6Addr, usize)>> {
     let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int);
     let mut iov = [io::IoSliceMut::new(buf)];
     let msg = socket::recvmsg::<SockaddrIn6>(
@@ -71,7 +71,7 @@ pub(super) fn read_ra(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<Option<(u32, I
     Ok(Some((index, from.ip(), msg.bytes)))
 }
 
-pub(super) fn solicit(fd: &OwnedFd, index: u32) {
+pub fn solicit(fd: &OwnedFd, index: u32) {
     let to = SockaddrIn6::from(SocketAddrV6::new(
         "ff02::2".parse().expect("literal"),
         0,

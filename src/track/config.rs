@@ -250,11 +250,22 @@ impl TrackConfig {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<TrackConfig, TrackConfigError> {
+        let value = crate::jsonkeys::parse_json5(text).map_err(|e| TrackConfigError::Invalid {
+            path: path.to_owned(),
+            message: e.for_people(),
+        })?;
+        Self::from_value(value, path)
+    }
+
+    /// The config from JSON already read (the agent's `track` key).
+    pub fn from_value(
+        value: serde_json::Value,
+        path: &Path,
+    ) -> Result<TrackConfig, TrackConfigError> {
         let bad = |message: String| TrackConfigError::Invalid {
             path: path.to_owned(),
             message,
         };
-        let value = crate::jsonkeys::parse_json5(text).map_err(|e| bad(e.for_people()))?;
         let raw: Raw = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
         let d = TrackConfig::default();
         let ms = |key: &str, v: Option<u64>, default: Duration, max: u64| match v {

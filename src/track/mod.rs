@@ -1,12 +1,13 @@
-//! `mhr track`: health checks per uplink and the unbound-traffic rule.
+//! The tracker, a part of `mhr agent`: health checks per uplink and the
+//! choice of uplink for unbound traffic.
 //!
-//! Uplinks are found from our own rules (9000 `oif IF` and 10000 `from
-//! ADDR`, protocol 77), so every address the hooks manage is tracked without
-//! configuration. Each is probed from its address and device; the pure
-//! state machine in `health` grades it, `health::choose` picks the table
-//! for unbound traffic, and one `iif lo` rule per family at
-//! `unbound_priority` points there. With no usable uplink the rule goes and
-//! the 91000 rules are in charge again.
+//! Its uplinks come from the agent's model (a watch channel: every managed
+//! address with its table), never from the kernel. Each is probed from its
+//! address and device; the pure state machine in `health` grades it,
+//! `health::choose` picks the table for unbound traffic, and the choice
+//! goes back to the model, whose applier points one `iif lo` rule per
+//! family at `unbound_priority` there. With no usable uplink the rule goes
+//! and the 91000 rules are in charge again.
 
 pub mod config;
 pub mod doubt;
@@ -34,8 +35,6 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::addr::Family;
-use crate::netlink::rules::{RuleSpec, PRIO_BOUND_DEVICE, PRIO_FROM};
-use crate::netlink::{Netlink, NetlinkError};
 use crate::timer::unix_now;
 use crate::track::health::LinkState;
 
@@ -44,8 +43,8 @@ use probe::{Outcome, Probe};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrackError {
-    #[error(transparent)]
-    Netlink(#[from] NetlinkError),
+    #[error("the agent's model stopped feeding the tracker")]
+    Closed,
 }
 
 /// An uplink: one managed address and its table.
@@ -57,37 +56,12 @@ pub struct UplinkId {
     pub address: IpAddr,
 }
 
-/// The uplinks our rules describe: a table with both its `oif` (9000) and
-/// its `from` (10000) rule. A table can have several `from` rules (IPv6
-/// privacy addresses); probes use an address that is not `temporary`,
-/// which outlives them.
-pub fn uplinks_from_rules(rules: &[RuleSpec], temporary: &[IpAddr]) -> Vec<UplinkId> {
-    let mut by_table: BTreeMap<(Family, u32), (Option<String>, Option<IpAddr>)> = BTreeMap::new();
-    for r in rules {
-        let e = by_table.entry((r.family, r.table)).or_default();
-        match r.priority {
-            PRIO_BOUND_DEVICE => e.0 = r.oif.clone(),
-            PRIO_FROM => {
-                if let Some((a, _)) = r.from {
-                    if e.1.is_none_or(|cur| temporary.contains(&cur)) {
-                        e.1 = Some(a);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    by_table
-        .into_iter()
-        .filter_map(|((family, table), (ifname, address))| {
-            Some(UplinkId {
-                family,
-                table,
-                ifname: ifname?,
-                address: address?,
-            })
-        })
-        .collect()
+/// What the tracker tells the agent's model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrackOut {
+    /// Unbound traffic of `family` should use `table` (none: the 91000
+    /// rules decide).
+    Unbound { family: Family, table: Option<u32> },
 }
 
 struct Tracker {
@@ -100,14 +74,14 @@ struct Tracker {
     /// At start, the choice waits until every uplink has been graded (or
     /// this passes), so it does not go to whichever answered first.
     settle_until: Instant,
-    /// Interfaces whose forwarded traffic follows the unbound rule.
-    downstream: crate::netlink::rules::Downstream,
+    out: tokio::sync::mpsc::UnboundedSender<TrackOut>,
 }
 
 impl Tracker {
     fn new(
         cfg: TrackConfig,
-        downstream: crate::netlink::rules::Downstream,
+        unbound: BTreeMap<Family, u32>,
+        out: tokio::sync::mpsc::UnboundedSender<TrackOut>,
         now: Instant,
     ) -> Tracker {
         let settle = cfg.interval * cfg.thresholds.up_after + cfg.timeout;
@@ -115,34 +89,26 @@ impl Tracker {
             ident: (std::process::id() as u16).rotate_left(7),
             cfg,
             uplinks: BTreeMap::new(),
-            unbound: BTreeMap::new(),
+            unbound: unbound
+                .into_iter()
+                .map(|(f, t)| (f, (t, unix_now())))
+                .collect(),
             dirty: true,
             settle_until: now + settle,
-            downstream,
+            out,
         }
     }
 
-    /// Brings the uplink set in line with our rules, and learns which
-    /// unbound rules are in the kernel (ours from before a restart, or gone
-    /// because somebody deleted them).
-    async fn discover(&mut self, nl: &Netlink) -> Result<(), NetlinkError> {
+    /// Brings the uplink set in line with the model's.
+    fn set_uplinks(&mut self, uplinks: &[UplinkId]) {
         let now = Instant::now();
-        let mut rules = nl.our_rules(Family::Inet).await?;
-        rules.extend(nl.our_rules(Family::Inet6).await?);
-        let temporary: Vec<IpAddr> = nl
-            .addresses6()
-            .await?
+        let found: Vec<&UplinkId> = uplinks
             .iter()
-            .filter(|a| a.temporary())
-            .map(|a| IpAddr::V6(a.address))
-            .collect();
-        let found: Vec<UplinkId> = uplinks_from_rules(&rules, &temporary)
-            .into_iter()
             .filter(|u| self.cfg.tracks(&u.ifname))
             .filter(|u| !self.cfg.targets_for(u.family).is_empty())
             .collect();
         self.uplinks.retain(|key, up| {
-            let keep = found.contains(&up.id);
+            let keep = found.contains(&&up.id);
             if !keep {
                 info!(ifname = %up.id.ifname, address = %up.id.address, table = key.1, "uplink gone; no longer tracked");
             }
@@ -152,41 +118,11 @@ impl Tracker {
             let key = (id.family, id.table);
             if !self.uplinks.contains_key(&key) {
                 info!(ifname = %id.ifname, address = %id.address, table = id.table, "tracking uplink");
-                let up = Uplink::new(id, &self.cfg, now);
+                let up = Uplink::new(id.clone(), &self.cfg, now);
                 self.uplinks.insert(key, up);
                 self.dirty = true;
             }
         }
-        let installed: Vec<&RuleSpec> = rules
-            .iter()
-            .filter(|r| r.priority == self.cfg.unbound_priority && r.iif.as_deref() == Some("lo"))
-            .collect();
-        for family in [Family::Inet, Family::Inet6] {
-            let in_kernel: Vec<u32> = installed
-                .iter()
-                .filter(|r| r.family == family)
-                .map(|r| r.table)
-                .collect();
-            match self.unbound.get(&family) {
-                Some((t, _)) if in_kernel.contains(t) => {}
-                Some((t, _)) => {
-                    warn!(table = t, %family, "the unbound rule was removed by someone else; re-evaluating");
-                    self.unbound.remove(&family);
-                }
-                None => {}
-            }
-            // Extra rules at our priority (from a previous run): keep the
-            // first as the current choice, drop the rest.
-            for t in in_kernel {
-                let current = *self.unbound.entry(family).or_insert((t, unix_now()));
-                if current.0 != t {
-                    for r in self.unbound_rules(family, t) {
-                        let _ = nl.del_rule(&r).await;
-                    }
-                }
-            }
-        }
-        Ok(())
     }
 
     fn due_probes(&mut self, now: Instant) -> Vec<((Family, u32), Probe)> {
@@ -286,17 +222,19 @@ impl Tracker {
     }
 }
 
-/// Runs the tracker until `shutdown` completes. Forwarded traffic from
-/// `downstream` follows the same choice as the host's own. `nl` is the
-/// process's netlink connection (the agent shares its own).
+/// Runs the tracker until `shutdown` completes: uplinks from `uplinks`
+/// (the model's), its choice to `out`. `unbound` is the choice in the
+/// kernel when the agent started (adopted: nothing moves until every
+/// uplink is graded).
 pub async fn run(
     cfg: TrackConfig,
-    downstream: crate::netlink::rules::Downstream,
-    nl: Netlink,
+    mut uplinks: tokio::sync::watch::Receiver<Vec<UplinkId>>,
+    unbound: BTreeMap<Family, u32>,
+    out: tokio::sync::mpsc::UnboundedSender<TrackOut>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), TrackError> {
-    let mut t = Tracker::new(cfg, downstream, Instant::now());
-    t.discover(&nl).await?;
+    let mut t = Tracker::new(cfg, unbound, out, Instant::now());
+    t.set_uplinks(&uplinks.borrow_and_update());
     info!(
         uplinks = t.uplinks.len(),
         interval_ms = t.cfg.interval.as_millis() as u64,
@@ -305,7 +243,6 @@ pub async fn run(
     );
     tokio::pin!(shutdown);
     let mut probes = FuturesUnordered::new();
-    let mut discover = crate::timer::ticker(Duration::from_secs(1));
     let mut persist = crate::timer::ticker(Duration::from_secs(1));
     let mut passive_at = Instant::now();
     let mut passive_warned = false;
@@ -317,19 +254,20 @@ pub async fn run(
         let next = t.next_due(Instant::now());
         tokio::select! {
             _ = &mut shutdown => {
-                info!("shutting down: unbound traffic returns to the iif lo rules");
-                t.shutdown(&nl).await;
+                t.shutdown();
                 return Ok(());
             }
-            _ = discover.tick() => {
-                if let Err(e) = t.discover(&nl).await {
-                    warn!("reading rules: {e}");
+            changed = uplinks.changed() => {
+                if changed.is_err() {
+                    return Err(TrackError::Closed);
                 }
-                t.reconcile(&nl).await;
+                let list = uplinks.borrow_and_update().clone();
+                t.set_uplinks(&list);
+                t.reconcile();
             }
             _ = crate::timer::sleep_until_opt(next) => {
                 if t.tick(Instant::now()) {
-                    t.reconcile(&nl).await;
+                    t.reconcile();
                     t.write_state();
                 }
                 for (key, p) in t.due_probes(Instant::now()) {
@@ -341,7 +279,7 @@ pub async fn run(
             }
             Some((key, p, outcome)) = probes.next(), if !probes.is_empty() => {
                 if t.record(key, &p, outcome) {
-                    t.reconcile(&nl).await;
+                    t.reconcile();
                     t.write_state();
                 }
             }
@@ -357,7 +295,7 @@ pub async fn run(
                 match read {
                     Ok(conns) => {
                         if t.passive(&passive::stalls(&conns), Instant::now()) {
-                            t.reconcile(&nl).await;
+                            t.reconcile();
                             t.write_state();
                         }
                     }

@@ -1,44 +1,34 @@
 use super::*;
-use crate::netlink::rules::{rules_for, AddressSpec};
 use crate::track::scripts::is_executable;
 
+/// The uplink set follows the model's: untracked interfaces and families
+/// without targets are left out, gone uplinks go.
 #[test]
-fn uplinks_come_from_our_rules() {
-    let spec = |ifname: &str, addr: &str| AddressSpec {
+fn uplinks_come_from_the_model() {
+    let cfg = TrackConfig::parse(
+        r#"{ "interfaces": ["wan*"], "targets": [{"kind": "icmp", "address": "192.0.2.1"}] }"#,
+        std::path::Path::new("t.json"),
+    )
+    .unwrap();
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut t = Tracker::new(cfg, BTreeMap::new(), tx, Instant::now());
+    let up = |ifname: &str, table: u32, addr: &str| UplinkId {
+        family: crate::addr::family_of(&addr.parse().unwrap()),
+        table,
         ifname: ifname.into(),
         address: addr.parse().unwrap(),
-        prefix_len: 24,
     };
-    let mut rules = rules_for(&spec("wan1", "192.168.8.100"), 10000);
-    rules.extend(rules_for(&spec("wan2", "192.168.8.100"), 10001));
-    // A table with only some of its rules is not an uplink to probe.
-    rules.extend(
-        rules_for(&spec("wan3", "10.30.0.100"), 10002)
-            .into_iter()
-            .filter(|r| r.priority != PRIO_BOUND_DEVICE),
-    );
-    let ups = uplinks_from_rules(&rules, &[]);
-    assert_eq!(ups.len(), 2);
-    // A privacy address's rule on the same table: the stable address
-    // stays the probe source, whichever rule comes first.
-    let stable = rules_for(&spec("wan6", "2001:db8::2"), 10003);
-    let from = stable.iter().find(|r| r.priority == PRIO_FROM).unwrap();
-    let privacy = RuleSpec {
-        from: Some(("2001:db8::99".parse().unwrap(), 128)),
-        ..from.clone()
-    };
-    let tmp: Vec<IpAddr> = vec!["2001:db8::99".parse().unwrap()];
-    let mut before = vec![privacy.clone()];
-    before.extend(stable.iter().cloned());
-    let mut after = stable.clone();
-    after.push(privacy);
-    for six in [before, after] {
-        let up6 = uplinks_from_rules(&six, &tmp);
-        assert_eq!(up6[0].address, "2001:db8::2".parse::<IpAddr>().unwrap());
-    }
-    assert_eq!(ups[1].ifname, "wan2");
-    assert_eq!(ups[1].address, "192.168.8.100".parse::<IpAddr>().unwrap());
-    assert_eq!(ups[1].table, 10001);
+    let all = [
+        up("wan1", 10000, "192.168.8.100"),
+        up("wan2", 10001, "192.168.8.100"),
+        up("lan0", 10002, "10.0.0.2"),
+        up("wan1", 10003, "2001:db8::2"),
+    ];
+    t.set_uplinks(&all);
+    let keys: Vec<u32> = t.uplinks.keys().map(|k| k.1).collect();
+    assert_eq!(keys, [10000, 10001], "lan0 untracked; no IPv6 target");
+    t.set_uplinks(&all[1..]);
+    assert_eq!(t.uplinks.len(), 1);
 }
 
 #[test]
@@ -63,7 +53,6 @@ fn event_scripts_follow_run_parts_names() {
 /// when it goes down, and back to the 91000 order when none is usable.
 #[test]
 fn unbound_moves_are_planned_from_health() {
-    use crate::netlink::rules::Downstream;
     use crate::track::health::LinkState;
     use crate::track::unbound::UnboundMove;
     let cfg = TrackConfig::parse(
@@ -72,7 +61,8 @@ fn unbound_moves_are_planned_from_health() {
     )
     .unwrap();
     let start = Instant::now();
-    let mut t = Tracker::new(cfg, Downstream::None, start);
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut t = Tracker::new(cfg, BTreeMap::new(), tx, start);
     for (table, ifname, last) in [(10000, "wan1", 2), (10001, "wan2", 3)] {
         let id = UplinkId {
             family: Family::Inet,

@@ -1,14 +1,13 @@
-//! The unbound-traffic rule: which uplink each family's `iif lo` rule
+//! The unbound-traffic choice: which uplink each family's `iif lo` rule
 //! points at. `unbound_plan` decides from the uplinks' health alone (pure,
-//! tested without root); `reconcile` applies the plan make before break.
+//! tested without root); `reconcile` hands the moves to the agent's model,
+//! whose applier moves the rule make before break.
 
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::Tracker;
 use crate::addr::Family;
-use crate::netlink::rules::RuleSpec;
-use crate::netlink::{Netlink, NetlinkError};
 use crate::timer::unix_now;
 use crate::track::health::{choose, Candidate, LinkState};
 
@@ -22,20 +21,6 @@ pub(super) struct UnboundMove {
 }
 
 impl Tracker {
-    /// The unbound rule and, beside it, one per downstream interface
-    /// (MHR_DOWNSTREAM), so forwarded traffic follows the same choice.
-    pub(super) fn unbound_rules(&self, family: Family, table: u32) -> Vec<RuleSpec> {
-        let mut lo = RuleSpec::new(family, table);
-        lo.priority = self.cfg.unbound_priority;
-        lo.iif = Some("lo".into());
-        let mut rules = vec![lo];
-        rules.extend(
-            self.downstream
-                .rules(family, table, self.cfg.unbound_priority),
-        );
-        rules
-    }
-
     /// Where each family's unbound rule should point now: the best usable
     /// uplink, or none. Nothing moves while uplinks are still ungraded at
     /// start (so the choice does not go to whichever answered first).
@@ -71,29 +56,18 @@ impl Tracker {
         plan
     }
 
-    /// Applies the plan. Make before break: the new rule is added before
-    /// the old one goes, so unbound traffic always has a way.
-    pub(super) async fn reconcile(&mut self, nl: &Netlink) {
+    /// Hands the plan to the model.
+    pub(super) fn reconcile(&mut self) {
         for mv in self.unbound_plan(Instant::now()) {
-            self.apply(nl, mv).await;
+            self.apply(mv);
         }
     }
 
-    async fn apply(&mut self, nl: &Netlink, mv: UnboundMove) {
+    fn apply(&mut self, mv: UnboundMove) {
         let UnboundMove { family, from, to } = mv;
-        if let Some(t) = to {
-            if let Some(e) = add_all(nl, &self.unbound_rules(family, t)).await {
-                warn!(table = t, %family, "cannot add the unbound rule: {e}");
-                return;
-            }
-        }
-        if let Some(old) = from {
-            for r in self.unbound_rules(family, old) {
-                if let Err(e) = nl.del_rule(&r).await {
-                    warn!(table = old, %family, "cannot remove the old unbound rule: {e}");
-                }
-            }
-        }
+        let _ = self
+            .out
+            .send(super::TrackOut::Unbound { family, table: to });
         let ifname = |t: Option<u32>| {
             t.and_then(|t| self.uplinks.get(&(family, t)))
                 .map(|u| u.id.ifname.clone())
@@ -122,25 +96,10 @@ impl Tracker {
         ]);
     }
 
-    /// On the way out: unbound traffic goes back to the 91000 order, and
-    /// the state file goes so that `mhr status` does not show old health.
-    pub(super) async fn shutdown(&mut self, nl: &Netlink) {
-        for (family, (table, _)) in std::mem::take(&mut self.unbound) {
-            for r in self.unbound_rules(family, table) {
-                let _ = nl.del_rule(&r).await;
-            }
-        }
+    /// On the way out the state file goes, so that `mhr status` does not
+    /// show old health. The rule stays, as every rule of the agent's does
+    /// when it stops (the next start adopts it).
+    pub(super) fn shutdown(&mut self) {
         let _ = std::fs::remove_file(&self.cfg.state_file);
     }
-}
-
-/// Adds every rule; the first error, if any.
-async fn add_all(nl: &Netlink, rules: &[RuleSpec]) -> Option<NetlinkError> {
-    let mut first = None;
-    for r in rules {
-        if let Err(e) = nl.add_rule(r).await {
-            first.get_or_insert(e);
-        }
-    }
-    first
 }

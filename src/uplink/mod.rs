@@ -1,13 +1,10 @@
-//! The uplink service the hooks and the RA agent share: a table for an
-//! address (leased through table_allocator_client, which then stays to own
-//! the rules), the uplink's routes in that table, and its name servers for
-//! dnsmasq. Neither caller reaches into the other.
-
-mod agent;
-
-pub use agent::{
-    agent_running, ask_agent, ask_control, Control, ControlReply, AGENT_NAME, CONTROL_MAX,
-};
+//! What the hooks share. With `mhr agent` running, a hook reports what its
+//! caller knows and waits for the agent's answer (`report`): the agent is
+//! the one writer of tables, rules, main's moved routes and the servers
+//! file. Without one, the seed's design: a table for the address leased
+//! through table_allocator_client (which stays to own the rules, driving
+//! the same lease keeper as the agent), the uplink's routes planned by the
+//! same planner, and its name servers written here.
 
 use std::io::Read;
 use std::net::IpAddr;
@@ -16,6 +13,7 @@ use std::process::{Command, Stdio};
 
 use tracing::{info, warn};
 
+use crate::control::{Request, HOOK_DEADLINE, NOT_MANAGED};
 use crate::dns::{self, ServerLine};
 use crate::netlink::routes::{uplink_routes, MainPolicy, Uplink};
 use crate::netlink::{Netlink, NetlinkError};
@@ -29,6 +27,8 @@ pub struct Uplinks {
     pub servers_file: PathBuf,
     pub dnsmasq_pid_file: PathBuf,
     pub client_log: Option<PathBuf>,
+    /// The agent's control socket.
+    pub agent_socket: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,24 +44,53 @@ pub enum UplinkError {
     },
     #[error(transparent)]
     Dns(#[from] dns::DnsError),
+    #[error(transparent)]
+    Agent(#[from] crate::control::ControlError),
+    #[error("mhr agent: {0}")]
+    AgentRefused(String),
+}
+
+/// What a report to the agent came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reported {
+    /// The agent routed the address by this table (0: none to be had; its
+    /// routes are in main).
+    Table(u32),
+    /// The agent answered (a DNS change, a release).
+    Done,
+    /// No agent runs, or it does not manage the interface: the caller does
+    /// the work itself.
+    NoAgent,
 }
 
 impl Uplinks {
+    /// Hands `req` to a running agent and waits, with one hard deadline,
+    /// for its answer.
+    pub fn report(&self, req: &Request) -> Result<Reported, UplinkError> {
+        let Some(reply) = crate::control::ask(&self.agent_socket, req, HOOK_DEADLINE)? else {
+            return Ok(Reported::NoAgent);
+        };
+        match (reply.error, reply.table) {
+            (Some(e), _) if e == NOT_MANAGED => Ok(Reported::NoAgent),
+            (Some(e), Some(0)) => {
+                warn!("mhr agent: {e}");
+                Ok(Reported::Table(0))
+            }
+            (Some(e), _) => Err(UplinkError::AgentRefused(e)),
+            (None, Some(t)) => Ok(Reported::Table(t)),
+            (None, None) => Ok(Reported::Done),
+        }
+    }
+
     /// Leases a table for the address through table_allocator_client, which
-    /// installs the rules and stays behind to keep them. 0: none to be had.
+    /// installs the rules and stays behind to keep them (no agent runs).
+    /// 0: none to be had.
     pub fn lease_table(
         &self,
         ifname: &str,
         address: IpAddr,
         prefix_len: u8,
     ) -> Result<u32, UplinkError> {
-        // With the agent running, it keeps the address's lease: ask it.
-        if agent_running() {
-            if let Some(table) = ask_agent(ifname, address) {
-                info!(ifname, %address, table, "table from mhr agent");
-                return Ok(table);
-            }
-        }
         let family = if address.is_ipv4() { "-4" } else { "-6" };
         let mut cmd = Command::new(&self.client_bin);
         // Values attached to their flags (`-iNAME`): an interface named
@@ -144,6 +173,44 @@ impl Uplinks {
         }
     }
 
+    /// The interface's name servers: handed to the agent when it runs (the
+    /// one writer of the servers file), else written here.
+    pub fn dns(&self, ifname: &str, source: IpAddr, servers: &[IpAddr]) -> Result<(), UplinkError> {
+        let req = Request::Dns {
+            ifname: ifname.to_owned(),
+            source,
+            servers: servers.to_vec(),
+        };
+        match self.report(&req)? {
+            Reported::NoAgent => self.set_dns(ifname, source, servers),
+            _ => Ok(()),
+        }
+    }
+
+    /// Forgets `ifname`'s name servers in `scope`, through the agent when
+    /// it runs.
+    pub fn forget_dns(&self, ifname: &str, scope: dns::Scope) -> Result<(), UplinkError> {
+        let req = match scope {
+            dns::Scope::Interface => Request::ForgetDns {
+                ifname: ifname.to_owned(),
+                family: None,
+            },
+            dns::Scope::Family(f) => Request::ForgetDns {
+                ifname: ifname.to_owned(),
+                family: Some(f.name().to_owned()),
+            },
+            dns::Scope::Source(source) => Request::Dns {
+                ifname: ifname.to_owned(),
+                source,
+                servers: Vec::new(),
+            },
+        };
+        match self.report(&req)? {
+            Reported::NoAgent => self.remove_dns(ifname, scope),
+            _ => Ok(()),
+        }
+    }
+
     /// Writes the interface's name servers to the servers file and tells
     /// dnsmasq; an empty list removes them.
     pub fn set_dns(
@@ -178,7 +245,8 @@ impl Uplinks {
         Ok(())
     }
 
-    fn reload_dnsmasq(&self) {
+    /// SIGHUP to dnsmasq (after a change to the servers file).
+    pub fn reload_dnsmasq(&self) {
         match dns::reload_dnsmasq(&self.dnsmasq_pid_file) {
             Ok(Some(pid)) => info!(pid, "dnsmasq told to reload its servers"),
             Ok(None) => warn!(

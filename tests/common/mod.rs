@@ -76,11 +76,23 @@ impl Netns {
         ns
     }
 
-    /// A command run inside the namespace.
+    /// A command run inside the namespace. Its `mhr` finds an agent only
+    /// at this namespace's own control socket (unless the test names
+    /// another): the machine's other labs run agents of their own.
     pub fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.name]).arg(program);
+        c.env("MHR_AGENT_SOCKET", self.agent_socket());
+        // Nor does it read another test's state files.
+        let run = format!("/run/mhr-tests/{}", self.name);
+        c.env("MHR_AGENT_STATE", format!("{run}/agent-state.json"));
+        c.env("MHR_TRACK_STATE", format!("{run}/track-state.json"));
         c
+    }
+
+    /// Where an agent of this namespace listens by default in tests.
+    pub fn agent_socket(&self) -> String {
+        format!("/run/mhr-tests/{}/agent.sock", self.name)
     }
 
     pub fn ip(&self, args: &[&str]) -> String {
@@ -131,6 +143,7 @@ impl Drop for Netns {
             .args(["netns", "del", &self.name])
             .status();
         let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.name));
+        let _ = std::fs::remove_dir_all(format!("/run/mhr-tests/{}", self.name));
     }
 }
 
@@ -204,8 +217,26 @@ pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
-pub fn server_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_table_allocator_server")
+/// The one program under one of its original names: a link to `mhr`
+/// beside it, as the package installs them (a file an older build left
+/// there is replaced).
+pub fn program(name: &str) -> PathBuf {
+    let mhr = Path::new(env!("CARGO_BIN_EXE_mhr"));
+    let link = mhr.with_file_name(name);
+    if std::fs::read_link(&link).ok().as_deref() != Some(Path::new("mhr")) {
+        let tmp = mhr.with_file_name(format!(
+            ".{name}.{}.{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::os::unix::fs::symlink("mhr", &tmp).unwrap();
+        std::fs::rename(&tmp, &link).unwrap();
+    }
+    link
+}
+
+pub fn server_bin() -> PathBuf {
+    program("table_allocator_server")
 }
 
 /// A server config in `dir`, with `extra` JSON members appended; a key in
@@ -261,16 +292,19 @@ pub fn start_server(ns: &Netns, config: &Path, dir: &Path, socket: &str) -> Daem
     d
 }
 
-/// Where cargo put the binaries under test (target/<host tuple>/...).
+/// Where cargo put the binaries under test (target/<host tuple>/...),
+/// with the links of the original names beside `mhr`.
 pub fn bin_dir() -> PathBuf {
+    server_bin();
+    client_bin();
     Path::new(env!("CARGO_BIN_EXE_mhr"))
         .parent()
         .unwrap()
         .to_owned()
 }
 
-pub fn client_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_table_allocator_client")
+pub fn client_bin() -> PathBuf {
+    program("table_allocator_client")
 }
 
 /// `ip rule` (or `ip -6 rule`) lines in `ns` that carry our protocol.
@@ -284,4 +318,42 @@ pub fn our_rules(ns: &Netns, v6: bool) -> Vec<String> {
         .filter(|l| l.contains("proto 77"))
         .map(|l| l.trim_end().to_owned())
         .collect()
+}
+
+/// `mhr agent` in `ns` with `config` (json5), the allocator at `socket`,
+/// its servers file and logs in `dir`; waits until it has started. `env`
+/// adds settings (MHR_DOWNSTREAM, ...).
+pub fn start_agent(
+    ns: &Netns,
+    dir: &Path,
+    socket: &str,
+    config: &str,
+    env: &[(&str, &str)],
+) -> Daemon {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let cfg = dir.join(format!("agent-{n}.json"));
+    // Its state file in the test's directory, never the host's /run.
+    let state = dir.join(format!("agent-state-{n}.json"));
+    let config = config.replacen('{', &format!("{{ state_file: \"{}\", ", state.display()), 1);
+    std::fs::write(&cfg, config).unwrap();
+    let mut c = ns.cmd(env!("CARGO_BIN_EXE_mhr"));
+    c.arg("agent")
+        .arg("-c")
+        .arg(&cfg)
+        .arg("--db")
+        .arg(dir.join("leases.db"))
+        .env("MHR_DEFAULTS", "/nonexistent")
+        .env("MHR_TAS_SOCKET", socket)
+        .env("MHR_SERVERS_FILE", dir.join("servers"))
+        .env("MHR_DNSMASQ_PID_FILE", dir.join("no-dnsmasq.pid"));
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let d = Daemon::spawn(c, dir.join(format!("agent-{n}.log")));
+    assert!(
+        wait_for(Duration::from_secs(5), || d.log().contains("agent started")),
+        "{}",
+        d.log()
+    );
+    d
 }

@@ -1,16 +1,27 @@
-//! `table_allocator_server -c CONFIG`: leases routing-table numbers.
+//! `table_allocator_server -c CONFIG`: leases routing-table numbers (the
+//! multi-call binary's entry point under that name).
 
 use anyhow::Context;
 use clap::Parser;
 use tracing::{info, warn, Level};
 
-use mhr::cli::ServerArgs;
-use mhr::logging::{self, Target};
-use mhr::server::config::ServerConfig;
-use mhr::server::{self, Server};
+use crate::cli::ServerArgs;
+use crate::logging::{self, Target};
+use crate::server::config::ServerConfig;
+use crate::server::{self, Server};
 
-fn main() -> anyhow::Result<()> {
-    let args = ServerArgs::parse();
+/// The program, as `table_allocator_server`.
+pub fn main() -> std::process::ExitCode {
+    match run(ServerArgs::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: ServerArgs) -> anyhow::Result<()> {
     let loaded = ServerConfig::load(&args.config)?;
     let config = loaded.config;
     let level = if args.verbose {
@@ -43,7 +54,7 @@ fn main() -> anyhow::Result<()> {
         .context("cannot start the runtime")?;
     runtime.block_on(async {
         let server = Server::open(config.clone())?;
-        let socket = match mhr::dgram::bind_abstract(&config.socket_path, config.socket_padded) {
+        let socket = match crate::dgram::bind_abstract(&config.socket_path, config.socket_padded) {
             Ok(s) => s,
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
                 anyhow::bail!("{}", name_taken(&config.socket_path))
@@ -62,7 +73,7 @@ fn main() -> anyhow::Result<()> {
             families = ?config.families.iter().map(|f| f.name()).collect::<Vec<_>>(),
             "table allocator server ready"
         );
-        server::run(socket, server, mhr::shutdown::signal()).await?;
+        server::run(socket, server, crate::shutdown::signal()).await?;
         Ok(())
     })
 }
@@ -70,7 +81,7 @@ fn main() -> anyhow::Result<()> {
 /// Abstract names carry no permissions: whoever holds ours could be another
 /// server or an impostor answering clients. Refuse, and name the holder.
 fn name_taken(name: &str) -> String {
-    let holders = mhr::dgram::holders_of(name);
+    let holders = crate::dgram::holders_of(name);
     let who = if holders.is_empty() {
         "a process not visible from here (another pid namespace?)".to_owned()
     } else {

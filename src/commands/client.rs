@@ -1,5 +1,7 @@
 //! `table_allocator_client`: leases a routing table for one address, prints
-//! it, installs the address's rules and keeps them until the address goes.
+//! it, installs the address's rules and keeps them until the address goes
+//! (the multi-call binary's entry point under that name). With `mhr agent`
+//! managing the interface, it asks the agent instead and keeps nothing.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -9,16 +11,16 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use tracing::{info, warn, Level};
 
-use mhr::addr::parse_netmask;
-use mhr::addr::Family;
-use mhr::cli::ClientArgs as Args;
-use mhr::client::{
+use crate::addr::parse_netmask;
+use crate::addr::Family;
+use crate::cli::ClientArgs as Args;
+use crate::client::{
     ask_running_client, install_rules, Acquired, ClientConfig, Keeper, LeaseSocket, Stop,
 };
-use mhr::lease::Lease;
-use mhr::logging::{self, Target};
-use mhr::netlink::Netlink;
-use mhr::protocol::{Action, LeaseKey, Reply};
+use crate::lease::Lease;
+use crate::logging::{self, Target};
+use crate::netlink::Netlink;
+use crate::protocol::{Action, LeaseKey, Reply};
 
 /// Exit status when no table could be had (after printing 0).
 const EXIT_NO_TABLE: u8 = 1;
@@ -27,7 +29,8 @@ const EXIT_USAGE: u8 = 2;
 /// `-r` with no client running: the release went to the server directly.
 const EXIT_RELEASED_DIRECTLY: u8 = 3;
 
-fn main() -> ExitCode {
+/// The program, as `table_allocator_client`.
+pub fn main() -> ExitCode {
     let args = Args::parse();
     let target = if args.syslog {
         Target::Syslog {
@@ -69,7 +72,7 @@ fn config(args: &Args) -> anyhow::Result<ClientConfig> {
     let key = LeaseKey::new(family, &args.ifname, &args.address)
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     let prefix_len = match &args.netmask {
-        Some(n) => parse_netmask(n, mhr::addr::family_of(&key.address))
+        Some(n) => parse_netmask(n, crate::addr::family_of(&key.address))
             .map_err(|e| anyhow::anyhow!("netmask: {e}"))?,
         None => 0, // filled in from the kernel
     };
@@ -108,7 +111,7 @@ fn parse_tables(text: &str) -> anyhow::Result<(u32, u32)> {
 /// The pool of the server named `server`, from its config file when there is
 /// one and it describes that server.
 fn pool_from_config(path: &std::path::Path, server: &str) -> Option<(u32, u32)> {
-    let loaded = mhr::server::config::ServerConfig::load(path).ok()?;
+    let loaded = crate::server::config::ServerConfig::load(path).ok()?;
     let c = loaded.config;
     (c.socket_path == server && c.num_tables > 0).then(|| {
         (
@@ -120,6 +123,10 @@ fn pool_from_config(path: &std::path::Path, server: &str) -> Option<(u32, u32)> 
 
 fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut cfg = config(&args)?;
+    // With the agent managing the address, it keeps the lease: one keeper.
+    if let Some(code) = through_agent(&args, &cfg)? {
+        return Ok(code);
+    }
     let rt = runtime()?;
     if args.release {
         return rt.block_on(release(&cfg));
@@ -193,11 +200,52 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             lease,
             pending,
         };
-        anyhow::Ok(keeper.run(mhr::shutdown::signal()).await)
+        anyhow::Ok(keeper.run(crate::shutdown::signal()).await)
     })?;
     info!(reason = ?stop, "client exits");
     let _ = stop == Stop::Signal;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Asks a running agent; `None`: there is none, or it does not manage the
+/// interface (the client keeps the lease itself, as the original did).
+fn through_agent(args: &Args, cfg: &ClientConfig) -> anyhow::Result<Option<ExitCode>> {
+    use crate::control::{ask, Request, HOOK_DEADLINE, NOT_MANAGED};
+    let (ifname, address) = (cfg.key.ifname.to_string(), cfg.key.address);
+    let req = if args.release {
+        Request::Release { ifname, address }
+    } else {
+        Request::Table { ifname, address }
+    };
+    let Some(reply) = ask(&args.agent_socket, &req, HOOK_DEADLINE)? else {
+        return Ok(None);
+    };
+    match (reply.error, reply.table) {
+        (Some(e), _) if e == NOT_MANAGED => Ok(None),
+        (Some(e), Some(0)) | (Some(e), None) if !args.release => {
+            warn!("mhr agent has no table for {}: {e}", cfg.key);
+            print_table(0);
+            Ok(Some(ExitCode::from(EXIT_NO_TABLE)))
+        }
+        (Some(e), _) => bail!("mhr agent: {e}"),
+        (None, _) if args.release => {
+            info!("mhr agent released {}", cfg.key);
+            Ok(Some(ExitCode::SUCCESS))
+        }
+        (None, t) => {
+            let t = t.unwrap_or(0);
+            info!(
+                table = t,
+                "table from mhr agent, which keeps the lease and the rules"
+            );
+            print_table(t);
+            Ok(Some(if t == 0 {
+                ExitCode::from(EXIT_NO_TABLE)
+            } else {
+                ExitCode::SUCCESS
+            }))
+        }
+    }
 }
 
 fn print_table(table: u32) {

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{ClientArgs, MhrArgs, ServerArgs};
+use mhr::cli::{ClientArgs, MhrArgs, ServerArgs};
 
 /// Writes a man page for each binary (and each `mhr` subcommand) into `dir`.
 pub fn write_man_pages(dir: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
@@ -64,7 +64,7 @@ pub fn config_man_page() -> String {
          a wrong type or an impossible value stops the server at start with a message naming the key.",
     ));
     out.push_str("\n.SH KEYS\n");
-    for k in crate::server::config::KEYS {
+    for k in mhr::server::config::KEYS {
         out.push_str(&format!(
             ".TP\n.B {}\n({}, default {})\n{}\n",
             esc(k.name),
@@ -101,7 +101,7 @@ fn extra_sections(page: &str) -> String {
             "mhr status                 what is managed; exit 4 when inconsistent",
             "mhr status \\-\\-json | jq '.addresses[] | {ifname, table, health}'",
             "mhr doctor \\-\\-repair        advice per problem; remove stale rules of ours",
-            "mhr track \\-c /etc/multihomed\\-routing/track.json",
+            "mhr agent \\-\\-check             the agent's settings in effect",
             "mhr lab up && mhr lab status && mhr lab down",
         ],
         "mhr-status" => &[
@@ -150,8 +150,12 @@ fn extra_sections(page: &str) -> String {
             "per\\-uplink name servers for dnsmasq",
         ),
         (
-            "/etc/multihomed\\-routing/track.json",
-            "the tracker's config",
+            "/etc/multihomed\\-routing/agent.json",
+            "the agent's config (the tracker's settings in its track key)",
+        ),
+        (
+            "/run/multihomed\\-routing/private/agent.sock",
+            "the agent's control socket (root only)",
         ),
         (
             "/usr/share/doc/multihomed\\-routing/",

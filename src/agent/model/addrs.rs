@@ -1,0 +1,496 @@
+//! Addresses and their leases: an address comes (a lease keeper starts),
+//! goes (its lease is given back), gets or changes its table; hooks report
+//! what they know, askers wait for an address to be routed.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use super::{fam, Addr, AddrId, LeaseSlot, Model};
+use crate::addr::{family_of, Family};
+use crate::agent::plan::Op;
+use crate::agent::routes::wants_table;
+use crate::control::{Reply, Request, UplinkReport, NOT_MANAGED};
+use crate::dns::Scope;
+use crate::lease::{Lease, LeaseConfig, LeaseEvent};
+use crate::netlink::HostAddr;
+use crate::protocol::{LeaseKey, Reply as WireReply};
+
+/// A control request waiting for an address to be routed.
+#[derive(Debug, Clone)]
+pub struct Waiter {
+    pub id: u64,
+    pub addr: AddrId,
+    pub deadline: Instant,
+}
+
+/// What the model says to a control request at once.
+#[derive(Debug)]
+pub enum Answer {
+    Now(Reply),
+    /// Answered later through `poll_answers`.
+    Later,
+}
+
+impl Model {
+    fn lease_config(&self) -> LeaseConfig {
+        LeaseConfig {
+            retry: self.cfg.retry,
+            attempts: self.cfg.attempts,
+            persistent: true,
+            tables: self.cfg.tables,
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+
+    fn new_lease(&mut self, id: AddrId, ifname: &str, now: Instant) -> Option<LeaseSlot> {
+        let key = LeaseKey::new(family_of(&id.address), ifname, &id.address.to_string()).ok()?;
+        let n = self.next_lease;
+        self.next_lease += 1;
+        self.lease_of.insert(n, id);
+        Some(LeaseSlot {
+            id: n,
+            lease: Lease::new(key, None, self.lease_config(), now),
+        })
+    }
+
+    /// An address appeared (or changed: flags, prefix).
+    pub fn address_added(&mut self, a: &HostAddr, now: Instant) {
+        let Some(link) = self.links.get(&a.index) else {
+            return;
+        };
+        if !link.managed || !a.global() {
+            return;
+        }
+        let name = link.name.clone();
+        let id = AddrId {
+            index: a.index,
+            address: a.address,
+        };
+        if let Some(e) = self.addrs.get_mut(&id) {
+            e.flags = a.flags;
+            e.proto = a.proto;
+            e.prefix_len = a.prefix_len;
+            return;
+        }
+        // Back while its old lease is being given back: the same keeper
+        // asks again, on the same socket, after its release.
+        let back = self
+            .releasing
+            .iter()
+            .find(|(n, l)| l.key().address == a.address && self.lease_of.get(n) == Some(&id))
+            .map(|(n, _)| *n);
+        let lease = match back {
+            Some(n) if wants_table(a) => {
+                let mut l = self.releasing.remove(&n).expect("found");
+                l.ask_again(now);
+                Some(LeaseSlot { id: n, lease: l })
+            }
+            _ => wants_table(a)
+                .then(|| self.new_lease(id, &name, now))
+                .flatten(),
+        };
+        self.addrs.insert(
+            id,
+            Addr {
+                prefix_len: a.prefix_len,
+                flags: a.flags,
+                proto: a.proto,
+                lease,
+                adopted: None,
+                left_alone: None,
+                no_table: false,
+                since: now,
+            },
+        );
+        self.dirty = true;
+        self.uplinks_changed = true;
+        if a.address.is_ipv6() {
+            // A new RA address may be where the RDNSS servers are reached
+            // from now.
+            self.ra_dns(a.index);
+        }
+    }
+
+    /// An address went: its lease goes back, its DNS lines go; its rules
+    /// and routes stop being wanted (the reconcile removes them).
+    pub fn address_removed(&mut self, id: AddrId, now: Instant) {
+        let Some(a) = self.addrs.remove(&id) else {
+            return;
+        };
+        self.dirty = true;
+        self.uplinks_changed = true;
+        if let Some(t) = a.lease.as_ref().and_then(|s| s.lease.table()).or(a.adopted) {
+            if a.left_alone.is_none() {
+                info!(address = %id.address, table = t, "address gone: its rules and routes go, its lease is released");
+            }
+        }
+        if let Some(mut s) = a.lease {
+            s.lease.release(now);
+            self.releasing.insert(s.id, s.lease);
+        }
+        if let Some(link) = self.links.get_mut(&id.index) {
+            link.reported.remove(&id.address);
+            let name = link.name.clone();
+            let v4 = id.address.is_ipv4();
+            // Without an address of the family, the configurer's routes
+            // through the link are gone with it (the kernel drops them).
+            if !self
+                .addrs_of(id.index)
+                .any(|(i, _)| i.address.is_ipv4() == v4)
+            {
+                let link = self.links.get_mut(&id.index).expect("present");
+                link.learned.retain(|k, _| k.dest.is_ipv4() != v4);
+                link.moved.retain(|k| k.dest.is_ipv4() != v4);
+                link.keep_main[fam(v4)] = false;
+            }
+            self.pending.push(Op::Dns {
+                ifname: name,
+                scope: Scope::Source(id.address),
+                source: id.address,
+                servers: Vec::new(),
+            });
+        }
+        self.forget_routes_of_address(id);
+        if id.address.is_ipv6() {
+            self.ra_dns(id.index);
+        }
+    }
+
+    /// A datagram from the server for lease `n`.
+    pub fn lease_reply(&mut self, n: u64, reply: &WireReply, now: Instant, wire_now: u64) {
+        if let Some(l) = self.releasing.get_mut(&n) {
+            l.handle_reply(reply, now, wire_now);
+        } else if let Some(id) = self.lease_of.get(&n) {
+            if let Some(s) = self.addrs.get_mut(id).and_then(|a| a.lease.as_mut()) {
+                if s.id == n {
+                    s.lease.handle_reply(reply, now, wire_now);
+                }
+            }
+        }
+        self.lease_events(now);
+    }
+
+    /// Datagrams the lease keepers want sent: (lease id, request).
+    pub fn poll_transmits(&mut self) -> Vec<(u64, crate::protocol::Request)> {
+        let mut out = Vec::new();
+        for a in self.addrs.values_mut() {
+            if let Some(s) = a.lease.as_mut() {
+                while let Some(act) = s.lease.poll_transmit() {
+                    out.push((s.id, s.lease.request(act)));
+                }
+            }
+        }
+        for (n, l) in self.releasing.iter_mut() {
+            while let Some(act) = l.poll_transmit() {
+                out.push((*n, l.request(act)));
+            }
+        }
+        out
+    }
+
+    /// Acts on what the lease keepers report.
+    pub(super) fn lease_events(&mut self, now: Instant) {
+        let ids: Vec<AddrId> = self.addrs.keys().copied().collect();
+        for id in ids {
+            while let Some(ev) = self
+                .addrs
+                .get_mut(&id)
+                .and_then(|a| a.lease.as_mut())
+                .and_then(|s| s.lease.poll_event())
+            {
+                self.lease_event(id, ev, now);
+            }
+        }
+        let done: Vec<u64> = self
+            .releasing
+            .iter_mut()
+            .filter_map(|(n, l)| {
+                while l.poll_event().is_some() {}
+                l.is_done().then_some(*n)
+            })
+            .collect();
+        for n in done {
+            self.releasing.remove(&n);
+            self.lease_of.remove(&n);
+            self.closed.push(n);
+        }
+    }
+
+    fn lease_event(&mut self, id: AddrId, ev: LeaseEvent, now: Instant) {
+        let name = self
+            .links
+            .get(&id.index)
+            .map(|l| l.name.clone())
+            .unwrap_or_default();
+        let a = self.addrs.get_mut(&id).expect("caller checked");
+        self.dirty = true;
+        match ev {
+            LeaseEvent::Granted { table } | LeaseEvent::TableChanged { new: table, .. } => {
+                if let LeaseEvent::TableChanged { old, new } = ev {
+                    warn!(ifname = %name, address = %id.address, old, new, "the server changed the address's table: its rules and routes move");
+                }
+                let adopted = a.adopted.take();
+                a.no_table = false;
+                let ms = now.duration_since(a.since).as_secs_f64() * 1000.0;
+                self.formerly.insert(table);
+                if adopted != Some(table) {
+                    info!(ifname = %name, address = %id.address, table, ms, "address routed by its own table");
+                }
+                if let Some(old) = adopted.filter(|t| *t != table) {
+                    info!(ifname = %name, address = %id.address, old, table, "the lease came back with another table than the kernel's rules had: rules and routes move");
+                }
+                // Another address adopted at start with this table loses
+                // it: the server's word is the last.
+                for (other, b) in self.addrs.iter_mut() {
+                    if *other != id && b.adopted == Some(table) {
+                        b.adopted = None;
+                    }
+                }
+                self.uplinks_changed = true;
+            }
+            LeaseEvent::NoAnswer { attempts } => {
+                a.no_table = a.lease.as_ref().is_some_and(|s| s.lease.table().is_none())
+                    && a.adopted.is_none();
+                info!(ifname = %name, address = %id.address, attempts, "no answer from the table allocator server yet; still asking");
+            }
+            LeaseEvent::Refused(e) => {
+                a.no_table = a.adopted.is_none();
+                if self.drift.refusal_log(now) {
+                    warn!(ifname = %name, address = %id.address, "no table: {e}; its routes stay in main (asked again, less and less often)");
+                }
+            }
+            LeaseEvent::RenewalRefused(e) => {
+                warn!(ifname = %name, address = %id.address, "renewal refused: {e}; the table is kept and asked for again, less and less often")
+            }
+            LeaseEvent::Expired { table } => {
+                warn!(ifname = %name, address = %id.address, table, "the lease ran out without an answer from the server; the table is kept while asking")
+            }
+            LeaseEvent::Released { .. } | LeaseEvent::GaveUp => {}
+        }
+    }
+
+    /// A control request; `id` names it for a later answer.
+    pub fn control(&mut self, id: u64, req: Request, now: Instant) -> Answer {
+        match req {
+            Request::Uplink(r) => self.report(id, r, now),
+            Request::Dns {
+                ifname,
+                source,
+                servers,
+            } => {
+                if self.link_by_name(&ifname).is_none() {
+                    return Answer::Now(Reply::error(format!("interface {ifname} does not exist")));
+                }
+                let scope = match source {
+                    IpAddr::V4(_) => Scope::Family(Family::Inet),
+                    IpAddr::V6(_) => Scope::Source(source),
+                };
+                info!(%ifname, %source, servers = servers.len(), "name servers from a hook");
+                self.pending.push(Op::Dns {
+                    ifname,
+                    scope,
+                    source,
+                    servers,
+                });
+                Answer::Now(Reply::ok())
+            }
+            Request::ForgetDns { ifname, family } => {
+                let scope = match family.as_deref() {
+                    None => Scope::Interface,
+                    Some("inet") => Scope::Family(Family::Inet),
+                    Some("inet6") => Scope::Family(Family::Inet6),
+                    Some(f) => return Answer::Now(Reply::error(format!("no family {f:?}"))),
+                };
+                self.pending.push(Op::Dns {
+                    ifname,
+                    scope,
+                    source: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+                    servers: Vec::new(),
+                });
+                Answer::Now(Reply::ok())
+            }
+            Request::Table { ifname, address } => match self.managed_id(&ifname, address) {
+                Some(addr) => self.wait(id, addr, now),
+                None => Answer::Now(Reply::error(NOT_MANAGED)),
+            },
+            Request::Release { ifname, address } => match self.managed_id(&ifname, address) {
+                Some(addr) => {
+                    self.release(addr, now);
+                    Answer::Now(Reply::ok())
+                }
+                None => Answer::Now(Reply::error(NOT_MANAGED)),
+            },
+            Request::Status => Answer::Now(Reply::ok()),
+        }
+    }
+
+    fn managed_id(&self, ifname: &str, address: IpAddr) -> Option<AddrId> {
+        let index = self.link_by_name(ifname)?;
+        self.links[&index]
+            .managed
+            .then_some(AddrId { index, address })
+    }
+
+    fn report(&mut self, n: u64, r: UplinkReport, now: Instant) -> Answer {
+        let Some(id) = self.managed_id(&r.ifname, r.address) else {
+            return Answer::Now(Reply::error(NOT_MANAGED));
+        };
+        let v4 = r.address.is_ipv4();
+        let link = self.links.get_mut(&id.index).expect("managed");
+        if r.keep_main {
+            link.keep_main[fam(v4)] = true;
+        }
+        let scope = if v4 {
+            Scope::Family(Family::Inet)
+        } else {
+            Scope::Source(r.address)
+        };
+        self.pending.push(Op::Dns {
+            ifname: r.ifname.clone(),
+            scope,
+            source: r.address,
+            servers: r.dns.clone(),
+        });
+        link.reported.insert(r.address, r);
+        if let Some(a) = self.addrs.get_mut(&id) {
+            // A renewal's report: routed already, unless it is left alone.
+            if a.left_alone.take().is_some() {
+                let name = self.links[&id.index].name.clone();
+                a.lease = None;
+                let lease = self.new_lease(id, &name, now);
+                self.addrs.get_mut(&id).expect("present").lease = lease;
+            }
+        }
+        self.wait(n, id, now)
+    }
+
+    fn wait(&mut self, n: u64, addr: AddrId, now: Instant) -> Answer {
+        // Past the lease keeper's first round (its requests for about ten
+        // seconds), the answer goes out whatever it is.
+        let wait = self.cfg.retry * (self.cfg.attempts + 1);
+        self.waiters.push(Waiter {
+            id: n,
+            addr,
+            deadline: now + wait,
+        });
+        Answer::Later
+    }
+
+    /// `table_allocator_client -r`: the lease goes back, the address is
+    /// left alone (until a hook reports it again).
+    pub fn release(&mut self, id: AddrId, now: Instant) {
+        let Some(a) = self.addrs.get_mut(&id) else {
+            return;
+        };
+        a.left_alone = Some("released on request".into());
+        a.adopted = None;
+        if let Some(mut s) = a.lease.take() {
+            s.lease.release(now);
+            self.releasing.insert(s.id, s.lease);
+        }
+        self.dirty = true;
+        self.uplinks_changed = true;
+    }
+
+    /// Answers the waiters whose address is routed (or whose time is up).
+    pub fn answer_waiters(&mut self, now: Instant) {
+        let waiters = std::mem::take(&mut self.waiters);
+        for w in waiters {
+            match self.routed(&w.addr, now) {
+                Some(table) => self
+                    .answers
+                    .push((w.id, self.table_reply(&w.addr, table, now))),
+                None if now >= w.deadline => self.answers.push((
+                    w.id,
+                    Reply {
+                        table: Some(0),
+                        ..Reply::error("no table yet: the agent keeps asking the server")
+                    },
+                )),
+                None => self.waiters.push(w),
+            }
+        }
+    }
+
+    pub(super) fn expire_waiters(&mut self, now: Instant) {
+        self.answer_waiters(now);
+    }
+
+    fn table_reply(&self, id: &AddrId, table: u32, now: Instant) -> Reply {
+        let valid = self
+            .addrs
+            .get(id)
+            .and_then(|a| a.lease.as_ref()?.lease.expires_at())
+            .map(|e| e.saturating_duration_since(now).as_secs());
+        Reply {
+            table: Some(table),
+            valid_secs: valid,
+            ..Reply::ok()
+        }
+    }
+
+    /// Orphans of a run before: leases of addresses that are gone, given
+    /// back now (the key as the previous run or the kernel's rules had it).
+    pub fn release_orphan(&mut self, key: LeaseKey, now: Instant) {
+        let n = self.next_lease;
+        self.next_lease += 1;
+        let mut l = Lease::new(key, None, self.lease_config(), now);
+        l.release(now);
+        self.releasing.insert(n, l);
+    }
+
+    /// Leases still being given back.
+    pub fn releases_pending(&self) -> usize {
+        self.releasing.len()
+    }
+
+    /// (interface, address) of our `from` rules whose address the host no
+    /// longer has: leases the last run may have left.
+    pub fn stale_addresses(&self) -> Vec<(String, IpAddr)> {
+        use crate::netlink::rules::{PRIO_BOUND_DEVICE, PRIO_FROM};
+        let present: std::collections::BTreeSet<IpAddr> =
+            self.addrs.keys().map(|id| id.address).collect();
+        self.kernel
+            .rules
+            .iter()
+            .filter(|r| r.priority == PRIO_FROM)
+            .filter_map(|r| {
+                let (a, _) = r.from?;
+                if present.contains(&a) {
+                    return None;
+                }
+                let oif = self.kernel.rules.iter().find_map(|o| {
+                    (o.priority == PRIO_BOUND_DEVICE && o.table == r.table)
+                        .then(|| o.oif.clone())
+                        .flatten()
+                })?;
+                Some((oif, a))
+            })
+            .collect()
+    }
+
+    /// Leases for addresses that are gone, from what the last run had
+    /// (`known`: its state file, the server's database) and from our stale
+    /// `from` rules: keys on managed interfaces, to release at start.
+    pub fn orphans(&self, known: &[(String, IpAddr)]) -> Vec<LeaseKey> {
+        let present = |ifname: &str, a: IpAddr| {
+            self.link_by_name(ifname).is_some_and(|i| {
+                self.addrs.contains_key(&AddrId {
+                    index: i,
+                    address: a,
+                })
+            })
+        };
+        let mut keys: std::collections::BTreeSet<LeaseKey> = std::collections::BTreeSet::new();
+        for (i, a) in known.iter().cloned().chain(self.stale_addresses()) {
+            if self.manages(&i) && !present(&i, a) {
+                if let Ok(k) = LeaseKey::new(family_of(&a), &i, &a.to_string()) {
+                    keys.insert(k);
+                }
+            }
+        }
+        keys.into_iter().collect()
+    }
+}
