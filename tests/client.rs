@@ -503,3 +503,53 @@ fn bound_sockets_leave_by_their_own_interface_with_a_shared_address() {
     assert!(!ping("m0", "198.51.100.2"), "m0 does not leave by m1");
     assert!(!ping("m1", "198.51.100.1"), "m1 does not leave by m0");
 }
+
+/// `mhr doctor --repair` while clients come up: it reads the kernel before
+/// the lease database, so a rule made in between is never taken for a stale
+/// one (read the other way round, a lease granted between the two reads
+/// looked like rules without a lease).
+#[test]
+fn doctor_repair_never_removes_a_rule_made_while_it_looks() {
+    require_netns!();
+    let lab = Lab::new("repair", r#", "num_tables": 100"#, 1);
+    let db = lab.dir.path().join("leases.db");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let doctor = {
+        let (stop, ns, db) = (stop.clone(), lab.ns.name.clone(), db.clone());
+        std::thread::spawn(move || {
+            let mut removed = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let out = Command::new("ip")
+                    .args([
+                        "netns",
+                        "exec",
+                        &ns,
+                        env!("CARGO_BIN_EXE_mhr"),
+                        "doctor",
+                        "--repair",
+                        "--tas-socket",
+                        SOCK,
+                        "--db",
+                    ])
+                    .arg(&db)
+                    .env("MHR_AGENT_SOCKET", "/nonexistent/agent.sock")
+                    .output()
+                    .unwrap();
+                removed += String::from_utf8_lossy(&out.stdout)
+                    .matches("removed stale rule")
+                    .count();
+            }
+            removed
+        })
+    };
+    for i in 0..40 {
+        let a = format!("10.77.{}.{}", i / 200, 2 + i % 200);
+        lab.ns.ip(&["addr", "add", &format!("{a}/32"), "dev", "v0"]);
+        let (table, code, err) = lab.run_client(&["-4", "-a", &a, "-n", "32", "-i", "v0"]);
+        assert_eq!(code, 0, "{table} {err}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let removed = doctor.join().unwrap();
+    assert_eq!(removed, 0, "doctor removed rules of live leases");
+    assert_eq!(our_rules(&lab.ns, false).len(), 160);
+}

@@ -478,6 +478,45 @@ fn metrics_file_counts_leases_and_refusals() {
     assert!(ok, "metrics file:\n{text}");
 }
 
+/// `mhr status` asks whether the server answers: no log line, no refusal
+/// counted, however often it runs.
+#[test]
+fn a_status_probe_leaves_no_trace() {
+    require_netns!();
+    let dir = tempfile::tempdir().unwrap();
+    let (prom, log) = (dir.path().join("tas.prom"), dir.path().join("tas.log"));
+    let lab = Lab::new(
+        "ping",
+        &format!(
+            r#", "metrics_path": "{}", "metrics_interval": 1, "log_path": "{}""#,
+            prom.display(),
+            log.display()
+        ),
+    );
+    for _ in 0..3 {
+        let out = run(lab
+            .ns
+            .cmd(env!("CARGO_BIN_EXE_mhr"))
+            .args(["status", "--json", "--tas-socket", &lab.socket, "--db"])
+            .arg(dir.path().join("none.db")));
+        let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(st["server_reachable"], true, "{st}");
+    }
+    assert!(wait_for(Duration::from_secs(3), || {
+        std::fs::read_to_string(&prom).is_ok_and(|t| t.contains("table_allocator_grants_total"))
+    }));
+    std::thread::sleep(Duration::from_millis(1100));
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert!(
+        text.lines()
+            .filter(|l| l.starts_with("table_allocator_refusals_total"))
+            .all(|l| l.ends_with(" 0")),
+        "{text}"
+    );
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!logged.contains("refused"), "{logged}");
+}
+
 #[test]
 fn a_burst_of_fifty_clients_gets_every_reply() {
     require_netns!();

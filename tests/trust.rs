@@ -34,6 +34,34 @@ elif mode == "answer":      # answer NAME TABLE: bind NAME, answer every request
         data, peer = s.recvfrom(4096)
         reply = {"version": 1, "cmd": 2, "table": int(sys.argv[3]), "lease_expires": 10**9}
         s.sendto(json.dumps(reply).encode(), peer)
+elif mode == "squat":       # squat NAME...: bind each name, then wait
+    socks = []
+    for n in sys.argv[2:]:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        s.bind(addr(n))
+        socks.append(s)
+    print("bound", flush=True)
+    time.sleep(3600)
+elif mode == "spray":       # spray SECONDS: junk to every abstract name there is
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(b"\0" + b"spray-%d" % time.time_ns())
+    print("ready", flush=True)
+    end, sent = time.time() + float(sys.argv[2]), 0
+    junk = json.dumps({"version": 1, "cmd": 2, "table": 253, "lease_expires": 10**9}).encode()
+    while time.time() < end:
+        names = [l.split()[-1] for l in open("/proc/net/unix").read().splitlines()[1:] if l.split()[-1].startswith("@")]
+        for n in names:
+            try:
+                s.sendto(junk, b"\0" + n[1:].encode()); sent += 1
+            except OSError:
+                pass
+    print("sent", sent, flush=True)
+elif mode == "connect":     # connect PATH: what a stream connect says
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(sys.argv[2]); print("connected")
+    except OSError as e:
+        print(e.strerror)
 elif mode == "flood":       # flood NAME SOCKETS SECONDS: never read a reply
     n, secs = int(sys.argv[3]), float(sys.argv[4])
     req = json.dumps({"address": "10.9.9.9", "ifname": "x", "addr_family": 2, "cmd": 0, "version": 1}).encode()
@@ -241,10 +269,19 @@ fn impostors_at_the_servers_name_are_not_believed() {
 fn impostors_at_a_clients_own_name_are_not_believed() {
     require_netns!();
     let lab = Lab::new("ctlimp", "", true);
-    // uid 65534 takes the client's own name first and answers "local".
+    // uid 65534 takes the client's own name first and answers "local". Its
+    // answer is not believed (no kernel table, nothing installed); but the
+    // client gets no table either: a denial of service the original's
+    // protocol allows (abstract names carry no permissions; docs/security.md).
+    // The client names the holder; the agent's sockets cannot be taken.
     let _imp = lab.hostile_daemon(65534, &["answer", "v0-10.10.0.2-2", "255"]);
     let (table, code) = lab.client(&[]);
     assert_eq!((table.as_str(), code), ("0", 1), "{}", lab.client_log());
+    let log = lab.client_log();
+    assert!(
+        log.contains("is held by pid") && log.contains("uid 65534"),
+        "{log}"
+    );
     assert!(our_rules(&lab.ns, false).is_empty());
     assert!(
         !lab.ns.ip(&["rule"]).contains("lookup local") || {
@@ -445,4 +482,57 @@ fn a_flood_at_a_clients_socket_does_not_stall_its_renewals() {
     );
     assert_eq!(our_rules(&lab.ns, false).len(), 4);
     assert!(lab.ns.ip(&["rule"]).contains("lookup 10000"));
+}
+
+/// A local user against the agent: it binds the agent's old abstract name
+/// and the address's client name first, sprays junk at every abstract
+/// socket (the lease sockets among them), and tries the control socket.
+/// The agent starts, gets the address its table, takes a hook's name
+/// servers at once, and the user cannot even connect.
+#[test]
+fn a_local_user_cannot_stop_hold_or_mislead_the_agent() {
+    require_netns!();
+    let lab = Lab::new("agent", "", true);
+    let _squat = lab.hostile_daemon(65534, &["squat", "mhr_agent", "v0-10.10.0.2-2"]);
+    let _spray = lab.hostile_daemon(65534, &["spray", "20"]);
+    let agent = start_agent(
+        &lab.ns,
+        lab.dir.path(),
+        SOCK,
+        r#"{ interfaces: ["v*"], ra: false, track: null }"#,
+        &[],
+    );
+    assert!(
+        wait_for(Duration::from_secs(5), || our_rules(&lab.ns, false).len()
+            == 4),
+        "{}",
+        agent.log()
+    );
+    assert!(our_rules(&lab.ns, false)
+        .iter()
+        .all(|r| r.contains("lookup 10000")));
+    // A hook's name servers, answered within its deadline, at once.
+    let t = Instant::now();
+    let out = run(lab
+        .ns
+        .cmd(env!("CARGO_BIN_EXE_mhr"))
+        .args(["dns", "v0", "10.10.0.2", "10.10.0.1"])
+        .env("MHR_DEFAULTS", "/nonexistent")
+        .env("MHR_SERVERS_FILE", lab.dir.path().join("servers")));
+    assert!(out.status.success(), "{out:?}");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(
+        std::fs::read_to_string(lab.dir.path().join("servers")).unwrap(),
+        "server=10.10.0.1@v0@10.10.0.2\n"
+    );
+    // The control socket is out of reach.
+    let out = lab
+        .hostile(65534, &["connect", &lab.ns.agent_socket()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "Permission denied"
+    );
+    assert!(!agent.log().contains("table=253"), "{}", agent.log());
 }

@@ -2,8 +2,10 @@
 //! kernel to a fresh abstract name (autobind), so no other process can
 //! take its name first and every reply comes to the keeper that asked (the
 //! original's replies do not say which address they are for). A small
-//! task per socket hands what arrives to the agent's loop; the keepers
-//! themselves live in the model.
+//! task per socket sends what its keeper queues, in order, waiting for room
+//! in the server's queue (a burst of a thousand addresses would overflow it:
+//! unix datagram queues hold ten), and hands what arrives to the agent's
+//! loop; the keepers themselves live in the model.
 
 use std::collections::HashMap;
 use std::io;
@@ -18,6 +20,9 @@ use tracing::debug;
 use crate::dgram::{self, Received};
 use crate::protocol::{Reply, Request, MAX_DATAGRAM};
 
+/// How long a datagram waits for room in the server's queue.
+const SEND_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A datagram for lease `id`, from the server (checked here).
 pub struct Incoming {
     pub id: u64,
@@ -25,7 +30,7 @@ pub struct Incoming {
 }
 
 pub struct LeaseSockets {
-    socks: HashMap<u64, (Rc<UnixDatagram>, JoinHandle<()>)>,
+    socks: HashMap<u64, (mpsc::UnboundedSender<Vec<u8>>, JoinHandle<()>)>,
     server: UnixAddr,
     server_uid: u32,
     tx: mpsc::UnboundedSender<Incoming>,
@@ -49,7 +54,7 @@ impl LeaseSockets {
         ))
     }
 
-    fn open(&mut self, id: u64) -> io::Result<Rc<UnixDatagram>> {
+    fn open(&mut self, id: u64) -> io::Result<mpsc::UnboundedSender<Vec<u8>>> {
         if let Some((s, _)) = self.socks.get(&id) {
             return Ok(s.clone());
         }
@@ -59,8 +64,22 @@ impl LeaseSockets {
         // the kernel picks.
         dgram::enable_credentials(&std)?;
         let sock = Rc::new(UnixDatagram::from_std(std)?);
+        let (out, mut queued) = mpsc::unbounded_channel::<Vec<u8>>();
+        let writer = sock.clone();
+        let server = self.server;
+        // Sends, in order; a datagram that finds no room within the retry
+        // pace is given up (the keeper asks again).
+        let sender = tokio::task::spawn_local(async move {
+            while let Some(bytes) = queued.recv().await {
+                if let Err(e) = dgram::send_patiently(&writer, &bytes, &server, SEND_PATIENCE).await
+                {
+                    debug!("lease request not sent: {e}");
+                }
+            }
+        });
         let reader = sock.clone();
-        let (tx, server, uid) = (self.tx.clone(), self.server, self.server_uid);
+        let (tx, uid) = (self.tx.clone(), self.server_uid);
+        drop(sender);
         let task = tokio::task::spawn_local(async move {
             let mut buf = [0u8; MAX_DATAGRAM + 1];
             loop {
@@ -88,22 +107,23 @@ impl LeaseSockets {
                 }
             }
         });
-        self.socks.insert(id, (sock.clone(), task));
-        Ok(sock)
+        self.socks.insert(id, (out.clone(), task));
+        Ok(out)
     }
 
-    /// Sends a keeper's datagram, without waiting: a full queue at the
-    /// server drops it, and the keeper's retry sends it again.
+    /// Queues a keeper's datagram on its socket.
     pub fn send(&mut self, id: u64, req: &Request) {
-        let sock = match self.open(id) {
-            Ok(s) => s,
-            Err(e) => return debug!(lease = id, "lease socket: {e}"),
-        };
-        if let Err(e) = dgram::try_send_to(&sock, &req.encode(), &self.server) {
-            debug!(key = %req.key, "request not sent: {e}");
+        match self.open(id) {
+            Ok(s) => {
+                let _ = s.send(req.encode());
+            }
+            Err(e) => debug!(lease = id, "lease socket: {e}"),
         }
     }
 
+    /// The keeper is done: no more reading. What it queued still goes out
+    /// (its last release among it): the sending task ends once its queue
+    /// is empty.
     pub fn close(&mut self, id: u64) {
         if let Some((_, task)) = self.socks.remove(&id) {
             task.abort();

@@ -236,7 +236,7 @@ async fn step(
     if !plan.is_empty() {
         let outcomes = applier.apply(&plan).await;
         for (op, o) in plan.ops.iter().zip(&outcomes) {
-            model.applied(op, o);
+            model.applied(op, o, Instant::now());
         }
     }
     for (id, req) in model.poll_transmits() {
@@ -278,7 +278,7 @@ async fn cleanup(
     let plan = model.reconcile(now);
     let outcomes = applier.apply(&plan).await;
     for (op, o) in plan.ops.iter().zip(&outcomes) {
-        model.applied(op, o);
+        model.applied(op, o, Instant::now());
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     loop {

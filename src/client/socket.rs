@@ -280,9 +280,10 @@ pub async fn ask_running_client(
     }
 }
 
-/// Does the allocator server answer at `name`? An empty object is refused
-/// with an error reply and changes nothing. Only an answer from the server's
-/// name whose sender the kernel reports as root or `server_uid` counts.
+/// Does the allocator server answer at `name`? Asked with a ping (our
+/// addition to the protocol), which the server neither logs nor counts.
+/// Only an answer from the server's name whose sender the kernel reports as
+/// root or `server_uid` counts.
 pub fn server_answers(name: &str, padded: bool, server_uid: u32) -> bool {
     let me = format!("mhr-status-{}", std::process::id());
     let (Ok(mine), Ok(to), Ok(server)) = (
@@ -295,7 +296,9 @@ pub fn server_answers(name: &str, padded: bool, server_uid: u32) -> bool {
     let Ok(sock) = std::os::unix::net::UnixDatagram::bind_addr(&mine) else {
         return false;
     };
-    if dgram::enable_credentials(&sock).is_err() || sock.send_to_addr(b"{}", &to).is_err() {
+    if dgram::enable_credentials(&sock).is_err()
+        || sock.send_to_addr(&crate::protocol::ping(), &to).is_err()
+    {
         return false;
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(1);

@@ -263,9 +263,20 @@ async fn already_running(cfg: &ClientConfig) -> ExitCode {
             ExitCode::SUCCESS
         }
         other => {
+            // Abstract names carry no permissions: any local user may bind
+            // the address's client name first and so keep it from getting a
+            // table this way (the original's protocol allows that denial of
+            // service; the agent's own sockets cannot be taken).
+            let name = cfg.socket_name();
+            let holders: Vec<String> = crate::dgram::holders_of(&name)
+                .iter()
+                .map(ToString::to_string)
+                .collect();
             warn!(
-                "a client for {} holds its socket but did not answer: {other:?}",
-                cfg.key
+                "the client name @{name} for {} is held by {} and no client of root's answered there ({other:?}): no table. \
+                 Stop that process, or run mhr agent, which keeps leases on sockets nobody can take",
+                cfg.key,
+                if holders.is_empty() { "a process not visible from here".to_owned() } else { holders.join(", ") }
             );
             print_table(0);
             ExitCode::from(EXIT_NO_TABLE)

@@ -56,7 +56,13 @@ pub fn status(host: &Host, o: Options) -> anyhow::Result<u8> {
 
 pub fn doctor(host: &Host, repair: bool, leases: &LeaseDbArgs) -> anyhow::Result<u8> {
     let (mut st, kernel) = gather(host, leases)?;
-    if repair {
+    if repair && crate::control::agent_running(&host.paths.agent_socket) {
+        // One writer: the agent removes what is stale itself, at once.
+        println!("mhr agent runs and repairs its own rules: nothing removed here");
+    } else if repair {
+        // The kernel was read first (in gather), the lease database after:
+        // a rule made in between is not in the snapshot, so never removed,
+        // and every rule in it had its lease in the database by then.
         let stale = status::stale_tables(&st);
         let removed = host.rt.block_on(async {
             let nl = Netlink::connect()?;
@@ -101,11 +107,15 @@ pub fn lease_db(leases: &LeaseDbArgs) -> std::path::PathBuf {
 /// the tracker's health and the links.
 pub fn gather(host: &Host, leases: &LeaseDbArgs) -> anyhow::Result<(Status, KernelView)> {
     let db = lease_db(leases);
-    let leases = crate::server::store::read_only(&db);
+    // The kernel before the leases: a rule is made only after its lease is
+    // in the database, so no rule in this snapshot lacks a lease in the
+    // read after it unless it really is stale (`doctor --repair` relies on
+    // that order).
     let kernel = host
         .rt
         .block_on(async { status::kernel_view(&Netlink::connect()?).await })
         .context("reading rules and routes")?;
+    let leases = crate::server::store::read_only(&db);
     let uplinks = &host.ctx.uplinks;
     let dns: Vec<_> = std::fs::read_to_string(&uplinks.servers_file)
         .unwrap_or_default()

@@ -9,7 +9,6 @@
 
 pub mod txt;
 
-use std::fs::OpenOptions;
 use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -138,12 +137,7 @@ pub fn set_interface(
     }
     // Lock a sibling file: the servers file itself is replaced by rename.
     let lock_path = path.with_extension("lock");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(err)?;
+    let lock = crate::files::open_lock(&lock_path).map_err(err)?;
     let _locked = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| err(io::Error::from(e)))?;
     let old = match std::fs::read_to_string(path) {

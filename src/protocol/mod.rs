@@ -30,6 +30,29 @@ pub const CMD_REQ: u64 = 0;
 pub const CMD_REL: u64 = 1;
 pub const CMD_RESP: u64 = 2;
 pub const CMD_ERROR: u64 = 3;
+/// Our addition: "are you there?", answered like a release (table 0),
+/// neither logged nor counted. An original server does not answer it.
+pub const CMD_PING: u64 = 4;
+
+/// The ping datagram `mhr status` sends.
+pub fn ping() -> Vec<u8> {
+    format!(r#"{{"version":{VERSION},"cmd":{CMD_PING}}}"#).into_bytes()
+}
+
+/// Is this datagram a ping (and nothing else)?
+pub fn is_ping(bytes: &[u8]) -> bool {
+    if bytes.len() > 64 {
+        return false;
+    }
+    let Ok(v) = read_json(bytes, "ping") else {
+        return false;
+    };
+    v.as_object().is_some_and(|o| {
+        o.len() == 2
+            && o.get("version").and_then(Value::as_u64) == Some(VERSION)
+            && o.get("cmd").and_then(Value::as_u64) == Some(CMD_PING)
+    })
+}
 
 /// Stable error codes of the `cmd` 3 reply (our addition to v1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

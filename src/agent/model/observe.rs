@@ -187,28 +187,17 @@ impl Model {
     }
 
     /// IPv4 routes the kernel drops without a word when an address goes:
-    /// those from it, those through gateways only it reached, and every
-    /// one through the link once it has no IPv4 address left.
+    /// every one through the link once it has no IPv4 address left. (A
+    /// secondary address's own routes stay; the reconcile deletes them, and
+    /// a route already gone is only an ESRCH.)
     pub(super) fn forget_routes_of_address(&mut self, id: AddrId) {
         let IpAddr::V4(_) = id.address else { return };
-        let left: Vec<(IpAddr, u8)> = self
-            .addrs_of(id.index)
-            .filter(|(i, _)| i.address.is_ipv4())
-            .map(|(i, a)| (i.address, a.prefix_len))
-            .collect();
-        let reached = |g: Option<IpAddr>| {
-            g.is_none_or(|g| {
-                left.iter()
-                    .any(|(a, l)| crate::addr::network(g, *l) == crate::addr::network(*a, *l))
-            })
-        };
-        let keep = |k: &RouteKey, r: &KernelRoute| {
-            k.oif != id.index
-                || !k.dest.is_ipv4()
-                || (!left.is_empty() && r.src != Some(id.address) && reached(r.gateway))
-        };
-        self.kernel.routes.retain(|k, r| keep(k, r));
-        self.kernel.main.retain(|k, r| keep(k, r));
+        if self.addrs_of(id.index).any(|(i, _)| i.address.is_ipv4()) {
+            return;
+        }
+        let keep = |k: &RouteKey| k.oif != id.index || !k.dest.is_ipv4();
+        self.kernel.routes.retain(|k, _| keep(k));
+        self.kernel.main.retain(|k, _| keep(k));
     }
 
     /// Replaces what the model believes of the kernel with a dump; with

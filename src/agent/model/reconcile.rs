@@ -23,6 +23,8 @@ use crate::ratelimit::{RateLimit, Verdict};
 const REPAIRS: usize = 5;
 const WINDOW: Duration = Duration::from_secs(60);
 const MAX_HOLD: Duration = Duration::from_secs(60);
+/// An op failing this long (and still wanted) is worth a warning.
+const FAILING: Duration = Duration::from_secs(2);
 
 /// What others delete, how often, and what is held back until when.
 pub struct DriftBook {
@@ -30,7 +32,10 @@ pub struct DriftBook {
     held: HashMap<String, Instant>,
     refusals: RateLimit,
     bounds: RateLimit,
-    failures: HashMap<String, u32>,
+    /// Ops that failed: since when, how often.
+    failures: HashMap<String, (Instant, u32)>,
+    /// A plan with failures is tried again then.
+    retry: Option<Instant>,
 }
 
 impl Default for DriftBook {
@@ -41,6 +46,7 @@ impl Default for DriftBook {
             refusals: RateLimit::new(5, Duration::from_secs(60)),
             bounds: RateLimit::new(5, Duration::from_secs(60)),
             failures: HashMap::new(),
+            retry: None,
         }
     }
 }
@@ -66,8 +72,15 @@ impl DriftBook {
         !self.held.is_empty() && self.held.get(&what()).is_some_and(|t| *t > now)
     }
 
+    /// A held-back repair's end, or the retry of failed ops.
     pub fn next_release(&self) -> Option<Instant> {
-        self.held.values().min().copied()
+        self.held
+            .values()
+            .min()
+            .copied()
+            .into_iter()
+            .chain(self.retry)
+            .min()
     }
 
     pub fn refusal_log(&mut self, now: Instant) -> bool {
@@ -96,6 +109,11 @@ impl Model {
     /// The plan that makes the kernel what the model wants.
     pub fn reconcile(&mut self, now: Instant) -> Plan {
         self.drift.held.retain(|_, t| *t > now);
+        self.drift.retry = None;
+        // A failure not retried for a while (no longer wanted) is forgotten.
+        self.drift
+            .failures
+            .retain(|_, (since, _)| now.duration_since(*since) < Duration::from_secs(60));
         let d = self.desired(now);
         let mut ops = std::mem::take(&mut self.pending);
         for r in d.rules.iter().filter(|r| !self.kernel.rules.contains(r)) {
@@ -183,23 +201,27 @@ impl Model {
     }
 
     /// What the applier did; the model believes it until events say more.
-    pub fn applied(&mut self, op: &Op, outcome: &Outcome) {
+    pub fn applied(&mut self, op: &Op, outcome: &Outcome, now: Instant) {
         let ok = matches!(outcome, Outcome::Done | Outcome::Already);
         if let Outcome::Failed(e) = outcome {
             let key = op.to_string();
-            let n = self.drift.failures.entry(key).or_insert(0);
+            let (since, n) = self.drift.failures.entry(key).or_insert((now, 0));
             *n += 1;
             // An address that went a moment ago takes its routes' source
-            // with it: the next plan no longer wants them. Only what keeps
-            // failing is worth a warning.
-            if *n == 3 || (*n).is_power_of_two() && *n > 3 {
+            // with it (EINVAL) before its event is read: the next plan no
+            // longer wants them. Only what keeps failing for seconds is
+            // worth a warning.
+            self.drift.retry = Some(now + Duration::from_secs(1));
+            if now.duration_since(*since) >= FAILING && (*n).is_power_of_two() {
                 warn!(failures = *n, "{op}: {e}");
             } else {
                 debug!("{op}: {e}");
             }
             return;
         }
-        self.drift.failures.remove(&op.to_string());
+        if !self.drift.failures.is_empty() {
+            self.drift.failures.remove(&op.to_string());
+        }
         match op {
             Op::AddRule(r) if ok => {
                 self.kernel.rules.insert(r.clone());

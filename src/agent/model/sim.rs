@@ -190,7 +190,7 @@ impl Sim {
             let mut events = Vec::new();
             for op in &plan.ops {
                 let o = self.apply(op, &mut events);
-                self.model.applied(op, &o);
+                self.model.applied(op, &o, self.now);
             }
             for ev in events {
                 self.model.observe(ev, self.now);
