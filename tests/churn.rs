@@ -82,7 +82,7 @@ impl Lab {
     }
 
     /// (address, table) of every `from` rule of ours.
-    fn from_rules(&self) -> Vec<(IpAddr, String)> {
+    fn source_rules(&self) -> Vec<(IpAddr, String)> {
         our_rules(&self.host, false)
             .iter()
             .filter(|r| r.starts_with("10000:"))
@@ -114,7 +114,7 @@ impl Lab {
     /// no rule, route or lease of a gone address. `None` when all holds.
     fn unclean(&self) -> Option<String> {
         let present = self.present();
-        let from = self.from_rules();
+        let from = self.source_rules();
         let leases = mhr::server::store::read_only(&self.dir.path().join("leases.db")).ok()?;
         let mut tables = BTreeSet::new();
         for a in &present {
@@ -227,7 +227,7 @@ fn later_addresses_of_an_uplink_get_its_default() {
     lab.host.ip(&["addr", "add", "10.90.0.3/24", "dev", "upA"]);
     lab.host.ip(&["addr", "add", "10.90.0.4/24", "dev", "upA"]);
     lab.settle(Duration::from_secs(5));
-    assert_eq!(lab.from_rules().len(), 3);
+    assert_eq!(lab.source_rules().len(), 3);
 }
 
 /// Issue 25, 2: deleted and added again within 10 ms, many times.
@@ -290,7 +290,7 @@ fn an_address_whose_lease_expired_while_the_agent_was_down_gets_one_rule() {
     require_netns!();
     let mut lab = Lab::new("ce");
     lab.settle(Duration::from_secs(5));
-    let old = lab.from_rules()[0].1.clone();
+    let old = lab.source_rules()[0].1.clone();
     let a = lab.agent.take().unwrap();
     a.signal(nix::sys::signal::Signal::SIGKILL);
     drop(a);
@@ -317,14 +317,14 @@ fn an_address_whose_lease_expired_while_the_agent_was_down_gets_one_rule() {
     lab.start();
     assert!(
         wait_for(Duration::from_secs(5), || {
-            let f = lab.from_rules();
+            let f = lab.source_rules();
             f.len() == 1 && f[0].1 != old
         }),
         "{:?}\n{}",
-        lab.from_rules(),
+        lab.source_rules(),
         lab.agent_log()
     );
-    let new = lab.from_rules()[0].1.clone();
+    let new = lab.source_rules()[0].1.clone();
     assert!(our_rules(&lab.host, false)
         .iter()
         .all(|r| r.contains(&format!("lookup {new} "))));
