@@ -274,6 +274,7 @@ async fn cleanup(
     for id in ids {
         model.release(id, now);
     }
+    model.end_lingering(now, true);
     model.unbound.clear();
     let plan = model.reconcile(now);
     let outcomes = applier.apply(&plan).await;

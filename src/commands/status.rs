@@ -158,6 +158,9 @@ pub fn gather(host: &Host, leases: &LeaseDbArgs) -> anyhow::Result<(Status, Kern
             });
         }
     }
+    if let Some(p) = status::networkd::check() {
+        st.problems.push(p);
+    }
     if let Err(e) = &leases {
         st.problems.push(Problem::DatabaseUnreadable {
             path: db.display().to_string(),

@@ -11,6 +11,7 @@ use crate::dns::ServerLine;
 pub use crate::track::health::{Health, Unbound};
 
 pub mod dns_path;
+pub mod networkd;
 mod problem;
 pub use problem::{doctor_report, Problem};
 mod prometheus;

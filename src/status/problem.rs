@@ -46,6 +46,13 @@ pub enum Problem {
         ifname: String,
         family: String,
     },
+    /// systemd-networkd runs here with settings that make it delete the
+    /// agent's rules (whenever it configures a link) or routes (when it
+    /// restarts).
+    NetworkdDeletesForeign {
+        pid: u32,
+        settings: Vec<String>,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -77,11 +84,16 @@ impl fmt::Display for Problem {
             }
             Problem::TrackerStale { age_secs } => write!(
                 f,
-                "the tracker's state is {age_secs} s old: mhr track is not running (its unbound rule may be stale)"
+                "the tracker's state is {age_secs} s old: the agent's tracker is not running (its unbound rule may be stale)"
             ),
             Problem::MainKeptByManager { ifname, family } => write!(
                 f,
                 "a manager keeps putting {ifname}'s {family} default route back into main: mhr agent leaves it there (the route is in the address's table too)"
+            ),
+            Problem::NetworkdDeletesForeign { pid, settings } => write!(
+                f,
+                "systemd-networkd (pid {pid}) runs with {}: it deletes the agent's rules whenever it configures a link, and its routes when it restarts (the agent puts them back, but traffic stalls meanwhile)",
+                settings.join(" and ")
             ),
         }
     }
@@ -104,7 +116,8 @@ impl Problem {
             Problem::FallbackDefault { .. } => "no table could be had when the interface came up: check the server, then renew the interface's lease",
             Problem::ServerSilent => "start the server: systemctl restart table-allocator-server",
             Problem::DatabaseUnreadable { .. } => "check db_path in the server config, or pass --db",
-            Problem::TrackerStale { .. } => "start the tracker (systemctl start mhr-track), or remove its state file",
+            Problem::TrackerStale { .. } => "start the agent with its tracker (systemctl start mhr-agent), or remove the tracker's state file",
+            Problem::NetworkdDeletesForeign { .. } => "install /usr/lib/systemd/networkd.conf.d/multihomed-routing.conf (the package ships it: ManageForeignRoutingPolicyRules=no, ManageForeignRoutes=no), then `systemctl restart systemd-networkd`",
             Problem::MainKeptByManager { .. } => "give the manager a route table: NetworkManager `nmcli connection modify ID ipv4.route-table N` (ipv6.route-table), systemd-networkd `RouteTable=` in [DHCPv4]/[IPv6AcceptRA], dhcpcd `nogateway`; or list the interface in the agent's `copy_main`; then restart mhr-agent",
         }
     }

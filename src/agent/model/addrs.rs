@@ -17,6 +17,9 @@ use crate::lease::{Lease, LeaseConfig, LeaseEvent};
 use crate::netlink::HostAddr;
 use crate::protocol::{LeaseKey, Reply as WireReply};
 
+/// How long a gone address's lease is kept for it, in case it comes back.
+pub const LINGER: Duration = Duration::from_secs(5);
+
 /// A control request waiting for an address to be routed.
 #[derive(Debug, Clone)]
 pub struct Waiter {
@@ -74,7 +77,8 @@ impl Model {
             e.prefix_len = a.prefix_len;
             return;
         }
-        // Back while its old lease is being given back: the same keeper
+        // Back while its old lease lingers: the same keeper, the same
+        // table at once. Back while it is being given back: the same keeper
         // asks again, on the same socket, after its release.
         let back = self
             .releasing
@@ -84,7 +88,9 @@ impl Model {
         let lease = match back {
             Some(n) if wants_table(a) => {
                 let mut l = self.releasing.remove(&n).expect("found");
-                l.ask_again(now);
+                if self.lingering.remove(&n).is_none() {
+                    l.ask_again(now);
+                }
                 Some(LeaseSlot { id: n, lease: l })
             }
             _ => wants_table(a)
@@ -123,11 +129,17 @@ impl Model {
         self.uplinks_changed = true;
         if let Some(t) = a.lease.as_ref().and_then(|s| s.lease.table()).or(a.adopted) {
             if a.left_alone.is_none() {
-                info!(address = %id.address, table = t, "address gone: its rules and routes go, its lease is released");
+                info!(address = %id.address, table = t, "address gone: its rules and routes go; its lease is released unless it comes back within {} s", LINGER.as_secs());
             }
         }
         if let Some(mut s) = a.lease {
-            s.lease.release(now);
+            // A manager that drops and re-adds its addresses (networkd on a
+            // restart, a DHCP client's rebind) gets the same tables back.
+            if s.lease.table().is_some() {
+                self.lingering.insert(s.id, now + LINGER);
+            } else {
+                s.lease.release(now);
+            }
             self.releasing.insert(s.id, s.lease);
         }
         if let Some(link) = self.links.get_mut(&id.index) {
@@ -439,6 +451,40 @@ impl Model {
         let mut l = Lease::new(key, None, self.lease_config(), now);
         l.release(now);
         self.releasing.insert(n, l);
+    }
+
+    /// Leases of gone addresses whose time has come go back to the server;
+    /// with `all`, every lingering one (stopping with --cleanup).
+    pub fn end_lingering(&mut self, now: Instant, all: bool) {
+        let due: Vec<u64> = self
+            .lingering
+            .iter()
+            .filter(|(_, t)| all || **t <= now)
+            .map(|(n, _)| *n)
+            .collect();
+        for n in due {
+            self.lingering.remove(&n);
+            if let Some(l) = self.releasing.get_mut(&n) {
+                l.release(now);
+            }
+        }
+    }
+
+    /// The leases of a link that went go back at once: its addresses will
+    /// not come back on it (a modem plugged in again is another link).
+    pub(super) fn end_lingering_of(&mut self, index: u32, now: Instant) {
+        let of: Vec<u64> = self
+            .lingering
+            .keys()
+            .filter(|n| self.lease_of.get(n).is_some_and(|id| id.index == index))
+            .copied()
+            .collect();
+        for n in of {
+            self.lingering.remove(&n);
+            if let Some(l) = self.releasing.get_mut(&n) {
+                l.release(now);
+            }
+        }
     }
 
     /// Leases still being given back.

@@ -8,7 +8,7 @@
 //! makes the kernel match it (`desired`). Nothing here does I/O or reads a
 //! clock: the runtime (`run`) passes the time in and carries plans out.
 
-mod addrs;
+pub(crate) mod addrs;
 mod desired;
 mod observe;
 mod ra;
@@ -127,6 +127,8 @@ pub struct Model {
     lease_of: HashMap<u64, AddrId>,
     /// Leases being given back (their addresses went).
     releasing: BTreeMap<u64, Lease>,
+    /// Of those, the ones still held for their address, until when.
+    lingering: BTreeMap<u64, Instant>,
     /// Lease ids whose sockets can go.
     closed: Vec<u64>,
     /// Ops to carry out besides the reconcile's (RA refreshes, DNS).
@@ -161,6 +163,7 @@ impl Model {
             next_lease: 1,
             lease_of: HashMap::new(),
             releasing: BTreeMap::new(),
+            lingering: BTreeMap::new(),
             closed: Vec::new(),
             pending: Vec::new(),
             waiters: Vec::new(),
@@ -265,6 +268,7 @@ impl Model {
             .chain(ra)
             .chain(waiters)
             .chain(self.drift.next_release())
+            .chain(self.lingering.values().copied())
             .min()
     }
 
@@ -282,6 +286,7 @@ impl Model {
                 l.handle_timeout(now);
             }
         }
+        self.end_lingering(now, false);
         self.lease_events(now);
         self.expire_ra(now);
         self.expire_waiters(now);

@@ -115,6 +115,7 @@ impl Model {
         for id in ids {
             self.address_removed(id, now);
         }
+        self.end_lingering_of(index, now);
         if let Some(l) = self.links.remove(&index) {
             self.pending.push(crate::agent::plan::Op::Dns {
                 ifname: l.name,

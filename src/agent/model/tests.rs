@@ -66,7 +66,12 @@ fn an_address_deleted_and_re_added_at_once_is_routed() {
     s.del_addr(3, "10.90.0.3");
     s.del_addr(3, "10.90.0.2");
     s.settle();
-    assert!(s.kernel.rules.is_empty() && s.server.leases.is_empty());
+    assert!(s.kernel.rules.is_empty());
+    // The leases linger a moment (an address back at once keeps its
+    // table), then go back.
+    assert_eq!(s.server.leases.len(), 2);
+    s.advance(super::addrs::LINGER + Duration::from_secs(1));
+    assert!(s.server.leases.is_empty());
 }
 
 /// Issue 25, 3: churn of adds and deletes, with a restart (kill -9: the
@@ -96,7 +101,7 @@ fn churn_with_and_without_a_restart_leaves_nothing_behind() {
             }
         }
         s.settle();
-        s.advance(Duration::from_secs(5));
+        s.advance(super::addrs::LINGER + Duration::from_secs(5));
         s.assert_clean("10.90.0.1");
     }
 }
@@ -328,6 +333,28 @@ fn the_tracker_choice_is_a_rule_of_the_model() {
     s.del_addr(3, "10.90.0.2");
     s.settle();
     assert!(s.kernel.rules.is_empty(), "no rule for a table that went");
+}
+
+/// A manager that drops its addresses and adds them back a moment later
+/// (networkd restarting) finds them in the same tables.
+#[test]
+fn an_address_back_within_moments_keeps_its_table() {
+    let mut s = one_uplink();
+    s.link(4, "upB");
+    s.add_addr(4, "10.91.0.2", 24);
+    s.settle();
+    let before = (s.tables_from("10.90.0.2"), s.tables_from("10.91.0.2"));
+    s.del_addr(3, "10.90.0.2");
+    s.del_addr(4, "10.91.0.2");
+    s.settle();
+    s.advance(Duration::from_millis(200));
+    s.add_addr(4, "10.91.0.2", 24);
+    s.add_addr(3, "10.90.0.2", 24);
+    s.settle();
+    assert_eq!(
+        (s.tables_from("10.90.0.2"), s.tables_from("10.91.0.2")),
+        before
+    );
 }
 
 /// `table_allocator_client -r` through the agent: released, left alone.
