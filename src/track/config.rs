@@ -11,6 +11,9 @@ use crate::addr::Family;
 use crate::track::doubt::TimingConfig;
 use crate::track::health::Thresholds;
 
+/// Bytes of payload in an ICMP echo probe.
+pub const ICMP_PAYLOAD: usize = 16;
+
 pub const DEFAULT_TRACK_CONFIG: &str = "/etc/multihomed-routing/track.json";
 pub const DEFAULT_STATE_FILE: &str = "/run/multihomed-routing/track-state.json";
 pub const DEFAULT_SCRIPTS_DIR: &str = "/etc/multihomed-routing/track.d";
@@ -74,7 +77,7 @@ impl Target {
             20
         };
         match self {
-            Target::Icmp { .. } => 2 * (ip + 8 + super::probe::ICMP_PAYLOAD as u64),
+            Target::Icmp { .. } => 2 * (ip + 8 + ICMP_PAYLOAD as u64),
             // SYN and SYN-ACK with options, then our RST.
             Target::Tcp { .. } => 2 * (ip + 40) + ip + 20,
             Target::Dns { name, .. } => {

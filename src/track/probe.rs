@@ -14,9 +14,7 @@ use nix::sys::socket::{
 };
 use tokio::io::unix::AsyncFd;
 
-use super::config::Target;
-
-pub const ICMP_PAYLOAD: usize = 16;
+use super::config::{Target, ICMP_PAYLOAD};
 
 #[derive(Debug, Clone)]
 pub struct Probe {
