@@ -100,11 +100,10 @@ fn siblings(dir: &Path) -> BTreeMap<String, PathBuf> {
     for e in std::fs::read_dir(dir).unwrap().flatten() {
         let p = e.path();
         let name = p.file_stem().unwrap().to_string_lossy().to_string();
-        if p.is_dir() && p.join("mod.rs").exists() {
-            out.insert(name, p);
-        } else if p.extension().is_some_and(|x| x == "rs")
-            && !["mod", "lib", "main"].contains(&name.as_str())
-        {
+        let module = (p.is_dir() && p.join("mod.rs").exists())
+            || (p.extension().is_some_and(|x| x == "rs")
+                && !["mod", "lib", "main"].contains(&name.as_str()));
+        if module {
             out.insert(name, p);
         }
     }
