@@ -1,6 +1,6 @@
 //! Addresses and their leases: an address comes (a lease keeper starts),
-//! goes (its lease is given back), gets or changes its table; hooks report
-//! what they know, askers wait for an address to be routed.
+//! goes (its lease is given back, after a moment's lingering), gets or
+//! changes its table.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use super::{fam, Addr, AddrId, LeaseSlot, Model};
-use crate::addr::{family_of, Family};
+use crate::addr::family_of;
 use crate::agent::plan::Op;
 use crate::agent::routes::wants_table;
-use crate::control::{Reply, Request, UplinkReport, NOT_MANAGED};
 use crate::dns::Scope;
 use crate::lease::{Lease, LeaseConfig, LeaseEvent};
 use crate::netlink::HostAddr;
@@ -19,22 +18,6 @@ use crate::protocol::{LeaseKey, Reply as WireReply};
 
 /// How long a gone address's lease is kept for it, in case it comes back.
 pub const LINGER: Duration = Duration::from_secs(5);
-
-/// A control request waiting for an address to be routed.
-#[derive(Debug, Clone)]
-pub struct Waiter {
-    pub id: u64,
-    pub addr: AddrId,
-    pub deadline: Instant,
-}
-
-/// What the model says to a control request at once.
-#[derive(Debug)]
-pub enum Answer {
-    Now(Reply),
-    /// Answered later through `poll_answers`.
-    Later,
-}
 
 impl Model {
     fn lease_config(&self) -> LeaseConfig {
@@ -47,7 +30,12 @@ impl Model {
         }
     }
 
-    fn new_lease(&mut self, id: AddrId, ifname: &str, now: Instant) -> Option<LeaseSlot> {
+    pub(super) fn new_lease(
+        &mut self,
+        id: AddrId,
+        ifname: &str,
+        now: Instant,
+    ) -> Option<LeaseSlot> {
         let key = LeaseKey::new(family_of(&id.address), ifname, &id.address.to_string()).ok()?;
         let n = self.next_lease;
         self.next_lease += 1;
@@ -283,113 +271,6 @@ impl Model {
         }
     }
 
-    /// A control request; `id` names it for a later answer.
-    pub fn control(&mut self, id: u64, req: Request, now: Instant) -> Answer {
-        match req {
-            Request::Uplink(r) => self.report(id, r, now),
-            Request::Dns {
-                ifname,
-                source,
-                servers,
-            } => {
-                if self.link_by_name(&ifname).is_none() {
-                    return Answer::Now(Reply::error(format!("interface {ifname} does not exist")));
-                }
-                let scope = match source {
-                    IpAddr::V4(_) => Scope::Family(Family::Inet),
-                    IpAddr::V6(_) => Scope::Source(source),
-                };
-                info!(%ifname, %source, servers = servers.len(), "name servers from a hook");
-                self.pending.push(Op::Dns {
-                    ifname,
-                    scope,
-                    source,
-                    servers,
-                });
-                Answer::Now(Reply::ok())
-            }
-            Request::ForgetDns { ifname, family } => {
-                let scope = match family.as_deref() {
-                    None => Scope::Interface,
-                    Some("inet") => Scope::Family(Family::Inet),
-                    Some("inet6") => Scope::Family(Family::Inet6),
-                    Some(f) => return Answer::Now(Reply::error(format!("no family {f:?}"))),
-                };
-                self.pending.push(Op::Dns {
-                    ifname,
-                    scope,
-                    source: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-                    servers: Vec::new(),
-                });
-                Answer::Now(Reply::ok())
-            }
-            Request::Table { ifname, address } => match self.managed_id(&ifname, address) {
-                Some(addr) => self.wait(id, addr, now),
-                None => Answer::Now(Reply::error(NOT_MANAGED)),
-            },
-            Request::Release { ifname, address } => match self.managed_id(&ifname, address) {
-                Some(addr) => {
-                    self.release(addr, now);
-                    Answer::Now(Reply::ok())
-                }
-                None => Answer::Now(Reply::error(NOT_MANAGED)),
-            },
-            Request::Status => Answer::Now(Reply::ok()),
-        }
-    }
-
-    fn managed_id(&self, ifname: &str, address: IpAddr) -> Option<AddrId> {
-        let index = self.link_by_name(ifname)?;
-        self.links[&index]
-            .managed
-            .then_some(AddrId { index, address })
-    }
-
-    fn report(&mut self, n: u64, r: UplinkReport, now: Instant) -> Answer {
-        let Some(id) = self.managed_id(&r.ifname, r.address) else {
-            return Answer::Now(Reply::error(NOT_MANAGED));
-        };
-        let v4 = r.address.is_ipv4();
-        let link = self.links.get_mut(&id.index).expect("managed");
-        if r.keep_main {
-            link.keep_main[fam(v4)] = true;
-        }
-        let scope = if v4 {
-            Scope::Family(Family::Inet)
-        } else {
-            Scope::Source(r.address)
-        };
-        self.pending.push(Op::Dns {
-            ifname: r.ifname.clone(),
-            scope,
-            source: r.address,
-            servers: r.dns.clone(),
-        });
-        link.reported.insert(r.address, r);
-        if let Some(a) = self.addrs.get_mut(&id) {
-            // A renewal's report: routed already, unless it is left alone.
-            if a.left_alone.take().is_some() {
-                let name = self.links[&id.index].name.clone();
-                a.lease = None;
-                let lease = self.new_lease(id, &name, now);
-                self.addrs.get_mut(&id).expect("present").lease = lease;
-            }
-        }
-        self.wait(n, id, now)
-    }
-
-    fn wait(&mut self, n: u64, addr: AddrId, now: Instant) -> Answer {
-        // Past the lease keeper's first round (its requests for about ten
-        // seconds), the answer goes out whatever it is.
-        let wait = self.cfg.retry * (self.cfg.attempts + 1);
-        self.waiters.push(Waiter {
-            id: n,
-            addr,
-            deadline: now + wait,
-        });
-        Answer::Later
-    }
-
     /// `table_allocator_client -r`: the lease goes back, the address is
     /// left alone (until a hook reports it again).
     pub fn release(&mut self, id: AddrId, now: Instant) {
@@ -404,43 +285,6 @@ impl Model {
         }
         self.dirty = true;
         self.uplinks_changed = true;
-    }
-
-    /// Answers the waiters whose address is routed (or whose time is up).
-    pub fn answer_waiters(&mut self, now: Instant) {
-        let waiters = std::mem::take(&mut self.waiters);
-        for w in waiters {
-            match self.routed(&w.addr, now) {
-                Some(table) => self
-                    .answers
-                    .push((w.id, self.table_reply(&w.addr, table, now))),
-                None if now >= w.deadline => self.answers.push((
-                    w.id,
-                    Reply {
-                        table: Some(0),
-                        ..Reply::error("no table yet: the agent keeps asking the server")
-                    },
-                )),
-                None => self.waiters.push(w),
-            }
-        }
-    }
-
-    pub(super) fn expire_waiters(&mut self, now: Instant) {
-        self.answer_waiters(now);
-    }
-
-    fn table_reply(&self, id: &AddrId, table: u32, now: Instant) -> Reply {
-        let valid = self
-            .addrs
-            .get(id)
-            .and_then(|a| a.lease.as_ref()?.lease.expires_at())
-            .map(|e| e.saturating_duration_since(now).as_secs());
-        Reply {
-            table: Some(table),
-            valid_secs: valid,
-            ..Reply::ok()
-        }
     }
 
     /// Orphans of a run before: leases of addresses that are gone, given

@@ -9,12 +9,13 @@
 //! clock: the runtime (`run`) passes the time in and carries plans out.
 
 pub(crate) mod addrs;
+mod asks;
 mod desired;
 mod observe;
 mod ra;
 mod reconcile;
 
-pub use addrs::{Answer, Waiter};
+pub use asks::{Answer, Waiter};
 pub use observe::{Notice, Snapshot};
 pub use ra::RaLink;
 
