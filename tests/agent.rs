@@ -138,7 +138,12 @@ impl Lab {
         std::fs::write(
             &cfg,
             format!(
-                "{{ interfaces: [\"wan*\"], track: null, state_file: \"{}\"{extra} }}",
+                "{{ interfaces: [\"wan*\"], {}state_file: \"{}\"{extra} }}",
+                if extra.contains("track:") {
+                    ""
+                } else {
+                    "track: null, "
+                },
                 self.p("agent-state.json")
             ),
         )
@@ -810,4 +815,63 @@ fn a_missing_server_loses_nothing_and_the_table_comes_later() {
         .ip(&["route", "show", "default"])
         .is_empty()));
     assert_eq!(lab.probe(INTERNET, "172.16.4.2", "wan4"), "isp4");
+}
+
+/// As shipped (RA handling and tracker on), a routed host in steady state
+/// asks the kernel for no dumps: the model knows, the audit is a minute
+/// away. Counted by the agent itself, shown by `mhr status`.
+#[test]
+fn steady_state_asks_the_kernel_for_nothing() {
+    require_netns!();
+    let mut lab = Lab::new("as");
+    lab.isp(1, "192.168.8", false, Some("2001:db8:8"));
+    lab.isp(3, "10.30.0", false, None);
+    lab.start_agent(&format!(
+        r#", track: {{ targets: [{{kind: "icmp", address: "{INTERNET}"}}, {{kind: "icmp", address: "{INTERNET6}"}}], state_file: "{}" }}"#,
+        lab.p("track-state.json")
+    ));
+    lab.ip("addr add 192.168.8.2/24 dev wan1");
+    lab.ip("route add default via 192.168.8.1 dev wan1");
+    lab.ip("addr add 10.30.0.2/24 dev wan3");
+    lab.ip("route add default via 10.30.0.1 dev wan3");
+    let routed = || {
+        ["192.168.8.2", "10.30.0.2"]
+            .iter()
+            .all(|a| lab.table_of(a).is_some())
+            && lab.ip("-6 rule").contains("from 2001:db8:8:")
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), routed),
+        "{}\n{}",
+        lab.ip("-6 rule"),
+        lab.agent_log()
+    );
+    let agent = |lab: &Lab| {
+        let out = lab.mhr(&["status", "--json", "--db", &lab.p("leases.db")]);
+        let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        st["agent"].clone()
+    };
+    // The tracker settles (both uplinks up) before counting.
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            std::fs::read_to_string(lab.p("track-state.json"))
+                .is_ok_and(|s| s.matches("\"up\"").count() >= 3)
+        }),
+        "{}",
+        lab.agent_log()
+    );
+    let before = agent(&lab);
+    assert_eq!(before["live"], true, "asked the agent itself: {before}");
+    std::thread::sleep(Duration::from_secs(6));
+    let after = agent(&lab);
+    assert!(before["dumps"].as_u64().unwrap() > 0, "adoption: {before}");
+    assert_eq!(
+        before["dumps"],
+        after["dumps"],
+        "no dumps in 6 s of steady state\n{}",
+        lab.agent_log()
+    );
+    let text = String::from_utf8_lossy(&lab.mhr(&["status", "--db", &lab.p("leases.db")]).stdout)
+        .into_owned();
+    assert!(text.contains("mode: agent (pid "), "{text}");
 }

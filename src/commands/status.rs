@@ -103,6 +103,22 @@ pub fn lease_db(leases: &LeaseDbArgs) -> std::path::PathBuf {
     })
 }
 
+/// The agent's state: from the agent itself when it runs and this user
+/// may ask it (`true`), else from the file it last wrote.
+fn agent_state(host: &Host) -> Option<(crate::agent::AgentState, bool)> {
+    let asked = crate::control::ask(
+        &host.paths.agent_socket,
+        &crate::control::Request::Status,
+        std::time::Duration::from_secs(2),
+    );
+    if let Ok(Some(reply)) = asked {
+        if let Some(s) = reply.status.and_then(|v| serde_json::from_value(v).ok()) {
+            return Some((s, true));
+        }
+    }
+    crate::agent::AgentState::read(&host.paths.agent_state).map(|s| (s, false))
+}
+
 /// The status of this host: kernel view, leases, DNS lines, server probe,
 /// the tracker's health and the links.
 pub fn gather(host: &Host, leases: &LeaseDbArgs) -> anyhow::Result<(Status, KernelView)> {
@@ -128,10 +144,14 @@ pub fn gather(host: &Host, leases: &LeaseDbArgs) -> anyhow::Result<(Status, Kern
     let track = crate::track::TrackState::read(&host.paths.track_state);
     status::add_health(&mut st, track.as_ref(), unix_now());
     status::add_links(&mut st);
-    if let Some(agent) = crate::agent::AgentState::read(&host.paths.agent_state) {
+    if let Some((agent, live)) = agent_state(host) {
         st.agent = Some(status::AgentView {
-            running: crate::control::agent_running(&host.paths.agent_socket),
+            running: live || crate::control::agent_running(&host.paths.agent_socket),
+            live,
+            pid: agent.pid,
             updated: agent.updated,
+            dumps: agent.dumps,
+            repairs: agent.repairs,
             addresses: agent
                 .addresses
                 .iter()

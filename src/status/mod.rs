@@ -90,8 +90,16 @@ pub struct Status {
 pub struct AgentView {
     /// It holds its control socket now.
     pub running: bool,
-    /// Unix seconds of its last state write.
+    /// This view came from the running agent (root asked it), not from
+    /// the file it last wrote.
+    pub live: bool,
+    pub pid: u32,
+    /// Unix seconds of the state (its last write, or now when live).
     pub updated: i64,
+    /// Kernel dumps since it started: adoption, overruns and audits only.
+    pub dumps: u64,
+    /// Rules and routes of ours someone else deleted, put back.
+    pub repairs: u64,
     /// Addresses it keeps a table for.
     pub addresses: usize,
     /// `IFNAME ADDRESS: why` for addresses it leaves to someone else.

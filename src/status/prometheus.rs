@@ -48,7 +48,7 @@ fn host(e: &mut Exposition, s: &Status) {
     if let Some(a) = &s.agent {
         e.gauge(
             "mhr_agent_up",
-            "1 when mhr agent runs (its state file is there).",
+            "1 when mhr agent runs (holds its control socket).",
             &[],
             flag(a.running),
         );
@@ -57,6 +57,18 @@ fn host(e: &mut Exposition, s: &Status) {
             "Addresses mhr agent keeps a table for.",
             &[],
             a.addresses as f64,
+        );
+        e.counter(
+            "mhr_agent_repairs_total",
+            "Rules and routes of the agent's that someone else deleted, put back (since it started).",
+            &[],
+            a.repairs as f64,
+        );
+        e.counter(
+            "mhr_agent_kernel_dumps_total",
+            "Kernel dumps mhr agent asked for since it started (adoption, overruns, audits).",
+            &[],
+            a.dumps as f64,
         );
     }
     e.gauge(

@@ -105,12 +105,16 @@ pub fn render(s: &Status, now_unix: i64) -> String {
     if let Some(db) = &s.lease_database {
         out.push_str(&format!("   leases: {db}"));
     }
-    if let Some(a) = &s.agent {
-        out.push_str(&format!(
-            "   agent: {}, {} addresses",
-            if a.running { "running" } else { "NOT running" },
+    match &s.agent {
+        Some(a) if a.running => out.push_str(&format!(
+            "   mode: agent (pid {}, {} addresses, {} repairs)",
+            a.pid, a.addresses, a.repairs
+        )),
+        Some(a) => out.push_str(&format!(
+            "   mode: agent NOT running ({} addresses when it stopped)",
             a.addresses
-        ));
+        )),
+        None => out.push_str("   mode: hooks (no agent)"),
     }
     out.push('\n');
     out.push_str(&row([
