@@ -25,8 +25,12 @@ use serde::{Deserialize, Serialize};
 /// Where the agent listens unless `MHR_AGENT_SOCKET` says otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/multihomed-routing/private/agent.sock";
 
-/// The longest request or reply.
+/// The longest request.
 pub const MAX_MESSAGE: usize = 64 * 1024;
+
+/// The longest reply: a status lists every address (about 150 bytes each;
+/// 1,000 addresses make 150 kB).
+pub const MAX_REPLY: usize = 16 * 1024 * 1024;
 
 /// What a hook waits for the agent's answer, at most: longer than the
 /// agent's own wait for a table (its lease requests for about ten seconds,
@@ -201,7 +205,7 @@ pub fn ask(path: &Path, req: &Request, limit: Duration) -> Result<Option<Reply>,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(io_err(e)),
         }
-        if answer.len() > MAX_MESSAGE {
+        if answer.len() > MAX_REPLY {
             return Err(ControlError::Bad {
                 path: path.to_owned(),
                 message: "too long".into(),

@@ -329,7 +329,15 @@ pub fn add_health(st: &mut Status, track: Option<&crate::track::TrackState>, now
         let u = track
             .uplinks
             .iter()
-            .find(|u| u.family == a.family && u.table == a.table);
+            .find(|u| u.family == a.family && u.table == a.table)
+            // The tracker probes one address per link and family; the
+            // others share its verdict.
+            .or_else(|| {
+                track
+                    .uplinks
+                    .iter()
+                    .find(|u| u.family == a.family && a.ifname.as_deref() == Some(&u.ifname))
+            });
         a.health = u.map(|u| u.health.clone());
         a.last_error = u.and_then(|u| u.last_error.clone());
     }

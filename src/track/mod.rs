@@ -47,13 +47,25 @@ pub enum TrackError {
     Closed,
 }
 
-/// An uplink: one managed address and its table.
+/// An uplink: a managed link in one family, probed from one of its
+/// addresses (`address`, routed by `table`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct UplinkId {
     pub family: Family,
     pub table: u32,
     pub ifname: String,
     pub address: IpAddr,
+    /// The link's other addresses of the family: they share the verdict,
+    /// and their connections feed the passive signal too.
+    pub also: Vec<IpAddr>,
+}
+
+impl UplinkId {
+    /// The same uplink, whatever its other addresses.
+    fn same(&self, other: &UplinkId) -> bool {
+        (self.family, self.table, &self.ifname, self.address)
+            == (other.family, other.table, &other.ifname, other.address)
+    }
 }
 
 /// What the tracker tells the agent's model.
@@ -108,7 +120,11 @@ impl Tracker {
             .filter(|u| !self.cfg.targets_for(u.family).is_empty())
             .collect();
         self.uplinks.retain(|key, up| {
-            let keep = found.contains(&&up.id);
+            let now_id = found.iter().find(|f| f.same(&up.id));
+            if let Some(f) = now_id {
+                up.id.also = f.also.clone();
+            }
+            let keep = now_id.is_some();
             if !keep {
                 info!(ifname = %up.id.ifname, address = %up.id.address, table = key.1, "uplink gone; no longer tracked");
             }
@@ -145,7 +161,13 @@ impl Tracker {
 
     /// The passive signal for every uplink; true when a state changed.
     fn passive(&mut self, stalls: &passive::Stalls, now: Instant) -> bool {
-        self.each(|cfg, up| up.passive(cfg, stalls.get(&up.id.address), now))
+        self.each(|cfg, up| {
+            let mut remotes = stalls.get(&up.id.address).cloned().unwrap_or_default();
+            for a in &up.id.also {
+                remotes.extend(stalls.get(a).into_iter().flatten());
+            }
+            up.passive(cfg, Some(&remotes), now)
+        })
     }
 
     /// Deadlines passed; true when an uplink's state changed.
@@ -246,6 +268,7 @@ pub async fn run(
     let mut persist = crate::timer::ticker(Duration::from_secs(1));
     let mut passive_at = Instant::now();
     let mut passive_warned = false;
+    let mut gate = passive::Gate::default();
     // Reading the sockets blocks for up to tens of milliseconds on a busy
     // host: it runs on the blocking pool, so probes in flight keep being
     // timed (one read at a time).
@@ -285,16 +308,23 @@ pub async fn run(
             }
             _ = persist.tick() => t.write_state(),
             _ = tokio::time::sleep_until(passive_at), if t.cfg.passive && !t.uplinks.is_empty() && reads.is_empty() => {
+                let counters = passive::counters();
+                if !gate.should_read(counters) {
+                    passive_at = Instant::now() + Duration::from_millis(500);
+                    continue;
+                }
                 let started = Instant::now();
                 reads.push(async move {
                     let read = tokio::task::spawn_blocking(passive::connections).await;
-                    (started, read.unwrap_or_else(|e| Err(std::io::Error::other(e))))
+                    (started, counters, read.unwrap_or_else(|e| Err(std::io::Error::other(e))))
                 });
             }
-            Some((started, read)) = reads.next(), if !reads.is_empty() => {
+            Some((started, counters, read)) = reads.next(), if !reads.is_empty() => {
                 match read {
                     Ok(conns) => {
-                        if t.passive(&passive::stalls(&conns), Instant::now()) {
+                        let stalls = passive::stalls(&conns);
+                        gate.read(counters, &stalls);
+                        if t.passive(&stalls, Instant::now()) {
                             t.reconcile();
                             t.write_state();
                         }

@@ -39,6 +39,79 @@ pub fn stalls(conns: &[Conn]) -> Stalls {
     out
 }
 
+/// When to read the connections. Reading walks the kernel's whole TCP hash
+/// table (a few ms on a large machine, whatever it holds), so it is done
+/// only when a retransmission timer could have fired since the last read:
+/// the namespace's TCP counters moved, or the last read found stalls (to
+/// see them clear). A quiet host costs one /proc read per turn.
+#[derive(Debug, Default)]
+pub struct Gate {
+    seen: Option<u64>,
+    stalled: bool,
+}
+
+impl Gate {
+    /// Whether to read now, given the counters (`None`: unreadable).
+    pub fn should_read(&self, counters: Option<u64>) -> bool {
+        self.stalled || counters.is_none() || counters != self.seen
+    }
+
+    /// A read done with the counters taken before it.
+    pub fn read(&mut self, counters: Option<u64>, stalls: &Stalls) {
+        self.seen = counters;
+        self.stalled = !stalls.is_empty();
+    }
+}
+
+/// The retransmission counters of `/proc/net/snmp` and `/proc/net/netstat`
+/// (this network namespace's, both families), summed: RTOs that sent
+/// (`RetransSegs`) and those that could not (`TCPTimeouts` and the
+/// recovery failures count an RTO whose segment still sat in a queue).
+pub fn counters() -> Option<u64> {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    let netstat = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    sum_counters(&format!("{snmp}{netstat}"))
+}
+
+const COUNTERS: [(&str, &str); 7] = [
+    ("Tcp:", "RetransSegs"),
+    ("TcpExt:", "TCPTimeouts"),
+    ("TcpExt:", "TCPLossFailures"),
+    ("TcpExt:", "TCPSackRecoveryFail"),
+    ("TcpExt:", "TCPRenoRecoveryFail"),
+    ("TcpExt:", "TCPRetransFail"),
+    ("TcpExt:", "TCPSynRetrans"),
+];
+
+/// Pure: the sum of `COUNTERS` in the files' pairs of lines (names, then
+/// values, both starting with the same prefix).
+pub fn sum_counters(text: &str) -> Option<u64> {
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let (mut sum, mut found, mut i) = (0u64, false, 0);
+    while i + 1 < lines.len() {
+        let (names, values) = (&lines[i], &lines[i + 1]);
+        let pair = names.len() > 1
+            && names.len() == values.len()
+            && names[0] == values[0]
+            && names[1].parse::<u64>().is_err();
+        if !pair {
+            i += 1;
+            continue;
+        }
+        for (name, value) in names.iter().zip(values).skip(1) {
+            if COUNTERS.contains(&(names[0], *name)) {
+                sum = sum.wrapping_add(value.parse().ok()?);
+                found = true;
+            }
+        }
+        i += 2;
+    }
+    found.then_some(sum)
+}
+
 /// The host's TCP connections that are open or opening, both families.
 pub fn connections() -> io::Result<Vec<Conn>> {
     let mut sock = Socket::new(NETLINK_SOCK_DIAG)?;

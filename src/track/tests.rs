@@ -17,6 +17,7 @@ fn uplinks_come_from_the_model() {
         table,
         ifname: ifname.into(),
         address: addr.parse().unwrap(),
+        also: Vec::new(),
     };
     let all = [
         up("wan1", 10000, "192.168.8.100"),
@@ -69,6 +70,7 @@ fn unbound_moves_are_planned_from_health() {
             table,
             ifname: ifname.into(),
             address: format!("10.0.{last}.2").parse().unwrap(),
+            also: Vec::new(),
         };
         t.uplinks
             .insert((Family::Inet, table), Uplink::new(id, &t.cfg, start));
@@ -98,4 +100,50 @@ fn unbound_moves_are_planned_from_health() {
     assert_eq!(t.unbound_plan(start), vec![mv(Some(10000), Some(10001))]);
     set(&mut t, 10001, LinkState::Down);
     assert_eq!(t.unbound_plan(start), vec![mv(Some(10000), None)]);
+}
+
+/// Connections from any address of the link count for its uplink, not
+/// only those from the address it probes from.
+#[tokio::test]
+async fn stalls_on_a_links_other_address_degrade_its_uplink() {
+    use crate::track::health::LinkState;
+    use crate::track::passive::Stalls;
+    let cfg = TrackConfig::parse(
+        r#"{ "targets": [{"kind": "icmp", "address": "192.0.2.1"}], "scripts_dir": "/nonexistent/mhr-test" }"#,
+        std::path::Path::new("t.json"),
+    )
+    .unwrap();
+    let start = Instant::now();
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut t = Tracker::new(cfg, BTreeMap::new(), tx, start);
+    let id = UplinkId {
+        family: Family::Inet,
+        table: 10000,
+        ifname: "wan1".into(),
+        address: "10.0.2.2".parse().unwrap(),
+        also: vec!["10.0.2.3".parse().unwrap()],
+    };
+    t.set_uplinks(std::slice::from_ref(&id));
+    let key = (Family::Inet, 10000);
+    t.uplinks.get_mut(&key).unwrap().health.state = LinkState::Up;
+    let mut stalls = Stalls::new();
+    stalls.insert(
+        "10.0.2.3".parse().unwrap(),
+        [
+            "198.51.100.1".parse().unwrap(),
+            "198.51.100.2".parse().unwrap(),
+        ]
+        .into(),
+    );
+    let now = start + Duration::from_secs(5);
+    t.passive(&stalls, now);
+    assert!(t.passive(&stalls, now + t.cfg.passive_after));
+    assert_eq!(t.uplinks[&key].health.state, LinkState::Degraded);
+    // A new list with other companions keeps the uplink and its health.
+    t.set_uplinks(&[UplinkId {
+        also: Vec::new(),
+        ..id
+    }]);
+    assert_eq!(t.uplinks[&key].health.state, LinkState::Degraded);
+    assert!(t.uplinks[&key].id.also.is_empty());
 }

@@ -283,6 +283,7 @@ pub async fn router_answers(ifname: &str, source: IpAddr, router: IpAddr) -> boo
         table: 0,
         ifname: ifname.to_owned(),
         address: source,
+        also: Vec::new(),
     };
     let mut up = Uplink::new(id, &cfg, Instant::now());
     let ident = std::process::id() as u16;

@@ -48,6 +48,7 @@ fn uplink(cfg: &TrackConfig, start: Instant) -> Uplink {
         table: 10000,
         ifname: "wan0".into(),
         address: "192.0.2.2".parse().unwrap(),
+        also: Vec::new(),
     };
     Uplink::new(id, cfg, start)
 }
@@ -315,5 +316,28 @@ fn stalls_group_by_source_and_need_a_backoff() {
     assert_eq!(
         s[&"192.0.2.2".parse::<std::net::IpAddr>().unwrap()].len(),
         2
+    );
+}
+
+#[test]
+fn the_passive_read_waits_for_a_retransmission() {
+    use crate::track::passive::{sum_counters, Gate, Stalls};
+    let text = "Ip: Forwarding DefaultTTL\nIp: 1 64\nTcp: RtoAlgorithm RetransSegs\nTcp: 1 7\n\
+        TcpExt: SyncookiesSent TCPTimeouts TCPSynRetrans\nTcpExt: 0 3 2\n";
+    assert_eq!(sum_counters(text), Some(12));
+    assert_eq!(sum_counters("Udp: InDatagrams\nUdp: 5\n"), None);
+    assert!(crate::track::passive::counters().is_some(), "this host's counters");
+    let mut g = Gate::default();
+    assert!(g.should_read(Some(12)), "the first time");
+    g.read(Some(12), &Stalls::new());
+    assert!(!g.should_read(Some(12)), "nothing fired since");
+    assert!(g.should_read(Some(13)), "a timer fired");
+    assert!(g.should_read(None), "unreadable counters: read anyway");
+    let mut stalls = Stalls::new();
+    stalls.insert("192.0.2.2".parse().unwrap(), Default::default());
+    g.read(Some(13), &stalls);
+    assert!(
+        g.should_read(Some(13)),
+        "stalls seen: read until they clear"
     );
 }

@@ -226,6 +226,7 @@ impl Model {
             .unwrap_or_default();
         let a = self.addrs.get_mut(&id).expect("caller checked");
         self.dirty = true;
+        self.settled = false;
         match ev {
             LeaseEvent::Granted { table } | LeaseEvent::TableChanged { new: table, .. } => {
                 if let LeaseEvent::TableChanged { old, new } = ev {
@@ -277,6 +278,7 @@ impl Model {
         let Some(a) = self.addrs.get_mut(&id) else {
             return;
         };
+        self.settled = false;
         a.left_alone = Some("released on request".into());
         a.adopted = None;
         if let Some(mut s) = a.lease.take() {
@@ -307,6 +309,7 @@ impl Model {
             .map(|(n, _)| *n)
             .collect();
         for n in due {
+            self.settled = false;
             self.lingering.remove(&n);
             if let Some(l) = self.releasing.get_mut(&n) {
                 l.release(now);

@@ -31,6 +31,7 @@ pub enum Answer {
 impl Model {
     /// A control request; `id` names it for a later answer.
     pub fn control(&mut self, id: u64, req: Request, now: Instant) -> Answer {
+        self.settled = self.settled && matches!(req, Request::Status);
         match req {
             Request::Uplink(r) => self.report(id, r, now),
             Request::Dns {

@@ -142,6 +142,10 @@ pub struct Model {
     pub dirty: bool,
     /// The uplink set changed since it was last published.
     pub uplinks_changed: bool,
+    /// The last reconcile found nothing to do and nothing has changed
+    /// since: the next one can skip its diff (a lease renewed or the
+    /// state file written change nothing the kernel holds).
+    settled: bool,
 }
 
 impl Model {
@@ -173,6 +177,7 @@ impl Model {
             drift: reconcile::DriftBook::default(),
             dirty: true,
             uplinks_changed: true,
+            settled: false,
         }
     }
 
@@ -207,27 +212,47 @@ impl Model {
             .map(|(i, _)| *i)
     }
 
-    /// Every managed address with a table of its own: what the tracker
-    /// probes.
+    /// What the tracker probes: per link and family, the address with the
+    /// oldest table (the lowest number, stable while it stays). Every
+    /// address of a link has the link's routes, so one probe tells for
+    /// all of them: 125 addresses on one modem cost one probe, not 125.
     pub fn uplinks(&self) -> Vec<UplinkId> {
-        self.addrs
-            .iter()
-            .filter(|(id, a)| !a.temporary(&id.address))
-            .filter_map(|(id, _)| {
-                let link = self.links.get(&id.index)?;
-                Some(UplinkId {
-                    family: crate::addr::family_of(&id.address),
-                    table: self.table_of(id)?,
-                    ifname: link.name.clone(),
-                    address: id.address,
-                })
-            })
-            .collect()
+        let mut best: BTreeMap<(u32, Family), UplinkId> = BTreeMap::new();
+        for (id, a) in &self.addrs {
+            let (Some(link), Some(table)) = (self.links.get(&id.index), self.table_of(id)) else {
+                continue;
+            };
+            if a.temporary(&id.address) {
+                continue;
+            }
+            let family = crate::addr::family_of(&id.address);
+            let b = best.entry((id.index, family)).or_insert_with(|| UplinkId {
+                family,
+                table,
+                ifname: link.name.clone(),
+                address: id.address,
+                also: Vec::new(),
+            });
+            if table < b.table {
+                (b.table, b.address) = (table, id.address);
+            }
+        }
+        // The others (privacy addresses too) share the verdict.
+        for id in self.addrs.keys() {
+            let family = crate::addr::family_of(&id.address);
+            if let Some(b) = best.get_mut(&(id.index, family)) {
+                if b.address != id.address {
+                    b.also.push(id.address);
+                }
+            }
+        }
+        best.into_values().collect()
     }
 
     /// The tracker chose `table` for unbound traffic of `family` (none:
     /// the 91000 rules decide).
     pub fn set_unbound(&mut self, family: Family, table: Option<u32>) {
+        self.settled = false;
         match table {
             Some(t) => self.unbound.insert(family, t),
             None => self.unbound.remove(&family),
@@ -275,6 +300,15 @@ impl Model {
 
     /// The time has come for something `poll_timeout` said.
     pub fn handle_timeout(&mut self, now: Instant) {
+        // Lease timers alone change nothing the kernel holds (their events
+        // do); RA lifetimes, held-back repairs and lingering leases may.
+        let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+        if due(self.links.values().filter_map(|l| l.ra.next_expiry()).min())
+            || due(self.drift.next_release())
+            || due(self.lingering.values().min().copied())
+        {
+            self.settled = false;
+        }
         for a in self.addrs.values_mut() {
             if let Some(s) = a.lease.as_mut() {
                 if s.lease.poll_timeout().is_some_and(|t| t <= now) {

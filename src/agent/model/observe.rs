@@ -42,6 +42,7 @@ pub struct Snapshot {
 impl Model {
     /// One event of the subscription.
     pub fn observe(&mut self, ev: Event, now: Instant) {
+        self.settled = false;
         match ev {
             Event::LinkChanged(l) => self.link_changed(l),
             Event::LinkRemoved { index } => self.link_removed(index, now),
@@ -205,6 +206,7 @@ impl Model {
     /// `adopt` (the first, at start) addresses take the tables their rules
     /// name. Returns how many rules and routes of ours differed.
     pub fn resync(&mut self, snap: Snapshot, adopt: bool, now: Instant) -> usize {
+        self.settled = false;
         for l in &snap.links {
             self.link_changed(l.clone());
         }

@@ -57,6 +57,7 @@ impl Model {
         limits: &ra::Limits,
         now: Instant,
     ) {
+        self.settled = false;
         let Some(link) = self.links.get_mut(&index).filter(|l| l.managed) else {
             return;
         };

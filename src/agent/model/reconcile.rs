@@ -108,6 +108,9 @@ fn ours_at(priority: u32, unbound: u32) -> bool {
 impl Model {
     /// The plan that makes the kernel what the model wants.
     pub fn reconcile(&mut self, now: Instant) -> Plan {
+        if self.settled && self.pending.is_empty() {
+            return Plan::new(Vec::new());
+        }
         self.drift.held.retain(|_, t| *t > now);
         self.drift.retry = None;
         // A failure not retried for a while (no longer wanted) is forgotten.
@@ -165,6 +168,7 @@ impl Model {
         for index in self.solicitations() {
             ops.push(Op::Solicit(index));
         }
+        self.settled = ops.is_empty();
         Plan::new(ops)
     }
 
@@ -202,6 +206,7 @@ impl Model {
 
     /// What the applier did; the model believes it until events say more.
     pub fn applied(&mut self, op: &Op, outcome: &Outcome, now: Instant) {
+        self.settled = false;
         let ok = matches!(outcome, Outcome::Done | Outcome::Already);
         if let Outcome::Failed(e) = outcome {
             let key = op.to_string();

@@ -377,3 +377,45 @@ fn a_release_on_request_removes_rules_and_the_lease() {
         Some("released on request")
     );
 }
+
+/// The tracker probes one address per link and family: the oldest table,
+/// kept while it stays, the next one's when it goes; the others share the
+/// verdict (and feed the passive signal).
+#[test]
+fn the_tracker_probes_one_address_per_link() {
+    let mut s = one_uplink();
+    s.add_addr(3, "10.90.0.3", 24);
+    s.add_addr(3, "10.90.0.4", 24);
+    s.settle();
+    let probed = |s: &Sim| {
+        s.model
+            .uplinks()
+            .iter()
+            .map(|u| {
+                let also: Vec<String> = u.also.iter().map(|a| a.to_string()).collect();
+                (u.ifname.clone(), u.address.to_string(), u.table, also)
+            })
+            .collect::<Vec<_>>()
+    };
+    let others = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        probed(&s),
+        [(
+            "upA".into(),
+            "10.90.0.2".into(),
+            10000,
+            others(&["10.90.0.3", "10.90.0.4"])
+        )]
+    );
+    s.del_addr(3, "10.90.0.2");
+    s.settle();
+    assert_eq!(
+        probed(&s),
+        [(
+            "upA".into(),
+            "10.90.0.3".into(),
+            10001,
+            others(&["10.90.0.4"])
+        )]
+    );
+}
