@@ -705,7 +705,12 @@ fn copy_main_release_through_the_agent_and_cleanup() {
     let mut lab = Lab::new("ac");
     lab.isp(4, "172.16.4", false, None);
     lab.isp(5, "10.50.0", false, None);
+    lab.isp(3, "10.30.0", false, None);
     lab.ip("addr add 172.16.4.2/24 dev wan4");
+    // wan3's default leaves main, and comes back on clean-up as it was
+    // (proto boot, which `ip route` does not show).
+    lab.ip("addr add 10.30.0.2/24 dev wan3");
+    lab.ip("route add default via 10.30.0.1 dev wan3 metric 300");
     lab.ip("route add default via 172.16.4.1 dev wan4");
     lab.ip("addr add 10.50.0.2/24 dev wan5");
     lab.start_agent_with(", copy_main: [\"wan4\"]", &["--cleanup"]);
@@ -713,7 +718,14 @@ fn copy_main_release_through_the_agent_and_cleanup() {
         &lab.host, false
     )
     .len()
-        == 8));
+        == 12));
+    assert!(
+        wait_for(Duration::from_secs(2), || !lab
+            .ip("route show default")
+            .contains("wan3")),
+        "moved: {}",
+        lab.ip("route show default")
+    );
     let t4 = lab.table_of("172.16.4.2").unwrap();
     assert!(
         wait_for(Duration::from_secs(2), || lab
@@ -751,7 +763,7 @@ fn copy_main_release_through_the_agent_and_cleanup() {
         &lab.host, false
     )
     .len()
-        == 4));
+        == 8));
     assert!(
         wait_for(Duration::from_secs(3), || std::fs::read_to_string(
             lab.p("agent-state.json")
@@ -774,6 +786,12 @@ fn copy_main_release_through_the_agent_and_cleanup() {
         our_rules(&lab.host, false)
     );
     assert_eq!(lab.host.ip(&["route", "show", "table", &t4]), "");
+    assert!(
+        lab.ip("route show default")
+            .contains("default via 10.30.0.1 dev wan3 metric 300"),
+        "back in main as it was: {}",
+        lab.ip("route show default")
+    );
     // No lease left at the server: status finds nothing to show.
     let out = lab.mhr(&["status", "--json", "--db", &lab.p("leases.db")]);
     let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -276,6 +276,7 @@ async fn cleanup(
     }
     model.end_lingering(now, true);
     model.unbound.clear();
+    model.restore_main();
     let plan = model.reconcile(now);
     let outcomes = applier.apply(&plan).await;
     for (op, o) in plan.ops.iter().zip(&outcomes) {

@@ -198,6 +198,7 @@ pub fn route_message(r: &RouteSpec) -> RouteMessage {
         Origin::Ours => RouteProtocol::from(RT_PROTO),
         Origin::Kernel => RouteProtocol::Kernel,
         Origin::Any => RouteProtocol::Unspec,
+        Origin::Proto(p) => RouteProtocol::from(p),
     };
     m.header.scope = if r.link_scope {
         RouteScope::Link

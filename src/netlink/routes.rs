@@ -36,6 +36,8 @@ pub enum Origin {
     /// For deletion only: whoever added it (ifupdown's `proto boot`, an
     /// earlier fallback of ours).
     Any,
+    /// Another's, put back as it was (a moved default, on clean-up).
+    Proto(u8),
 }
 
 impl RouteSpec {

@@ -326,7 +326,10 @@ fn the_passive_read_waits_for_a_retransmission() {
         TcpExt: SyncookiesSent TCPTimeouts TCPSynRetrans\nTcpExt: 0 3 2\n";
     assert_eq!(sum_counters(text), Some(12));
     assert_eq!(sum_counters("Udp: InDatagrams\nUdp: 5\n"), None);
-    assert!(crate::track::passive::counters().is_some(), "this host's counters");
+    assert!(
+        crate::track::passive::counters().is_some(),
+        "this host's counters"
+    );
     let mut g = Gate::default();
     assert!(g.should_read(Some(12)), "the first time");
     g.read(Some(12), &Stalls::new());

@@ -299,6 +299,32 @@ impl Model {
         self.releasing.insert(n, l);
     }
 
+    /// Stopping with --cleanup: the uplink defaults moved out of main go
+    /// back as their configurers made them (protocol included), in the
+    /// same plan that removes the tables' routes, before them. RA routes
+    /// are left to the next RA (the kernel gives them their lifetime).
+    pub fn restore_main(&mut self) {
+        self.settled = false;
+        self.stopping = true;
+        for link in self.links.values().filter(|l| l.managed) {
+            for r in link.learned.values() {
+                let key = r.key();
+                if r.prefix_len != 0
+                    || r.expires
+                    || r.protocol == crate::netlink::routes::PROTO_RA
+                    || !link.moved.contains(&key)
+                    || self.kernel.main.contains_key(&key)
+                {
+                    continue;
+                }
+                if let Some(mut spec) = r.copy_to(crate::netlink::routes::MAIN_TABLE) {
+                    spec.origin = crate::netlink::routes::Origin::Proto(r.protocol);
+                    self.pending.push(Op::PutRoute(spec, None));
+                }
+            }
+        }
+    }
+
     /// Leases of gone addresses whose time has come go back to the server;
     /// with `all`, every lingering one (stopping with --cleanup).
     pub fn end_lingering(&mut self, now: Instant, all: bool) {

@@ -203,6 +203,9 @@ impl Model {
     /// table (unless main is left to a manager), and RA routes once the
     /// link has an IPv6 table (they are in the tables).
     fn leaving_main(&self, d: &mut Desired) {
+        if self.stopping {
+            return;
+        }
         for (index, link) in &self.links {
             if !link.managed {
                 continue;

@@ -146,6 +146,9 @@ pub struct Model {
     /// since: the next one can skip its diff (a lease renewed or the
     /// state file written change nothing the kernel holds).
     settled: bool,
+    /// Stopping with --cleanup: main's uplink defaults are put back, not
+    /// moved out.
+    stopping: bool,
 }
 
 impl Model {
@@ -178,6 +181,7 @@ impl Model {
             dirty: true,
             uplinks_changed: true,
             settled: false,
+            stopping: false,
         }
     }
 

@@ -235,9 +235,18 @@ impl Model {
                 self.kernel.rules.remove(r);
             }
             Op::PutRoute(spec, exp) if *outcome == Outcome::Done => {
-                self.kernel
-                    .routes
-                    .insert(spec.key(), kernel_route(spec, exp.is_some()));
+                let r = kernel_route(spec, exp.is_some());
+                match spec.origin {
+                    // Another's put back (clean-up): main's, not ours.
+                    crate::netlink::routes::Origin::Proto(p) => {
+                        self.kernel
+                            .main
+                            .insert(spec.key(), KernelRoute { protocol: p, ..r });
+                    }
+                    _ => {
+                        self.kernel.routes.insert(spec.key(), r);
+                    }
+                }
             }
             Op::DelRoute(spec) if ok => {
                 self.kernel.routes.remove(&spec.key());

@@ -361,7 +361,10 @@ fn spec_route(spec: &crate::netlink::routes::RouteSpec) -> KernelRoute {
         prefix_len: spec.prefix_len,
         gateway: spec.gateway,
         oif: Some(spec.ifindex),
-        protocol: RT_PROTO,
+        protocol: match spec.origin {
+            crate::netlink::routes::Origin::Proto(p) => p,
+            _ => RT_PROTO,
+        },
         metric: spec.metric,
         src: spec.src,
         link_scope: spec.link_scope,

@@ -419,3 +419,29 @@ fn the_tracker_probes_one_address_per_link() {
         )]
     );
 }
+
+/// `--cleanup`: everything of ours goes, and the uplink's default is back
+/// in main as its configurer made it, before its table empties.
+#[test]
+fn cleanup_puts_the_moved_default_back_in_main() {
+    let mut s = one_uplink();
+    assert_eq!(s.main_defaults(), 0);
+    let ids: Vec<_> = s.model.addrs.keys().copied().collect();
+    for id in ids {
+        s.model.release(id, s.now);
+    }
+    s.model.end_lingering(s.now, true);
+    s.model.unbound.clear();
+    s.model.restore_main();
+    s.settle();
+    assert_eq!(s.main_defaults(), 1);
+    let back: Vec<_> = s
+        .kernel
+        .routes
+        .values()
+        .filter(|r| r.table == crate::netlink::routes::MAIN_TABLE && r.prefix_len == 0)
+        .collect();
+    assert_eq!(back[0].protocol, 3, "proto boot, as ifupdown made it");
+    assert!(s.kernel.rules.is_empty());
+    assert!(s.table(10000).is_empty());
+}
