@@ -123,7 +123,7 @@ impl Context {
 
     /// dhclient -6 BOUND6/RENEW6/REBIND6/REBOOT6: the address with its
     /// lifetimes, its table and name servers. Its routes come from the
-    /// interface's RAs, which `mhr ra` puts in every table of the interface.
+    /// interface's RAs, which the agent puts in every table of the interface.
     pub async fn configure_dhcp6(&self, lease: &Dhcp6Lease) -> Result<u32, ApplyError> {
         let nl = Netlink::connect()?;
         let ifindex = self.ifindex(&nl, &lease.ifname).await?;

@@ -1,7 +1,7 @@
 //! Router advertisements, pure: the parser (RFC 4861 with RFC 4191 route
 //! information and RFC 8106 RDNSS options) and what an RA means for an
 //! uplink's tables: routes to install with their lifetimes, routes to drop,
-//! name servers. The `mhr ra` agent (`agent`) receives RAs and applies this.
+//! name servers. The agent (`agent::model::ra`) receives RAs and applies this.
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;

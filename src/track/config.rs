@@ -161,7 +161,7 @@ pub struct TrackConfig {
 
 impl TrackConfig {
     /// The settings in effect, under the config file's own keys (what
-    /// `mhr track --check` prints).
+    /// `mhr agent --check` prints under `track`).
     pub fn effective(&self) -> serde_json::Value {
         let th = &self.thresholds;
         serde_json::json!({
