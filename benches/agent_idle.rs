@@ -15,44 +15,11 @@ use std::time::{Duration, Instant};
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{ip, Kill, Ns};
+use support::{cpu, ip, proc_field, Kill, Ns};
 
 const UPLINKS: usize = 8;
 const PER_UPLINK: usize = 125;
 const TARGET: &str = "203.0.113.10";
-
-fn batch(ns: &str, lines: &str) {
-    let mut c = Command::new("ip")
-        .args(["-n", ns, "-batch", "-"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    c.stdin.take().unwrap().write_all(lines.as_bytes()).unwrap();
-    assert!(c.wait().unwrap().success());
-}
-
-fn proc_kb(pid: u32, file: &str, name: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(name))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .unwrap_or(0.0)
-}
-
-/// User + system CPU seconds of `pid`.
-fn cpu(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let f: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    (tick(11) + tick(12)) as f64 / 100.0
-}
 
 fn rules(ns: &str) -> usize {
     let out = Command::new("ip")
@@ -110,8 +77,8 @@ fn main() {
             rest += &format!("addr add {net}.{}/24 dev b{u}\n", 2 + k);
         }
     }
-    batch(&h, &links);
-    batch(&i, &peers);
+    support::batch(Some(&h), &links);
+    support::batch(Some(&i), &peers);
     host.enter();
 
     let dir = tempfile::tempdir().unwrap();
@@ -158,8 +125,8 @@ fn main() {
     let pid = agent.0.id();
     std::thread::sleep(Duration::from_millis(500));
     let start = Instant::now();
-    batch(&h, &first);
-    batch(&h, &rest);
+    support::batch(Some(&h), &first);
+    support::batch(Some(&h), &rest);
     let want = 4 * UPLINKS * PER_UPLINK;
     while rules(&h) < want && start.elapsed() < Duration::from_secs(120) {
         std::thread::sleep(Duration::from_millis(100));
@@ -203,8 +170,8 @@ fn main() {
     );
     println!(
         "  RSS {:.1} MB, PSS {:.1} MB",
-        proc_kb(pid, "status", "VmRSS:") / 1024.0,
-        proc_kb(pid, "smaps_rollup", "Pss:") / 1024.0
+        proc_field(pid, "status", "VmRSS:") as f64 / 1024.0,
+        proc_field(pid, "smaps_rollup", "Pss:") as f64 / 1024.0
     );
     match (d0, d1) {
         (Ok(a), Ok(b)) => println!("  kernel dumps meanwhile: {} (the audit's)", b - a),

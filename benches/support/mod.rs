@@ -126,3 +126,42 @@ pub fn program(name: &str) -> String {
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
+
+/// `ip -batch -` of `lines`, in network namespace `ns` (else the caller's).
+pub fn batch(ns: Option<&str>, lines: &str) {
+    let mut cmd = Command::new("ip");
+    if let Some(ns) = ns {
+        cmd.args(["-n", ns]);
+    }
+    let mut c = cmd
+        .args(["-batch", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    c.stdin.take().unwrap().write_all(lines.as_bytes()).unwrap();
+    assert!(c.wait().unwrap().success());
+}
+
+/// A `NAME value kB` field of `/proc/PID/FILE` (0 when absent).
+pub fn proc_field(pid: u32, file: &str, name: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// User + system CPU seconds of `pid`.
+pub fn cpu(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let f: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (tick(11) + tick(12)) as f64 / 100.0
+}

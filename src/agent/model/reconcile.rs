@@ -236,16 +236,11 @@ impl Model {
             }
             Op::PutRoute(spec, exp) if *outcome == Outcome::Done => {
                 let r = kernel_route(spec, exp.is_some());
-                match spec.origin {
+                if r.protocol == RT_PROTO {
+                    self.kernel.routes.insert(spec.key(), r);
+                } else {
                     // Another's put back (clean-up): main's, not ours.
-                    crate::netlink::routes::Origin::Proto(p) => {
-                        self.kernel
-                            .main
-                            .insert(spec.key(), KernelRoute { protocol: p, ..r });
-                    }
-                    _ => {
-                        self.kernel.routes.insert(spec.key(), r);
-                    }
+                    self.kernel.main.insert(spec.key(), r);
                 }
             }
             Op::DelRoute(spec) if ok => {
@@ -316,14 +311,17 @@ impl Model {
 }
 
 /// The kernel's view of a route we put (believed until an event says).
-fn kernel_route(spec: &RouteSpec, expires: bool) -> KernelRoute {
+pub(super) fn kernel_route(spec: &RouteSpec, expires: bool) -> KernelRoute {
     KernelRoute {
         table: spec.table,
         dest: spec.dest,
         prefix_len: spec.prefix_len,
         gateway: spec.gateway,
         oif: Some(spec.ifindex),
-        protocol: RT_PROTO,
+        protocol: match spec.origin {
+            crate::netlink::routes::Origin::Proto(p) => p,
+            _ => RT_PROTO,
+        },
         metric: spec.metric,
         src: spec.src,
         link_scope: spec.link_scope,

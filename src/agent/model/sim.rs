@@ -251,8 +251,7 @@ impl Sim {
                 if spec.src.is_some_and(|s| !present(&s)) {
                     return Outcome::Failed("Invalid argument".into());
                 }
-                let mut r = spec_route(spec);
-                r.expires = exp.is_some();
+                let r = super::reconcile::kernel_route(spec, exp.is_some());
                 k.routes.insert(spec.key(), r.clone());
                 events.push(Event::RouteAdded { route: r, port });
             }
@@ -351,26 +350,6 @@ impl Sim {
                 "a lease of a gone address: {k}"
             );
         }
-    }
-}
-
-fn spec_route(spec: &crate::netlink::routes::RouteSpec) -> KernelRoute {
-    KernelRoute {
-        table: spec.table,
-        dest: spec.dest,
-        prefix_len: spec.prefix_len,
-        gateway: spec.gateway,
-        oif: Some(spec.ifindex),
-        protocol: match spec.origin {
-            crate::netlink::routes::Origin::Proto(p) => p,
-            _ => RT_PROTO,
-        },
-        metric: spec.metric,
-        src: spec.src,
-        link_scope: spec.link_scope,
-        onlink: spec.onlink,
-        unicast: true,
-        expires: false,
     }
 }
 
