@@ -346,6 +346,8 @@ pub fn fam(v4: bool) -> usize {
 }
 
 #[cfg(test)]
+mod asks_tests;
+#[cfg(test)]
 mod sim;
 #[cfg(test)]
 mod tests;
