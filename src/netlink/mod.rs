@@ -9,6 +9,7 @@
 
 mod address;
 mod link;
+pub mod mptcp;
 mod owner;
 mod route;
 pub(crate) mod routes;
