@@ -250,8 +250,9 @@ impl AgentConfig {
             "ra": self.ra,
             "track": match &self.track_source {
                 TrackSource::Off => serde_json::Value::Null,
-                TrackSource::File(p) => serde_json::json!(p),
-                TrackSource::Inline(_) => self.track.as_ref().map(|t| t.effective()).unwrap_or_default(),
+                TrackSource::File(_) | TrackSource::Inline(_) => {
+                    self.track.as_ref().map(|t| t.effective()).unwrap_or_default()
+                }
             },
             "audit_s": self.audit.as_secs(),
             "state_file": self.state_file,

@@ -103,6 +103,18 @@ pub fn lease_db(leases: &LeaseDbArgs) -> std::path::PathBuf {
     })
 }
 
+/// Whether `pid` is an `mhr` process: the agent, as a user who may not
+/// reach its socket (the directory is root's) can still tell.
+fn alive(pid: u32) -> bool {
+    pid != 0
+        && pid != std::process::id()
+        && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+            let mut args = c.split(|b| *b == 0);
+            let prog = args.next().unwrap_or_default();
+            prog.ends_with(b"mhr") && args.next() == Some(b"agent".as_slice())
+        })
+}
+
 /// The agent's state: from the agent itself when it runs and this user
 /// may ask it (`true`), else from the file it last wrote.
 fn agent_state(host: &Host) -> Option<(crate::agent::AgentState, bool)> {
@@ -146,7 +158,9 @@ pub fn gather(host: &Host, leases: &LeaseDbArgs) -> anyhow::Result<(Status, Kern
     status::add_links(&mut st);
     if let Some((agent, live)) = agent_state(host) {
         st.agent = Some(status::AgentView {
-            running: live || crate::control::agent_running(&host.paths.agent_socket),
+            running: live
+                || crate::control::agent_running(&host.paths.agent_socket)
+                || alive(agent.pid),
             live,
             pid: agent.pid,
             updated: agent.updated,

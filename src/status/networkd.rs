@@ -51,13 +51,15 @@ pub fn check() -> Option<Problem> {
             .then_some(pid)
     })?;
     let root = format!("/proc/{pid}/root");
+    // Not ours to read (status without root): say nothing rather than guess.
+    std::fs::read_dir(&root).ok()?;
     let mut files = Vec::new();
     if let Ok(t) = std::fs::read_to_string(format!("{root}/etc/systemd/networkd.conf")) {
         files.push(t);
     }
     // Drop-ins sort by file name across the directories; /etc wins a tie.
     let mut dropins: Vec<(String, String)> = Vec::new();
-    for dir in ["usr/lib", "run", "etc"] {
+    for dir in ["usr/lib", "usr/local/lib", "run", "etc"] {
         let d = format!("{root}/{dir}/systemd/networkd.conf.d");
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
             let name = e.file_name().to_string_lossy().into_owned();

@@ -119,25 +119,44 @@ impl Tracker {
             .filter(|u| self.cfg.tracks(&u.ifname))
             .filter(|u| !self.cfg.targets_for(u.family).is_empty())
             .collect();
-        self.uplinks.retain(|key, up| {
-            let now_id = found.iter().find(|f| f.same(&up.id));
-            if let Some(f) = now_id {
-                up.id.also = f.also.clone();
+        let mut gone = Vec::new();
+        for (key, mut up) in std::mem::take(&mut self.uplinks) {
+            match found.iter().find(|f| f.same(&up.id)) {
+                Some(f) => {
+                    up.id.also = f.also.clone();
+                    self.uplinks.insert(key, up);
+                }
+                None => gone.push(up),
             }
-            let keep = now_id.is_some();
-            if !keep {
-                info!(ifname = %up.id.ifname, address = %up.id.address, table = key.1, "uplink gone; no longer tracked");
-            }
-            keep
-        });
+        }
         for id in found {
             let key = (id.family, id.table);
-            if !self.uplinks.contains_key(&key) {
-                info!(ifname = %id.ifname, address = %id.address, table = id.table, "tracking uplink");
-                let up = Uplink::new(id.clone(), &self.cfg, now);
-                self.uplinks.insert(key, up);
-                self.dirty = true;
+            if self.uplinks.contains_key(&key) {
+                continue;
             }
+            // The link probed from another of its addresses (the one it
+            // was probed from went): its health goes on, probes in flight
+            // from the old address do not count.
+            let same_link = gone
+                .iter()
+                .position(|u| u.id.family == id.family && u.id.ifname == id.ifname);
+            let up = match same_link {
+                Some(i) => {
+                    let mut up = gone.swap_remove(i);
+                    info!(ifname = %id.ifname, address = %id.address, old = %up.id.address, table = id.table, "uplink now probed from another of its addresses");
+                    up.moved_to(id.clone());
+                    up
+                }
+                None => {
+                    info!(ifname = %id.ifname, address = %id.address, table = id.table, "tracking uplink");
+                    Uplink::new(id.clone(), &self.cfg, now)
+                }
+            };
+            self.uplinks.insert(key, up);
+            self.dirty = true;
+        }
+        for up in gone {
+            info!(ifname = %up.id.ifname, address = %up.id.address, table = up.id.table, "uplink gone; no longer tracked");
         }
     }
 

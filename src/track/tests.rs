@@ -147,3 +147,52 @@ async fn stalls_on_a_links_other_address_degrade_its_uplink() {
     assert_eq!(t.uplinks[&key].health.state, LinkState::Degraded);
     assert!(t.uplinks[&key].id.also.is_empty());
 }
+
+/// The probed address goes while the link keeps others: the uplink goes on
+/// from the next one with its health, not from scratch.
+#[tokio::test]
+async fn another_address_of_the_link_takes_over_with_its_health() {
+    use crate::track::health::LinkState;
+    let cfg = TrackConfig::parse(
+        r#"{ "targets": [{"kind": "icmp", "address": "192.0.2.1"}], "scripts_dir": "/nonexistent/mhr-test" }"#,
+        std::path::Path::new("t.json"),
+    )
+    .unwrap();
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut t = Tracker::new(cfg, BTreeMap::new(), tx, Instant::now());
+    let first = UplinkId {
+        family: Family::Inet,
+        table: 10000,
+        ifname: "wan1".into(),
+        address: "10.0.2.2".parse().unwrap(),
+        also: vec!["10.0.2.3".parse().unwrap()],
+    };
+    t.set_uplinks(std::slice::from_ref(&first));
+    t.uplinks
+        .get_mut(&(Family::Inet, 10000))
+        .unwrap()
+        .health
+        .state = LinkState::Up;
+    let next = UplinkId {
+        table: 10001,
+        address: "10.0.2.3".parse().unwrap(),
+        also: Vec::new(),
+        ..first
+    };
+    t.set_uplinks(std::slice::from_ref(&next));
+    assert_eq!(t.uplinks.len(), 1);
+    let up = &t.uplinks[&(Family::Inet, 10001)];
+    assert_eq!(up.id, next);
+    assert_eq!(up.health.state, LinkState::Up);
+    // Another link's uplink starts from scratch.
+    let other = UplinkId {
+        ifname: "wan2".into(),
+        table: 10002,
+        ..next.clone()
+    };
+    t.set_uplinks(&[next, other]);
+    assert_ne!(
+        t.uplinks[&(Family::Inet, 10002)].health.state,
+        LinkState::Up
+    );
+}

@@ -53,6 +53,13 @@ pub(super) struct Uplink {
 }
 
 impl Uplink {
+    /// Probed from another address of the same link from now on: the
+    /// health stays, the probes in flight from the old one are forgotten.
+    pub fn moved_to(&mut self, id: UplinkId) {
+        self.id = id;
+        self.pending.clear();
+    }
+
     pub fn new(id: UplinkId, cfg: &TrackConfig, now: Instant) -> Uplink {
         let targets = cfg.targets_for(id.family);
         let budget = cfg.budget_for(&id.ifname);

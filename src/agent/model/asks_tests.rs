@@ -187,3 +187,20 @@ fn the_tracker_probes_one_address_per_link() {
         )]
     );
 }
+
+/// A restart adopts the tracker's rule with the tracker on, and removes
+/// it with the tracker off (`track: null`): no choice to keep.
+#[test]
+fn the_tracker_rule_is_adopted_only_with_a_tracker() {
+    let mut s = one_uplink();
+    s.model.set_unbound(crate::addr::Family::Inet, Some(10000));
+    s.settle();
+    let has = |s: &Sim| s.kernel.rules.iter().any(|r| r.priority == 50000);
+    s.restart(", track: {}");
+    s.settle();
+    assert!(has(&s), "adopted");
+    s.restart("");
+    s.settle();
+    assert!(!has(&s), "no tracker, no rule");
+    assert_eq!(s.tables_from("10.90.0.2"), [10000]);
+}

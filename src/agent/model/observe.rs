@@ -290,7 +290,11 @@ impl Model {
                     }
                 }
             }
-            if r.priority == self.unbound_priority && r.iif.as_deref() == Some("lo") {
+            // Without a tracker there is no choice to keep: the rule goes.
+            if r.priority == self.unbound_priority
+                && r.iif.as_deref() == Some("lo")
+                && self.cfg.track.is_some()
+            {
                 self.unbound.entry(r.family).or_insert(r.table);
             }
         }

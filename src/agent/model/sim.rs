@@ -73,7 +73,12 @@ pub struct Sim {
 }
 
 pub fn config(extra: &str) -> AgentConfig {
-    let text = format!("{{ interfaces: [\"wan*\", \"up*\"], track: null {extra} }}");
+    let track = if extra.contains("track:") {
+        ""
+    } else {
+        ", track: null"
+    };
+    let text = format!("{{ interfaces: [\"wan*\", \"up*\"]{track} {extra} }}");
     AgentConfig::parse(&text, std::path::Path::new("agent.json")).unwrap()
 }
 
