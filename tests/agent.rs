@@ -893,3 +893,51 @@ fn steady_state_asks_the_kernel_for_nothing() {
         .into_owned();
     assert!(text.contains("mode: agent (pid "), "{text}");
 }
+
+/// MPTCP endpoints on the real kernel: one per routed uplink address, bound
+/// to its device; gone with the address; adopted across a restart.
+#[test]
+fn mptcp_endpoints_follow_the_uplinks() {
+    require_netns!();
+    let mut lab = Lab::new("am");
+    lab.isp(4, "172.16.4", false, None);
+    lab.isp(3, "10.30.0", false, None);
+    lab.ip("addr add 172.16.4.2/24 dev wan4");
+    lab.ip("route add default via 172.16.4.1 dev wan4");
+    lab.ip("addr add 10.30.0.2/24 dev wan3");
+    lab.ip("route add default via 10.30.0.1 dev wan3 metric 300");
+    lab.start_agent("");
+    let shown = |lab: &Lab| lab.ip("mptcp endpoint show");
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            let s = shown(&lab);
+            s.contains("172.16.4.2 id 10")
+                && s.contains("subflow dev wan4")
+                && s.contains("10.30.0.2 id 10")
+                && s.contains("subflow dev wan3")
+        }),
+        "{}\n{}",
+        shown(&lab),
+        lab.agent_log()
+    );
+    let limits = lab.ip("mptcp limits show");
+    assert!(limits.contains("subflows 2"), "{limits}");
+    assert!(limits.contains("add_addr_accepted 2"), "{limits}");
+    // Adopted across a restart: the same endpoints, none added twice.
+    let before = shown(&lab);
+    let mut a = lab.agent.take().unwrap();
+    a.signal(nix::sys::signal::Signal::SIGTERM);
+    a.wait_exit(Duration::from_secs(5));
+    lab.start_agent("");
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(shown(&lab), before);
+    // The address goes: so does its endpoint.
+    lab.ip("addr del 10.30.0.2/24 dev wan3");
+    assert!(
+        wait_for(Duration::from_secs(3), || !shown(&lab)
+            .contains("10.30.0.2")),
+        "{}",
+        shown(&lab)
+    );
+    assert!(shown(&lab).contains("172.16.4.2"));
+}

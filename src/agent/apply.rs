@@ -11,6 +11,7 @@ use tracing::info;
 
 use super::plan::{Op, Outcome, Plan};
 use crate::dns::{self, ServerLine};
+use crate::netlink::mptcp::PathManager;
 use crate::netlink::{route_message, Netlink, NetlinkError};
 use crate::uplink::Uplinks;
 
@@ -25,6 +26,32 @@ fn outcome(r: Result<bool, NetlinkError>) -> Outcome {
     match r {
         Ok(true) => Outcome::Done,
         Ok(false) => Outcome::Already,
+        Err(e) => Outcome::Failed(e.to_string()),
+    }
+}
+
+/// One path manager request, on the blocking pool (a blocking socket:
+/// requests are few).
+async fn path_manager(op: Op) -> Outcome {
+    let r = tokio::task::spawn_blocking(move || {
+        let mut pm = PathManager::open()?;
+        match &op {
+            Op::AddEndpoint(e) => pm.add(e),
+            Op::EndpointFlags(e) => pm.set_flags(e),
+            Op::DelEndpoint(e) => match pm.delete(e) {
+                // Gone already (its address went, and the kernel with it).
+                Err(e) if e.errno() == Some(libc::EINVAL) || e.errno() == Some(libc::ENOENT) => {
+                    Ok(())
+                }
+                r => r,
+            },
+            Op::Limits(l) => pm.set_limits(*l),
+            _ => Ok(()),
+        }
+    })
+    .await;
+    match r {
+        Ok(r) => outcome(r.map(|_| true)),
         Err(e) => Outcome::Failed(e.to_string()),
     }
 }
@@ -83,6 +110,9 @@ impl Applier {
                         crate::ra::solicit(fd, *index);
                     }
                     Outcome::Done
+                }
+                Op::AddEndpoint(_) | Op::EndpointFlags(_) | Op::DelEndpoint(_) | Op::Limits(_) => {
+                    path_manager(op.clone()).await
                 }
             };
             out.push(o);

@@ -2,6 +2,7 @@
 //! the slow audit. Everything else the model learns from events.
 
 use crate::addr::Family;
+use crate::netlink::mptcp::{Endpoint, Limits, PathManager};
 use crate::netlink::{kernel_route, Netlink, NetlinkError};
 
 use super::model::Snapshot;
@@ -21,5 +22,26 @@ pub async fn snapshot(nl: &Netlink) -> Result<Snapshot, NetlinkError> {
         addrs,
         rules,
         routes,
+        mptcp: mptcp().await,
     })
+}
+
+/// The path manager's endpoints and limits, where MPTCP is on.
+async fn mptcp() -> Option<(Vec<Endpoint>, Limits)> {
+    if !crate::netlink::mptcp::enabled().unwrap_or(false) {
+        return None;
+    }
+    let read = tokio::task::spawn_blocking(|| {
+        let mut pm = PathManager::open()?;
+        Ok::<_, NetlinkError>((pm.endpoints()?, pm.limits()?))
+    })
+    .await
+    .ok()?;
+    match read {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::debug!("MPTCP path manager: {e}");
+            None
+        }
+    }
 }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::patterns::glob_match;
 use crate::track::config::TrackConfig;
@@ -66,6 +66,38 @@ pub struct AgentConfig {
     /// event told).
     pub audit: Duration,
     pub state_file: PathBuf,
+    /// MPTCP endpoints for the uplinks' addresses.
+    pub mptcp: MptcpConfig,
+}
+
+/// `mptcp`: an endpoint of the in-kernel path manager per uplink address.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MptcpConfig {
+    pub enabled: bool,
+    /// Interfaces whose endpoints are always `backup` (metered modems).
+    pub backup: Vec<String>,
+    /// Interfaces that never get an endpoint.
+    pub never: Vec<String>,
+    /// Interfaces whose endpoints also `signal` (hosts that serve MPTCP).
+    pub signal: Vec<String>,
+}
+
+impl Default for MptcpConfig {
+    fn default() -> MptcpConfig {
+        MptcpConfig {
+            enabled: true,
+            backup: vec!["ww*".into()],
+            never: Vec::new(),
+            signal: Vec::new(),
+        }
+    }
+}
+
+impl MptcpConfig {
+    pub fn is(&self, patterns: &[String], ifname: &str) -> bool {
+        patterns.iter().any(|p| glob_match(p, ifname))
+    }
 }
 
 /// Where the tracker's settings come from.
@@ -96,6 +128,7 @@ impl Default for AgentConfig {
             track_source: TrackSource::Inline(serde_json::json!({})),
             audit: Duration::from_secs(60),
             state_file: DEFAULT_STATE_FILE.into(),
+            mptcp: MptcpConfig::default(),
         }
     }
 }
@@ -116,6 +149,7 @@ struct Raw {
     track: Option<serde_json::Value>,
     audit_s: Option<u64>,
     state_file: Option<PathBuf>,
+    mptcp: Option<MptcpConfig>,
 }
 
 impl AgentConfig {
@@ -217,6 +251,7 @@ impl AgentConfig {
             track_source,
             audit,
             state_file: raw.state_file.unwrap_or(d.state_file),
+            mptcp: raw.mptcp.unwrap_or(d.mptcp),
         })
     }
 
@@ -255,6 +290,7 @@ impl AgentConfig {
                 }
             },
             "audit_s": self.audit.as_secs(),
+            "mptcp": self.mptcp,
             "state_file": self.state_file,
         })
     }

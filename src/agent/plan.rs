@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use crate::dns::Scope;
+use crate::netlink::mptcp::{Endpoint, Limits};
 use crate::netlink::routes::{KernelRoute, RouteSpec};
 use crate::netlink::rules::RuleSpec;
 
@@ -30,6 +31,12 @@ pub enum Op {
     },
     /// A router solicitation on a link.
     Solicit(u32),
+    /// MPTCP path manager: an endpoint of ours added, its flags changed,
+    /// removed; the limits raised.
+    AddEndpoint(Endpoint),
+    EndpointFlags(Endpoint),
+    DelEndpoint(Endpoint),
+    Limits(Limits),
 }
 
 impl Op {
@@ -38,6 +45,11 @@ impl Op {
         match self {
             Op::AddRule(r) => (0, i64::from(r.priority)),
             Op::PutRoute(..) => (1, 0),
+            // Once the routes are in, before anything leaves.
+            Op::Limits(_) => (1, 1),
+            Op::AddEndpoint(_) => (1, 2),
+            Op::EndpointFlags(_) => (1, 3),
+            Op::DelEndpoint(_) => (2, -1),
             Op::DelRoute(_) => (2, 0),
             Op::DelMain(_) => (3, 0),
             Op::DelRule(r) => (4, -i64::from(r.priority)),
@@ -50,6 +62,16 @@ impl Op {
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Op::AddEndpoint(e) => write!(f, "add MPTCP endpoint {} id {}", e.address, e.id),
+            Op::EndpointFlags(e) => {
+                write!(f, "set MPTCP endpoint {} flags {:#x}", e.address, e.flags)
+            }
+            Op::DelEndpoint(e) => write!(f, "delete MPTCP endpoint {} id {}", e.address, e.id),
+            Op::Limits(l) => write!(
+                f,
+                "MPTCP limits subflows {} add_addr_accepted {}",
+                l.subflows, l.add_addr_accepted
+            ),
             Op::AddRule(r) => write!(f, "add rule {r}"),
             Op::DelRule(r) => write!(f, "delete rule {r}"),
             Op::PutRoute(r, _) => write!(f, "put route {r}"),

@@ -190,6 +190,7 @@ pub async fn run(
             }
             Some(t) = track_rx.recv() => match t {
                 TrackOut::Unbound { family, table } => model.set_unbound(family, table),
+                TrackOut::Health { family, ifname, state } => model.set_health(&ifname, family, state),
             },
             Some((index, router, msg)) = ra_rx.recv() => {
                 let name = model.links.get(&index).map(|l| l.name.clone()).unwrap_or_default();

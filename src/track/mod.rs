@@ -74,6 +74,12 @@ pub enum TrackOut {
     /// Unbound traffic of `family` should use `table` (none: the 91000
     /// rules decide).
     Unbound { family: Family, table: Option<u32> },
+    /// An uplink's state changed (MPTCP endpoints follow it).
+    Health {
+        family: Family,
+        ifname: String,
+        state: LinkState,
+    },
 }
 
 struct Tracker {
@@ -256,6 +262,11 @@ impl Tracker {
             last_error = up.last_error.as_deref().unwrap_or(""),
             "uplink {old} -> {new}"
         );
+        let _ = self.out.send(TrackOut::Health {
+            family: up.id.family,
+            ifname: up.id.ifname.clone(),
+            state: new,
+        });
         let mut env = uplink_env(&up.id, &h);
         env.push(("MHR_EVENT".into(), "state".into()));
         env.push(("MHR_OLD_STATE".into(), old.name().into()));

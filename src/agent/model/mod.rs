@@ -11,6 +11,7 @@
 pub(crate) mod addrs;
 mod asks;
 mod desired;
+pub mod mptcp;
 mod observe;
 mod ra;
 mod reconcile;
@@ -149,6 +150,7 @@ pub struct Model {
     /// Stopping with --cleanup: main's uplink defaults are put back, not
     /// moved out.
     stopping: bool,
+    pub mptcp: mptcp::Mptcp,
 }
 
 impl Model {
@@ -182,6 +184,7 @@ impl Model {
             uplinks_changed: true,
             settled: false,
             stopping: false,
+            mptcp: mptcp::Mptcp::default(),
         }
     }
 
@@ -347,6 +350,8 @@ pub fn fam(v4: bool) -> usize {
 
 #[cfg(test)]
 mod asks_tests;
+#[cfg(test)]
+mod mptcp_tests;
 #[cfg(test)]
 mod sim;
 #[cfg(test)]

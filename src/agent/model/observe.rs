@@ -37,6 +37,11 @@ pub struct Snapshot {
     pub addrs: Vec<HostAddr>,
     pub rules: Vec<RuleSpec>,
     pub routes: Vec<KernelRoute>,
+    /// The path manager's endpoints and limits; none where MPTCP is off.
+    pub mptcp: Option<(
+        Vec<crate::netlink::mptcp::Endpoint>,
+        crate::netlink::mptcp::Limits,
+    )>,
 }
 
 impl Model {
@@ -207,6 +212,7 @@ impl Model {
     /// name. Returns how many rules and routes of ours differed.
     pub fn resync(&mut self, snap: Snapshot, adopt: bool, now: Instant) -> usize {
         self.settled = false;
+        self.mptcp.resync(snap.mptcp.clone());
         for l in &snap.links {
             self.link_changed(l.clone());
         }

@@ -168,6 +168,7 @@ impl Model {
         for index in self.solicitations() {
             ops.push(Op::Solicit(index));
         }
+        ops.extend(self.endpoint_ops(now));
         self.settled = ops.is_empty();
         Plan::new(ops)
     }
@@ -227,6 +228,7 @@ impl Model {
         if !self.drift.failures.is_empty() {
             self.drift.failures.remove(&op.to_string());
         }
+        self.endpoint_applied(op, ok);
         match op {
             Op::AddRule(r) if ok => {
                 self.kernel.rules.insert(r.clone());

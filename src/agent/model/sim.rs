@@ -25,6 +25,7 @@ pub struct Kernel {
     pub addrs: BTreeMap<AddrId, HostAddr>,
     pub rules: BTreeSet<RuleSpec>,
     pub routes: BTreeMap<RouteKey, KernelRoute>,
+    pub endpoints: BTreeMap<u8, crate::netlink::mptcp::Endpoint>,
 }
 
 #[derive(Default, Clone)]
@@ -119,6 +120,13 @@ impl Sim {
             addrs: self.kernel.addrs.values().cloned().collect(),
             rules: self.kernel.rules.iter().cloned().collect(),
             routes: self.kernel.routes.values().cloned().collect(),
+            mptcp: Some((
+                self.kernel.endpoints.values().cloned().collect(),
+                crate::netlink::mptcp::Limits {
+                    subflows: 2,
+                    add_addr_accepted: 0,
+                },
+            )),
         };
         self.model.resync(snap, true, self.now);
     }
@@ -269,6 +277,13 @@ impl Sim {
                 None => return Outcome::Already,
             },
             Op::Dns { .. } | Op::Solicit(_) => {}
+            Op::AddEndpoint(e) | Op::EndpointFlags(e) => {
+                k.endpoints.insert(e.id, e.clone());
+            }
+            Op::DelEndpoint(e) => {
+                k.endpoints.remove(&e.id);
+            }
+            Op::Limits(_) => {}
         }
         Outcome::Done
     }

@@ -1,0 +1,92 @@
+//! MPTCP endpoints against the simulated kernel: they follow addresses,
+//! tables and health, and a restart adopts them.
+
+use super::sim::{route, Sim, OTHER};
+use super::tests::one_uplink;
+use crate::addr::Family;
+use crate::netlink::mptcp::message::{BACKUP, SUBFLOW};
+use crate::track::health::LinkState;
+
+fn endpoints(s: &Sim) -> Vec<(String, u8, u32)> {
+    s.kernel
+        .endpoints
+        .values()
+        .map(|e| (e.address.to_string(), e.id, e.flags))
+        .collect()
+}
+
+/// upA as in `one_uplink`, and upB with its own default; then a restart so
+/// that the model has read the (simulated) path manager.
+fn two_uplinks() -> Sim {
+    let mut s = one_uplink();
+    s.link(4, "upB");
+    s.add_addr(4, "10.91.0.2", 24);
+    s.add_route(route("0.0.0.0", 0, Some("10.91.0.1"), 4, 3), OTHER);
+    s.settle();
+    s.restart("");
+    s.settle();
+    s
+}
+
+#[test]
+fn an_endpoint_per_routed_address_that_follows_health_and_addresses() {
+    let mut s = two_uplinks();
+    assert_eq!(
+        endpoints(&s),
+        [
+            ("10.90.0.2".into(), 100, SUBFLOW),
+            ("10.91.0.2".into(), 101, SUBFLOW)
+        ]
+    );
+    assert_eq!(s.kernel.endpoints[&100].ifindex, Some(3));
+    // Degraded: backup; down: gone; up: back (a fresh id is fine).
+    s.model.set_health("upB", Family::Inet, LinkState::Degraded);
+    s.settle();
+    assert_eq!(s.kernel.endpoints[&101].flags, SUBFLOW | BACKUP);
+    s.model.set_health("upB", Family::Inet, LinkState::Down);
+    s.settle();
+    assert_eq!(endpoints(&s), [("10.90.0.2".into(), 100, SUBFLOW)]);
+    s.model.set_health("upB", Family::Inet, LinkState::Up);
+    s.settle();
+    assert_eq!(endpoints(&s).len(), 2);
+    // The address goes: so does its endpoint.
+    s.del_addr(4, "10.91.0.2");
+    s.settle();
+    assert_eq!(endpoints(&s), [("10.90.0.2".into(), 100, SUBFLOW)]);
+}
+
+#[test]
+fn a_restart_adopts_and_others_endpoints_are_left_alone() {
+    let mut s = two_uplinks();
+    let before = endpoints(&s);
+    s.restart("");
+    s.settle();
+    assert_eq!(endpoints(&s), before, "adopted, nothing added twice");
+    // Someone else's endpoint (a low id) for upA's address: ours goes
+    // aside, theirs stays.
+    let theirs = crate::netlink::mptcp::Endpoint {
+        id: 1,
+        address: "10.90.0.2".parse().unwrap(),
+        port: None,
+        ifindex: None,
+        flags: SUBFLOW,
+    };
+    s.kernel.endpoints.retain(|_, e| e.id != 100);
+    s.kernel.endpoints.insert(1, theirs.clone());
+    s.restart("");
+    s.settle();
+    assert_eq!(s.kernel.endpoints.get(&1), Some(&theirs));
+    assert!(!s
+        .kernel
+        .endpoints
+        .values()
+        .any(|e| e.id >= 100 && e.address == theirs.address));
+    // Switched off: ours go, theirs stay.
+    s.restart(", mptcp: {enabled: false}");
+    s.settle();
+    assert_eq!(
+        endpoints(&s),
+        [("10.90.0.2".into(), 1, SUBFLOW)],
+        "ours go, theirs stay"
+    );
+}
