@@ -228,7 +228,20 @@ impl Model {
                     if r.dest.is_ipv4() != v4 || !self.kernel.main.contains_key(&r.key()) {
                         continue;
                     }
-                    if all && !keep && r.prefix_len == 0 && uplink_route(r, self.cfg.ra) {
+                    // Make before break: only once every table of the
+                    // family holds its copy (one that cannot take it, a
+                    // gateway off its prefix, keeps main's).
+                    let copied = || {
+                        self.addrs_of(*index)
+                            .filter(|(i, a)| i.address.is_ipv4() == v4 && !a.temporary(&i.address))
+                            .filter_map(|(i, _)| self.table_of(i))
+                            .all(|t| {
+                                r.copy_to(t)
+                                    .is_some_and(|c| self.kernel.routes.contains_key(&c.key()))
+                            })
+                    };
+                    if all && !keep && r.prefix_len == 0 && uplink_route(r, self.cfg.ra) && copied()
+                    {
                         d.leave_main.push(r.clone());
                     }
                 }

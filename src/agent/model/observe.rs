@@ -141,6 +141,12 @@ impl Model {
             self.kernel.routes.insert(key, r);
             return;
         }
+        // Another's route in the place of ours (`ip route replace`: no
+        // delete event): ours is gone, and put back like a deleted one.
+        if self.kernel.routes.remove(&key).is_some() && self.foreign(port) && self.wants_route(&key)
+        {
+            self.deleted(format!("{} (replaced)", describe(&r)), port, now);
+        }
         if r.table != MAIN_TABLE {
             return;
         }

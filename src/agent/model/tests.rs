@@ -263,3 +263,42 @@ fn cleanup_puts_the_moved_default_back_in_main() {
     assert!(s.kernel.rules.is_empty());
     assert!(s.table(10000).is_empty());
 }
+
+/// Make before break: a default the table cannot take (its gateway is off
+/// the address's prefix) stays in main rather than vanish.
+#[test]
+fn a_default_no_table_holds_stays_in_main() {
+    let mut s = Sim::new("");
+    s.link(3, "upA");
+    s.add_addr(3, "10.90.0.2", 24);
+    s.add_route(route("0.0.0.0", 0, Some("192.0.2.1"), 3, 3), OTHER);
+    s.settle();
+    assert_eq!(s.tables_from("10.90.0.2"), [10000]);
+    assert_eq!(s.main_defaults(), 1, "kept in main");
+    assert!(!s.table(10000).iter().any(|r| r.starts_with("default")));
+}
+
+/// A route of ours replaced by another's (`ip route replace`, no delete
+/// event) is put back at once, and said.
+#[test]
+fn a_route_of_ours_replaced_by_another_comes_back() {
+    let mut s = one_uplink();
+    let mut theirs = route("0.0.0.0", 0, Some("10.90.0.1"), 3, 4);
+    theirs.table = 10000;
+    theirs.link_scope = false;
+    s.kernel.routes.insert(theirs.key(), theirs.clone());
+    s.event(Event::RouteAdded {
+        route: theirs.clone(),
+        port: OTHER,
+    });
+    s.settle();
+    assert_eq!(
+        s.kernel.routes[&theirs.key()].protocol,
+        crate::netlink::rules::RT_PROTO
+    );
+    assert!(s
+        .model
+        .poll_notices()
+        .iter()
+        .any(|n| matches!(n, super::Notice::Deleted { what, .. } if what.contains("replaced"))));
+}
