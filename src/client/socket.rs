@@ -285,18 +285,17 @@ pub async fn ask_running_client(
 /// Only an answer from the server's name whose sender the kernel reports as
 /// root or `server_uid` counts.
 pub fn server_answers(name: &str, padded: bool, server_uid: u32) -> bool {
-    let me = format!("mhr-status-{}", std::process::id());
-    let (Ok(mine), Ok(to), Ok(server)) = (
-        dgram::abstract_addr(&me, padded),
-        dgram::abstract_addr(name, padded),
-        unix_addr(name, padded),
-    ) else {
+    let (Ok(to), Ok(server)) = (dgram::abstract_addr(name, padded), unix_addr(name, padded)) else {
         return false;
     };
-    let Ok(sock) = std::os::unix::net::UnixDatagram::bind_addr(&mine) else {
+    // Unbound: with SO_PASSCRED the send binds it to a fresh name of the
+    // kernel's choosing (autobind), which no one can take first. The send
+    // waits a second at most for room in the server's queue.
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
         return false;
     };
     if dgram::enable_credentials(&sock).is_err()
+        || sock.set_write_timeout(Some(Duration::from_secs(1))).is_err()
         || sock.send_to_addr(&crate::protocol::ping(), &to).is_err()
     {
         return false;
