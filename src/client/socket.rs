@@ -295,7 +295,9 @@ pub fn server_answers(name: &str, padded: bool, server_uid: u32) -> bool {
         return false;
     };
     if dgram::enable_credentials(&sock).is_err()
-        || sock.set_write_timeout(Some(Duration::from_secs(1))).is_err()
+        || sock
+            .set_write_timeout(Some(Duration::from_secs(1)))
+            .is_err()
         || sock.send_to_addr(&crate::protocol::ping(), &to).is_err()
     {
         return false;

@@ -217,8 +217,16 @@ fn through_agent(args: &Args, cfg: &ClientConfig) -> anyhow::Result<Option<ExitC
     } else {
         Request::Table { ifname, address }
     };
-    let Some(reply) = ask(&args.agent_socket, &req, HOOK_DEADLINE)? else {
-        return Ok(None);
+    let reply = match ask(&args.agent_socket, &req, HOOK_DEADLINE) {
+        Ok(Some(reply)) => reply,
+        Ok(None) => return Ok(None),
+        // The original's contract holds: a table or 0 on stdout.
+        Err(e) if !args.release => {
+            warn!("{e}: no table for {}", cfg.key);
+            print_table(0);
+            return Ok(Some(ExitCode::from(EXIT_NO_TABLE)));
+        }
+        Err(e) => return Err(e.into()),
     };
     match (reply.error, reply.table) {
         (Some(e), _) if e == NOT_MANAGED => Ok(None),

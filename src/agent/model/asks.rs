@@ -71,7 +71,12 @@ impl Model {
                 Answer::Now(Reply::ok())
             }
             Request::Table { ifname, address } => match self.managed_id(&ifname, address) {
-                Some(addr) => self.wait(id, addr, now),
+                Some(addr) => {
+                    // Asked again after a release: leased again, as the
+                    // original client would.
+                    self.lease_again(addr, now);
+                    self.wait(id, addr, now)
+                }
                 None => Answer::Now(Reply::error(NOT_MANAGED)),
             },
             Request::Release { ifname, address } => match self.managed_id(&ifname, address) {
@@ -113,16 +118,23 @@ impl Model {
             servers: r.dns.clone(),
         });
         link.reported.insert(r.address, r);
-        if let Some(a) = self.addrs.get_mut(&id) {
-            // A renewal's report: routed already, unless it is left alone.
-            if a.left_alone.take().is_some() {
-                let name = self.links[&id.index].name.clone();
-                a.lease = None;
-                let lease = self.new_lease(id, &name, now);
-                self.addrs.get_mut(&id).expect("present").lease = lease;
-            }
-        }
+        // A renewal's report: routed already, unless it is left alone.
+        self.lease_again(id, now);
         self.wait(n, id, now)
+    }
+
+    /// An address left alone (released on request) gets a lease again.
+    fn lease_again(&mut self, id: AddrId, now: Instant) {
+        let Some(a) = self.addrs.get_mut(&id) else {
+            return;
+        };
+        if a.left_alone.take().is_some() {
+            self.settled = false;
+            let name = self.links[&id.index].name.clone();
+            a.lease = None;
+            let lease = self.new_lease(id, &name, now);
+            self.addrs.get_mut(&id).expect("present").lease = lease;
+        }
     }
 
     fn wait(&mut self, n: u64, addr: AddrId, now: Instant) -> Answer {

@@ -144,6 +144,18 @@ fn a_release_on_request_removes_rules_and_the_lease() {
         s.model.state(0).addresses[0].left_alone.as_deref(),
         Some("released on request")
     );
+    // Asked for again (`table_allocator_client` without -r): leased again.
+    let ask = Request::Table {
+        ifname: "upA".into(),
+        address: "10.90.0.2".parse().unwrap(),
+    };
+    assert!(matches!(
+        s.model.control(2, ask, s.now),
+        super::Answer::Later
+    ));
+    s.settle();
+    assert_eq!(s.tables_from("10.90.0.2").len(), 1);
+    assert!(s.model.state(0).addresses[0].left_alone.is_none());
 }
 
 /// The tracker probes one address per link and family: the oldest table,
