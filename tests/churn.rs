@@ -115,7 +115,10 @@ impl Lab {
     fn unclean(&self) -> Option<String> {
         let present = self.present();
         let from = self.source_rules();
-        let leases = mhr::server::store::read_only(&self.dir.path().join("leases.db")).ok()?;
+        let leases = match mhr::server::store::read_only(&self.dir.path().join("leases.db")) {
+            Ok(l) => l,
+            Err(e) => return Some(format!("lease database unreadable: {e}")),
+        };
         let mut tables = BTreeSet::new();
         for a in &present {
             let mine: Vec<&String> = from
@@ -143,15 +146,30 @@ impl Lab {
             }
             tables.insert(mine[0].clone());
         }
+        // Exactly one rule of each kind (9000, 10000, 20000, 91000) per
+        // table of a present address; none for any other table.
+        let mut kinds: BTreeSet<(String, String)> = BTreeSet::new();
         for r in our_rules(&self.host, false) {
-            let t = r
+            let prio = r.split(':').next().unwrap_or("").to_owned();
+            let Some(t) = r
                 .split("lookup ")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .to_owned();
-            if !tables.contains(&t) {
+                .nth(1)
+                .and_then(|t| t.split_whitespace().next())
+            else {
+                return Some(format!("a rule without a table: {r}"));
+            };
+            if !tables.contains(t) {
                 return Some(format!("a rule of a gone address: {r}"));
+            }
+            if !kinds.insert((prio, t.to_owned())) {
+                return Some(format!("a second rule of its kind: {r}"));
+            }
+        }
+        for t in &tables {
+            for prio in ["9000", "10000", "20000", "91000"] {
+                if !kinds.contains(&(prio.to_owned(), t.clone())) {
+                    return Some(format!("table {t} lacks its {prio} rule"));
+                }
             }
         }
         let routes = self
@@ -252,7 +270,6 @@ fn an_address_deleted_and_added_again_at_once_is_routed() {
         std::thread::sleep(Duration::from_millis(10));
     }
     lab.settle(Duration::from_secs(10));
-    assert!(!lab.agent_log().contains("left to it"));
 }
 
 /// Issue 25, 3: a thousand adds and deletes, with a `kill -9` and a
@@ -278,8 +295,10 @@ fn churn_with_and_without_a_kill_leaves_nothing_behind() {
     // And a churn the agent sees whole.
     lab.churn(0x2545_f491_4f6c_dd1d, 1000, |_| {});
     lab.settle(Duration::from_secs(20));
+    // Ops that failed because an address went first are retried or
+    // dropped; none keeps failing (warned only after 2 s).
     let log = lab.agent_log();
-    assert!(!log.contains("Invalid argument"), "{log}");
+    assert!(!log.contains("still failing"), "{log}");
 }
 
 /// After a downtime longer than the lease, the server hands the address's

@@ -134,7 +134,7 @@ fn network_manager_dispatcher_routes_a_modem_on_its_ip_interface() {
     require_netns!();
     if !std::path::Path::new(NM_DISPATCHER).exists() {
         assert!(
-            std::env::var_os("CI").is_none(),
+            std::env::var_os("CI").is_none() && !nix::unistd::geteuid().is_root(),
             "{NM_DISPATCHER} missing: run scripts/install-deps.sh"
         );
         eprintln!("skipped: {NM_DISPATCHER} missing");

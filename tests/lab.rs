@@ -1,6 +1,6 @@
 //! End to end on the namespace lab (scripts/lab.sh): real dnsmasq ISPs, real
 //! dhclient running dhclient-script with our hook, real ifup for the static
-//! uplink, the real allocator server and clients.
+//! uplink, the real allocator server and, in the agent's place, clients.
 
 mod common;
 
@@ -735,8 +735,8 @@ fn send_ra(ns: &str, dev: &str, ra: &mhr::ra::RouterAdvert) {
 }
 
 /// IPv6 on the lab: SLAAC on wan1-3 (wan1 with a privacy address, wan1 and
-/// wan2 on the same /64), DHCPv6 on wan3, all handled by `mhr ra` and the
-/// dhclient hook.
+/// wan2 on the same /64), DHCPv6 on wan3, all handled by the agent and the
+/// dhclient hook (reporting to the agent).
 #[test]
 fn ipv6_uplinks_from_router_advertisements_and_dhcpv6() {
     require_netns!();
@@ -973,12 +973,10 @@ fn ipv6_uplinks_from_router_advertisements_and_dhcpv6() {
 
 /// The lab scripts/run.sh shows: the host runs `mhr agent`, and wan5 is
 /// configured by dhcpcd with no routing hook; the hook-run uplinks keep
-/// working beside it (their clients find the agent at their names).
+/// working beside it (they report to the agent).
 #[test]
 fn the_demo_lab_runs_the_agent_and_a_hook_free_dhcpcd_uplink() {
-    if !can_use_netns() {
-        return;
-    }
+    require_netns!();
     let lab = Lab::up_with(true);
     let rules = lab.ip(&["rule"]);
     for i in 1..=5 {

@@ -219,7 +219,7 @@ impl Model {
             // worth a warning.
             self.drift.retry = Some(now + Duration::from_secs(1));
             if now.duration_since(*since) >= FAILING && (*n).is_power_of_two() {
-                warn!(failures = *n, "{op}: {e}");
+                warn!(failures = *n, "{op}: {e} (still failing)");
             } else {
                 debug!("{op}: {e}");
             }
