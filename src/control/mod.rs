@@ -143,28 +143,69 @@ pub enum ControlError {
     Bad { path: PathBuf, message: String },
 }
 
+const CONNECT_RETRY: Duration = Duration::from_millis(100);
+
+/// Where systemd says the agent is enabled (`systemctl enable mhr-agent`).
+pub const ENABLED_LINK: &str = "/etc/systemd/system/multi-user.target.wants/mhr-agent.service";
+
+/// Is an agent meant to run here? Its unit is enabled, or
+/// `MHR_AGENT_EXPECTED=1` says so (hosts without systemd, tests). Then an
+/// absent socket is waited for instead of meaning hooks mode.
+pub fn agent_expected() -> bool {
+    match std::env::var("MHR_AGENT_EXPECTED").as_deref() {
+        Ok("1") => true,
+        Ok(_) => false,
+        Err(_) => std::path::Path::new(ENABLED_LINK).exists(),
+    }
+}
+
 /// Asks the agent at `path` and waits, at most `limit` in all, for its
 /// answer. `Ok(None)`: no agent runs there (no socket, nobody listening,
 /// or not ours to reach: the caller works without one).
 pub fn ask(path: &Path, req: &Request, limit: Duration) -> Result<Option<Reply>, ControlError> {
+    ask_with(path, req, limit, agent_expected())
+}
+
+/// `ask`, told whether an agent is expected (then an absent socket is
+/// waited for, within `limit`).
+pub fn ask_with(
+    path: &Path,
+    req: &Request,
+    limit: Duration,
+    expected: bool,
+) -> Result<Option<Reply>, ControlError> {
     let deadline = Instant::now() + limit;
     let io_err = |source| ControlError::Io {
         path: path.to_owned(),
         source,
     };
-    let mut stream = match UnixStream::connect(path) {
-        Ok(s) => s,
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::NotFound
-                    | io::ErrorKind::ConnectionRefused
-                    | io::ErrorKind::PermissionDenied
-            ) =>
-        {
-            return Ok(None)
+    let mut stream = loop {
+        match UnixStream::connect(path) {
+            Ok(s) => break s,
+            // Not there yet or restarting (systemd starts it again within
+            // a second) on a host whose agent is enabled: waited for, so
+            // that no hook takes its place.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+                ) && expected
+                    && Instant::now() + CONNECT_RETRY < deadline =>
+            {
+                std::thread::sleep(CONNECT_RETRY)
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound
+                        | io::ErrorKind::ConnectionRefused
+                        | io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(io_err(e)),
         }
-        Err(e) => return Err(io_err(e)),
     };
     let timed_out = || ControlError::Deadline {
         path: path.to_owned(),

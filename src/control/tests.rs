@@ -34,9 +34,11 @@ fn requests_read_as_documented() {
 #[test]
 fn no_agent_means_none_and_a_listener_answers() {
     let (_t, path) = private_dir();
-    assert!(ask(&path, &Request::Status, Duration::from_secs(1))
-        .unwrap()
-        .is_none());
+    assert!(
+        ask_with(&path, &Request::Status, Duration::from_secs(1), false)
+            .unwrap()
+            .is_none()
+    );
     let l = listen(&path).unwrap();
     let mode = std::fs::metadata(path.parent().unwrap())
         .unwrap()
@@ -99,4 +101,38 @@ fn a_directory_others_may_enter_is_refused() {
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let e = listen(&dir.join("agent.sock")).unwrap_err().to_string();
     assert!(e.contains("only root may enter"), "{e}");
+}
+
+/// Where an agent is expected (its unit enabled), a socket not there yet
+/// (booting, restarting) is waited for: the hook is answered by the agent
+/// that comes, not by a second writer; one that never comes means none.
+#[test]
+fn an_expected_agent_is_waited_for() {
+    let (_t, path) = private_dir();
+    let p = path.clone();
+    let agent = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(400));
+        let l = listen(&p).unwrap();
+        l.set_nonblocking(false).unwrap();
+        let (s, _) = l.accept().unwrap();
+        let mut r = BufReader::new(s);
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        r.get_mut().write_all(b"{\"table\": 9}\n").unwrap();
+    });
+    let t0 = std::time::Instant::now();
+    let reply = ask_with(&path, &Request::Status, Duration::from_secs(5), true)
+        .unwrap()
+        .unwrap();
+    assert_eq!(reply.table, Some(9));
+    assert!(t0.elapsed() >= Duration::from_millis(400));
+    agent.join().unwrap();
+    let (_t2, none) = private_dir();
+    let t0 = std::time::Instant::now();
+    assert!(
+        ask_with(&none, &Request::Status, Duration::from_millis(500), true)
+            .unwrap()
+            .is_none()
+    );
+    assert!(t0.elapsed() < Duration::from_secs(2));
 }
