@@ -24,10 +24,29 @@ const READ_DEADLINE: Duration = Duration::from_secs(5);
 /// And the answer this long to go out.
 const WRITE_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Accepts until the listener fails (which ends the agent).
+/// Accepts until the listener fails (which ends the agent). A passing
+/// error (out of file descriptors, a peer gone before it was accepted) is
+/// waited out, not the end.
 pub async fn serve(l: UnixListener, tx: mpsc::UnboundedSender<Asked>) -> std::io::Result<()> {
+    let mut passing = 0u32;
     loop {
-        let (s, _) = l.accept().await?;
+        let s = match l.accept().await {
+            Ok((s, _)) => {
+                passing = 0;
+                s
+            }
+            Err(e)
+                if passing < 100
+                    && e.raw_os_error()
+                        .is_some_and(|c| c != libc::EBADF && c != libc::EINVAL) =>
+            {
+                passing += 1;
+                tracing::warn!("control socket: {e}; accepting again shortly");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let tx = tx.clone();
         tokio::task::spawn_local(async move {
             if let Err(e) = one(s, tx).await {

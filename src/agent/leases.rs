@@ -91,9 +91,9 @@ impl LeaseSockets {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                     Err(e) => return debug!("lease socket: {e}"),
                 };
-                // Only the server's name, sent as the server's uid: nobody
-                // else can reach an autobound name they were not told, but
-                // the check costs nothing.
+                // Only the server's name, sent as the server's uid: an
+                // autobound name cannot be taken first, but anyone can read
+                // it in /proc/net/unix and send to it.
                 if !r.sent_by(&server, uid) {
                     continue;
                 }

@@ -133,7 +133,11 @@ pub async fn run(
         step(&mut model, &applier, &mut socks, &mut asked, &uplinks_tx).await;
         for n in model.poll_notices() {
             repairs += u64::from(matches!(n, Notice::Deleted { .. }));
-            if let crate::ratelimit::Verdict::Log { suppressed } =
+            // A repair held back is always said (they are few: one per
+            // thing per hold); plain repairs are rate-limited.
+            if matches!(n, Notice::HeldBack { .. }) {
+                log_notice(&n, 0);
+            } else if let crate::ratelimit::Verdict::Log { suppressed } =
                 drift_log.check(tokio::time::Instant::now())
             {
                 log_notice(&n, suppressed);

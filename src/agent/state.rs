@@ -1,6 +1,6 @@
 //! The agent's state file: every address it keeps, its table, the
-//! interfaces where a manager won the fight over main, the tracker's
-//! choice; read by `mhr status` (without root) and by the agent's next
+//! interfaces where a manager won the fight over main, its counts of dumps
+//! and repairs; read by `mhr status` (without root) and by the agent's next
 //! start (the tables it held, whose leftovers are its to remove). Written
 //! atomically when something changed.
 

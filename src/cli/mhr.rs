@@ -159,8 +159,9 @@ pub enum MhrCommand {
         #[command(flatten)]
         paths: Deferred<HostPaths>,
     },
-    /// Sets an interface's name servers in the dnsmasq servers file (none:
-    /// removes them) and tells dnsmasq.
+    /// Sets an interface's name servers for dnsmasq (none: removes them):
+    /// hands them to a running agent, else writes the servers file itself
+    /// and tells dnsmasq.
     Dns {
         /// The interface the servers are reached through (it must exist).
         ifname: String,
@@ -191,8 +192,9 @@ pub enum MhrCommand {
     /// NetworkManager, networkd, PPP, SLAAC, DHCPv6): leases a table for
     /// every global address on a managed interface, installs its rules,
     /// puts the uplink's routes into the table and moves its defaults out of
-    /// main, follows router advertisements, and (with `track` in its config)
-    /// tracks each uplink's health and points unbound traffic at the best.
+    /// main, follows router advertisements, tracks each uplink's health and
+    /// points unbound traffic at the best (unless `track: null`), and keeps
+    /// an MPTCP endpoint per uplink address.
     /// Hooks report to it over its control socket. Runs until SIGTERM;
     /// rules and routes stay for the next start unless --cleanup. See
     /// /usr/share/doc/multihomed-routing/agent.md.

@@ -1,9 +1,10 @@
 //! The agent's model: the one place that knows the host's uplinks. Links,
 //! addresses and their leases, what the kernel holds of ours (rules,
 //! routes) and of main, the routes each uplink's configurer gave, RA state,
-//! and the tracker's choice. It is fed by the agent's one netlink
-//! subscription (`observe`), the lease keepers (`addrs`), the hooks'
-//! reports (`addrs`), the RA socket (`ra`) and the tracker; every change is
+//! the tracker's choice and verdicts, MPTCP endpoints. It is fed by the
+//! agent's one netlink subscription (`observe`), the lease keepers
+//! (`addrs`), the hooks' reports and other control requests (`asks`), the
+//! RA socket (`ra`) and the tracker (`mptcp` for its verdicts); every change is
 //! a pure transition, and `reconcile` turns the model into the plan that
 //! makes the kernel match it (`desired`). Nothing here does I/O or reads a
 //! clock: the runtime (`run`) passes the time in and carries plans out.

@@ -49,7 +49,7 @@ impl Model {
     pub fn observe(&mut self, ev: Event, now: Instant) {
         self.settled = false;
         match ev {
-            Event::LinkChanged(l) => self.link_changed(l),
+            Event::LinkChanged(l) => self.link_changed(l, now),
             Event::LinkRemoved { index } => self.link_removed(index, now),
             Event::AddressAdded(a) => self.address_added(&a, now),
             Event::AddressRemoved { index, address } => {
@@ -83,7 +83,7 @@ impl Model {
         }
     }
 
-    fn link_changed(&mut self, l: LinkInfo) {
+    fn link_changed(&mut self, l: LinkInfo, now: Instant) {
         let managed = self.manages(&l.name);
         let link = self.links.entry(l.index).or_default();
         if link.up && !l.up {
@@ -110,7 +110,7 @@ impl Model {
             let index = l.index;
             let ids: Vec<AddrId> = self.addrs_of(index).map(|(i, _)| *i).collect();
             for id in ids {
-                self.address_removed(id, Instant::now());
+                self.address_removed(id, now);
             }
         }
         self.dirty = true;
@@ -220,7 +220,7 @@ impl Model {
         self.settled = false;
         self.mptcp.resync(snap.mptcp.clone());
         for l in &snap.links {
-            self.link_changed(l.clone());
+            self.link_changed(l.clone(), now);
         }
         let present: BTreeSet<u32> = snap.links.iter().map(|l| l.index).collect();
         let gone: Vec<u32> = self

@@ -223,6 +223,11 @@ impl Model {
             } else {
                 debug!("{op}: {e}");
             }
+            // Name servers, which the diff cannot make again, are kept to
+            // be tried again with the rest (for half a minute).
+            if matches!(op, Op::Dns { .. }) && *n <= 30 {
+                self.pending.push(op.clone());
+            }
             return;
         }
         if !self.drift.failures.is_empty() {
