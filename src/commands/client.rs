@@ -178,6 +178,9 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         info!(table, ifname = %cfg.key.ifname, address = %cfg.key.address, "lease granted, rules installed");
+        // A SIGTERM from now on (the caller has its table) waits for the
+        // keeper's handler, which removes the rules, instead of killing us.
+        crate::shutdown::hold();
         print_table(table);
         Ok(Ok((sock.into_std()?, ifindex, lease, pending)))
     })?;
@@ -200,7 +203,9 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             lease,
             pending,
         };
-        anyhow::Ok(keeper.run(crate::shutdown::signal()).await)
+        let stop = crate::shutdown::armed();
+        crate::shutdown::release();
+        anyhow::Ok(keeper.run(stop).await)
     })?;
     info!(reason = ?stop, "client exits");
     let _ = stop == Stop::Signal;
