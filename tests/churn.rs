@@ -238,10 +238,10 @@ fn later_addresses_of_an_uplink_get_its_default() {
     require_netns!();
     let lab = Lab::new("cl");
     lab.settle(Duration::from_secs(5));
-    assert!(!lab
+    assert!(wait_for(Duration::from_secs(2), || !lab
         .host
         .ip(&["route", "show", "table", "main"])
-        .contains("default"));
+        .contains("default")));
     lab.host.ip(&["addr", "add", "10.90.0.3/24", "dev", "upA"]);
     lab.host.ip(&["addr", "add", "10.90.0.4/24", "dev", "upA"]);
     lab.settle(Duration::from_secs(5));

@@ -237,8 +237,13 @@ async fn step(
     asked: &mut HashMap<u64, oneshot::Sender<Reply>>,
     uplinks: &watch::Sender<Vec<crate::track::UplinkId>>,
 ) {
-    let plan = model.reconcile(Instant::now());
-    if !plan.is_empty() {
+    // A second round at once: what waited for the first (a default leaves
+    // main once its copies are in) does not wait for the next wake.
+    for _ in 0..2 {
+        let plan = model.reconcile(Instant::now());
+        if plan.is_empty() {
+            break;
+        }
         let outcomes = applier.apply(&plan).await;
         for (op, o) in plan.ops.iter().zip(&outcomes) {
             model.applied(op, o, Instant::now());
