@@ -923,6 +923,20 @@ fn mptcp_endpoints_follow_the_uplinks() {
     let limits = lab.ip("mptcp limits show");
     assert!(limits.contains("subflows 2"), "{limits}");
     assert!(limits.contains("add_addr_accepted 2"), "{limits}");
+    // Shown by status, and doctor finds nothing that defeats them.
+    let out = lab.mhr(&["status", "--json", "--db", &lab.p("leases.db")]);
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let eps = st["agent"]["endpoints"].as_array().unwrap().clone();
+    assert_eq!(eps.len(), 2, "{st}");
+    assert!(
+        eps.iter()
+            .all(|e| e["ours"] == true && e["flags"][0] == "subflow"),
+        "{st}"
+    );
+    assert!(!st["problems"].to_string().contains("MPTCP"), "{st}");
+    let text = String::from_utf8_lossy(&lab.mhr(&["status", "--db", &lab.p("leases.db")]).stdout)
+        .into_owned();
+    assert!(text.contains("mptcp: wan"), "{text}");
     // Adopted across a restart: the same endpoints, none added twice.
     let before = shown(&lab);
     let mut a = lab.agent.take().unwrap();

@@ -28,6 +28,12 @@ pub struct AgentState {
     /// Rules and routes of ours someone else deleted, put back.
     #[serde(default)]
     pub repairs: u64,
+    /// MPTCP endpoints are the agent's to keep (`mptcp.enabled`).
+    #[serde(default)]
+    pub mptcp: bool,
+    /// Every MPTCP endpoint the agent knows of, ours and others'.
+    #[serde(default)]
+    pub endpoints: Vec<crate::control::AgentEndpoint>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -89,6 +95,28 @@ impl Model {
                 .collect(),
             dumps: crate::netlink::dumps(),
             repairs,
+            mptcp: self.cfg.mptcp.enabled,
+            endpoints: self
+                .mptcp
+                .endpoints
+                .values()
+                .map(|e| crate::control::AgentEndpoint {
+                    id: e.id,
+                    address: e.address,
+                    ifname: e
+                        .ifindex
+                        .and_then(|i| self.links.get(&i))
+                        .or_else(|| {
+                            self.addrs
+                                .keys()
+                                .find(|a| a.address == e.address)
+                                .and_then(|a| self.links.get(&a.index))
+                        })
+                        .map(|l| l.name.clone()),
+                    flags: crate::netlink::mptcp::message::flag_names(e.flags),
+                    ours: e.id >= super::model::mptcp::FIRST_ID,
+                })
+                .collect(),
         }
     }
 }

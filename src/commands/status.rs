@@ -166,6 +166,7 @@ pub fn gather(host: &Host, leases: &LeaseDbArgs) -> anyhow::Result<(Status, Kern
             updated: agent.updated,
             dumps: agent.dumps,
             repairs: agent.repairs,
+            endpoints: agent.endpoints.clone(),
             addresses: agent
                 .addresses
                 .iter()
@@ -185,6 +186,17 @@ pub fn gather(host: &Host, leases: &LeaseDbArgs) -> anyhow::Result<(Status, Kern
                 .map(|k| format!("{} {}", k.ifname, k.family))
                 .collect(),
         });
+        if agent.mptcp {
+            let mut ifnames: Vec<String> = agent
+                .addresses
+                .iter()
+                .filter(|a| a.table.is_some_and(|t| t != 0))
+                .map(|a| a.ifname.clone())
+                .collect();
+            ifnames.dedup();
+            st.problems
+                .extend(status::mptcp::check(&ifnames, &agent.endpoints));
+        }
         for k in agent.main_kept {
             st.problems.push(Problem::MainKeptByManager {
                 ifname: k.ifname,

@@ -129,6 +129,18 @@ impl Reply {
     }
 }
 
+/// An MPTCP endpoint as the agent reports it (in its state).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AgentEndpoint {
+    pub id: u8,
+    pub address: IpAddr,
+    /// The device it is bound to, else the interface holding the address.
+    pub ifname: Option<String>,
+    pub flags: Vec<String>,
+    /// Added by the agent (id from 100).
+    pub ours: bool,
+}
+
 /// The error `Reply::error` carries when the agent does not manage the
 /// interface: the asker does the work itself, as without an agent.
 pub const NOT_MANAGED: &str = "not managed by the agent";

@@ -11,6 +11,7 @@ use crate::dns::ServerLine;
 pub use crate::track::health::{Health, Unbound};
 
 pub mod dns_path;
+pub mod mptcp;
 pub mod networkd;
 mod problem;
 pub use problem::{doctor_report, Problem};
@@ -100,6 +101,8 @@ pub struct AgentView {
     pub dumps: u64,
     /// Rules and routes of ours someone else deleted, put back.
     pub repairs: u64,
+    /// MPTCP endpoints, ours and others'.
+    pub endpoints: Vec<crate::control::AgentEndpoint>,
     /// Addresses it keeps a table for.
     pub addresses: usize,
     /// `IFNAME ADDRESS: why` for addresses it leaves to someone else.

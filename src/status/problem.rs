@@ -53,6 +53,23 @@ pub enum Problem {
         pid: u32,
         settings: Vec<String>,
     },
+    /// `net.mptcp.enabled` is 0 while the agent is to keep endpoints.
+    MptcpOff,
+    /// Strict reverse-path filtering on an uplink drops subflows that
+    /// arrive on another uplink than their reply would leave by.
+    RpFilterStrict {
+        ifname: String,
+    },
+    /// mptcpd manages endpoints too.
+    MptcpdRuns {
+        pid: u32,
+    },
+    /// An endpoint the agent did not add covers an uplink's address.
+    EndpointOfAnother {
+        id: u8,
+        address: IpAddr,
+        ifname: String,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -95,6 +112,10 @@ impl fmt::Display for Problem {
                 "systemd-networkd (pid {pid}) runs with {}: it deletes the agent's rules whenever it configures a link, and its routes when it restarts (the agent puts them back, but traffic stalls meanwhile)",
                 settings.join(" and ")
             ),
+            Problem::MptcpOff => write!(f, "net.mptcp.enabled is 0: no MPTCP endpoints, no connection survives its uplink"),
+            Problem::RpFilterStrict { ifname } => write!(f, "{ifname}: strict rp_filter (1) drops MPTCP subflows that come in on another uplink"),
+            Problem::MptcpdRuns { pid } => write!(f, "mptcpd (pid {pid}) runs: it adds and removes MPTCP endpoints beside the agent, without health"),
+            Problem::EndpointOfAnother { id, address, ifname } => write!(f, "MPTCP endpoint id {id} for {address} on {ifname} is not the agent's (NetworkManager's or an admin's): the agent leaves that address without its own"),
         }
     }
 }
@@ -117,6 +138,10 @@ impl Problem {
             Problem::ServerSilent => "start the server: systemctl restart table-allocator-server",
             Problem::DatabaseUnreadable { .. } => "check db_path in the server config, or pass --db",
             Problem::TrackerStale { .. } => "start the agent with its tracker (systemctl start mhr-agent), or remove the tracker's state file",
+            Problem::MptcpOff => "sysctl -w net.mptcp.enabled=1 (and in /etc/sysctl.d), or the agent's mptcp.enabled false",
+            Problem::RpFilterStrict { .. } => "loose reverse-path filtering for uplinks: sysctl -w net.ipv4.conf.IFNAME.rp_filter=2 (and net.ipv4.conf.all.rp_filter=2 if all is 1)",
+            Problem::MptcpdRuns { .. } => "one manager of endpoints: systemctl disable --now mptcp (mptcpd), or the agent's mptcp.enabled false",
+            Problem::EndpointOfAnother { .. } => "NetworkManager: nmcli connection modify ID connection.mptcp-flags disabled; else ip mptcp endpoint delete id N (the agent then adds its own)",
             Problem::NetworkdDeletesForeign { .. } => "install /usr/lib/systemd/networkd.conf.d/multihomed-routing.conf (the package ships it: ManageForeignRoutingPolicyRules=no, ManageForeignRoutes=no), then `systemctl restart systemd-networkd`",
             Problem::MainKeptByManager { .. } => "give the manager a route table: NetworkManager `nmcli connection modify ID ipv4.route-table N` (ipv6.route-table), systemd-networkd `RouteTable=` in [DHCPv4]/[IPv6AcceptRA], dhcpcd `nogateway`; or list the interface in the agent's `copy_main`; then restart mhr-agent",
         }

@@ -64,6 +64,21 @@ fn host(e: &mut Exposition, s: &Status) {
             &[],
             a.repairs as f64,
         );
+        for ep in &a.endpoints {
+            let flags = ep.flags.join(",");
+            let address = ep.address.to_string();
+            e.gauge(
+                "mhr_mptcp_endpoint",
+                "An MPTCP endpoint: 1, with its flags and whether the agent added it.",
+                &[
+                    ("address", &address),
+                    ("interface", ep.ifname.as_deref().unwrap_or("")),
+                    ("flags", &flags),
+                    ("ours", if ep.ours { "1" } else { "0" }),
+                ],
+                1.0,
+            );
+        }
         e.counter(
             "mhr_agent_kernel_dumps_total",
             "Kernel dumps mhr agent asked for since it started (adoption, overruns, audits).",

@@ -116,6 +116,22 @@ pub fn render(s: &Status, now_unix: i64) -> String {
         )),
         None => out.push_str("   mode: hooks (no agent)"),
     }
+    if let Some(a) = s.agent.as_ref().filter(|a| !a.endpoints.is_empty()) {
+        let list: Vec<String> = a
+            .endpoints
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {} {}{}",
+                    e.ifname.as_deref().unwrap_or("?"),
+                    e.address,
+                    e.flags.join(","),
+                    if e.ours { "" } else { " (not ours)" }
+                )
+            })
+            .collect();
+        out.push_str(&format!("\nmptcp: {}", list.join("; ")));
+    }
     out.push('\n');
     out.push_str(&row([
         "INTERFACE",

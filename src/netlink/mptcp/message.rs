@@ -22,6 +22,21 @@ pub const BACKUP: u32 = 4;
 pub const FULLMESH: u32 = 8;
 pub const IMPLICIT: u32 = 16;
 
+/// The names `ip mptcp` gives the flags.
+pub fn flag_names(flags: u32) -> Vec<String> {
+    [
+        (SIGNAL, "signal"),
+        (SUBFLOW, "subflow"),
+        (BACKUP, "backup"),
+        (FULLMESH, "fullmesh"),
+        (IMPLICIT, "implicit"),
+    ]
+    .iter()
+    .filter(|(f, _)| flags & f != 0)
+    .map(|(_, n)| n.to_string())
+    .collect()
+}
+
 /// The most endpoints (and the highest limits) per network namespace.
 pub const MAX_ENDPOINTS: usize = 8;
 
