@@ -851,7 +851,7 @@ fn steady_state_asks_the_kernel_for_nothing() {
     lab.ip("addr add 192.168.8.2/24 dev wan1");
     lab.ip("route add default via 192.168.8.1 dev wan1");
     lab.ip("addr add 10.30.0.2/24 dev wan3");
-    lab.ip("route add default via 10.30.0.1 dev wan3");
+    lab.ip("route add default via 10.30.0.1 dev wan3 metric 300");
     let routed = || {
         ["192.168.8.2", "10.30.0.2"]
             .iter()
