@@ -68,8 +68,11 @@ up() {
     if ip netns list | grep -qw "$HOST"; then
         echo "lab $LAB is already up (scripts/lab.sh down first)" >&2; exit 1
     fi
-    for b in table_allocator_server table_allocator_client mhr; do
-        [ -x "$BIN/$b" ] || { echo "missing $BIN/$b: build first (cargo build --release)" >&2; exit 1; }
+    [ -x "$BIN/mhr" ] || { echo "missing $BIN/mhr: build first (cargo build --release)" >&2; exit 1; }
+    # One program under three names, as the package installs it: the
+    # original names are links to mhr (made beside a fresh build).
+    for b in table_allocator_server table_allocator_client; do
+        [ -x "$BIN/$b" ] || ln -sfn mhr "$BIN/$b"
     done
     mkdir -p "$DIR/enter.d" "$DIR/exit.d"
     mkns "$HOST"

@@ -66,15 +66,20 @@ say "health tracker (in the agent): unbound traffic to the best working uplink (
 sleep 2
 ip -n "$host" rule show priority 50000
 echo "unbound probe answered by: $(ip netns exec "$host" "$BIN/mhr" probe 203.0.113.10 whoami.lab)"
-say "ISP1 loses the internet: within about a second unbound traffic moves to wan3"
+say "Multipath TCP: an endpoint per routed uplink address, bound to its device (an MPTCP connection gets a subflow over each)"
+ip -n "$host" mptcp endpoint show | sed 's/^/  /'
+echo "  limits: $(ip -n "$host" mptcp limits show)"
+say "ISP1 loses the internet: within about a second unbound traffic moves to wan3, and wan1's MPTCP endpoints go (their subflows close, data moves)"
 ip -n "$LAB-isp1" addr del 203.0.113.10/32 dev lo
 sleep 3
 ip -n "$host" rule show priority 50000
 echo "unbound probe answered by: $(ip netns exec "$host" "$BIN/mhr" probe 203.0.113.10 whoami.lab)"
+ip -n "$host" mptcp endpoint show | sed 's/^/  /'
 ip -n "$LAB-isp1" addr add 203.0.113.10/32 dev lo
 sleep 3
-say "ISP1 is back, and so is the rule"
+say "ISP1 is back, and so are the rule and wan1's endpoints"
 ip -n "$host" rule show priority 50000
+ip -n "$host" mptcp endpoint show | sed 's/^/  /'
 say "mhr status (with health and the agent's view)"
 ip netns exec "$host" env MHR_DEFAULTS="$dir/defaults" "$BIN/mhr" status --db "$dir/leases.db" \
     --track-state "$dir/track-state.json" || true
@@ -84,5 +89,7 @@ say "unplugging wan3: ip link del, then what the udev remove rule runs"
 ip -n "$host" link del wan3
 ip netns exec "$host" env MHR_DEFAULTS="$dir/defaults" "$BIN/mhr" hotplug remove wan3
 sleep 0.3
+echo "  MPTCP endpoints left (none of wan3's):"
+ip -n "$host" mptcp endpoint show | sed 's/^/  /'
 "$BIN/mhr" lab status
 say "allocator server log"; cat "/run/mhr-lab-$LAB/server.log"

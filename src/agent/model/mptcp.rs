@@ -112,10 +112,14 @@ impl Model {
             candidates.push((rank, table, id.index, id.address, flags));
         }
         candidates.sort();
-        candidates.truncate(MAX_ENDPOINTS.saturating_sub(others.len()));
         let mut taken: Vec<u8> = self.mptcp.endpoints.keys().copied().collect();
-        let mut out = Vec::new();
+        let mut out: Vec<Endpoint> = Vec::new();
         for (_, _, index, address, flags) in candidates {
+            // One endpoint per address (two modems handing out the same
+            // one): the better uplink's.
+            if out.iter().any(|e| e.address == address) {
+                continue;
+            }
             let id = match self
                 .mptcp
                 .endpoints
@@ -128,6 +132,9 @@ impl Model {
                     None => continue,
                 },
             };
+            if out.len() >= MAX_ENDPOINTS.saturating_sub(others.len()) {
+                break;
+            }
             taken.push(id);
             out.push(Endpoint {
                 id,

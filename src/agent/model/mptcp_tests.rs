@@ -90,3 +90,21 @@ fn a_restart_adopts_and_others_endpoints_are_left_alone() {
         "ours go, theirs stay"
     );
 }
+
+/// Two modems handing out the same address: one endpoint (the kernel
+/// takes one per address), and no add that keeps failing.
+#[test]
+fn one_endpoint_per_address_whatever_holds_it() {
+    let mut s = one_uplink();
+    s.link(4, "upB");
+    s.add_addr(4, "10.90.0.2", 24);
+    let mut b = route("0.0.0.0", 0, Some("10.90.0.1"), 4, 3);
+    b.metric = Some(200);
+    s.add_route(b, OTHER);
+    s.settle();
+    s.restart("");
+    s.settle();
+    assert_eq!(s.kernel.endpoints.len(), 1);
+    assert_eq!(s.model.endpoints_desired(s.now).len(), 1);
+    assert!(s.model.reconcile(s.now).is_empty(), "nothing left to do");
+}

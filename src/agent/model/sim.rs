@@ -277,6 +277,13 @@ impl Sim {
                 None => return Outcome::Already,
             },
             Op::Dns { .. } | Op::Solicit(_) => {}
+            // The kernel's: one endpoint per id and per address.
+            Op::AddEndpoint(e)
+                if k.endpoints.contains_key(&e.id)
+                    || k.endpoints.values().any(|o| o.address == e.address) =>
+            {
+                return Outcome::Failed("File exists".into());
+            }
             Op::AddEndpoint(e) | Op::EndpointFlags(e) => {
                 k.endpoints.insert(e.id, e.clone());
             }
