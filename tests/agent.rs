@@ -955,3 +955,31 @@ fn mptcp_endpoints_follow_the_uplinks() {
     );
     assert!(shown(&lab).contains("172.16.4.2"));
 }
+
+/// `net.mptcp.enabled=0` in the namespace: the agent says so once, adds no
+/// endpoint, and doctor names it.
+#[test]
+fn with_mptcp_off_the_agent_says_so_once_and_does_nothing_else() {
+    require_netns!();
+    let mut lab = Lab::new("ao");
+    lab.isp(4, "172.16.4", false, None);
+    check(lab.host.cmd("sysctl").args(["-qw", "net.mptcp.enabled=0"]));
+    lab.ip("addr add 172.16.4.2/24 dev wan4");
+    lab.ip("route add default via 172.16.4.1 dev wan4");
+    lab.start_agent(", audit_s: 5");
+    assert!(wait_for(Duration::from_secs(5), || lab
+        .table_of("172.16.4.2")
+        .is_some()));
+    // Past an audit (a second whole read): still said only once.
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(lab.ip("mptcp endpoint show"), "");
+    assert_eq!(
+        lab.agent_log().matches("MPTCP is off").count(),
+        1,
+        "{}",
+        lab.agent_log()
+    );
+    let out = lab.mhr(&["doctor", "--db", &lab.p("leases.db")]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("net.mptcp.enabled is 0"), "{text}");
+}

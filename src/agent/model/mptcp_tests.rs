@@ -108,3 +108,50 @@ fn one_endpoint_per_address_whatever_holds_it() {
     assert_eq!(s.model.endpoints_desired(s.now).len(), 1);
     assert!(s.model.reconcile(s.now).is_empty(), "nothing left to do");
 }
+
+/// Limits are raised to fit the endpoints, never lowered below an
+/// operator's.
+#[test]
+fn limits_are_raised_never_lowered() {
+    use crate::netlink::mptcp::Limits;
+    let mut s = two_uplinks();
+    let ops = |s: &mut Sim| {
+        s.model.settled = false;
+        s.model
+            .reconcile(s.now)
+            .ops
+            .into_iter()
+            .filter_map(|op| match op {
+                crate::agent::plan::Op::Limits(l) => Some(l),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    s.model.mptcp.limits = Some(Limits {
+        subflows: 0,
+        add_addr_accepted: 0,
+    });
+    assert_eq!(
+        ops(&mut s),
+        [Limits {
+            subflows: 2,
+            add_addr_accepted: 2
+        }]
+    );
+    s.model.mptcp.limits = Some(Limits {
+        subflows: 8,
+        add_addr_accepted: 4,
+    });
+    assert!(ops(&mut s).is_empty(), "an operator's higher limits stay");
+}
+
+/// MPTCP off in the namespace: said once, nothing else done.
+#[test]
+fn with_mptcp_off_nothing_is_done() {
+    let mut s = one_uplink();
+    s.model.mptcp.resync(None);
+    s.model.mptcp.resync(None);
+    assert_eq!(s.model.mptcp.usable, Some(false));
+    s.settle();
+    assert!(s.kernel.endpoints.is_empty());
+}
