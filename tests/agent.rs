@@ -954,6 +954,13 @@ fn mptcp_endpoints_follow_the_uplinks() {
         shown(&lab)
     );
     assert!(shown(&lab).contains("172.16.4.2"));
+    // Unplugged (the link goes): its endpoint goes too, nothing leaks.
+    lab.ip("link del wan4");
+    assert!(
+        wait_for(Duration::from_secs(3), || shown(&lab).is_empty()),
+        "{}",
+        shown(&lab)
+    );
 }
 
 /// `net.mptcp.enabled=0` in the namespace: the agent says so once, adds no
