@@ -1,6 +1,6 @@
 //! Multipath TCP endpoints, decided from the model: one `subflow` endpoint
-//! (bound to its device) per routed uplink address, the best 8 by health
-//! then age; degraded uplinks' endpoints `backup`, down ones' removed (their
+//! (bound to its device) per routed uplink address, the best 8 by health,
+//! the tracker's preference order, then age; degraded uplinks' endpoints `backup`, down ones' removed (their
 //! subflows close, data moves at once), back when the uplink is. Ids from
 //! `FIRST_ID` up are ours; endpoints with lower ids are someone else's and
 //! left alone (they count against the kernel's 8).
@@ -109,12 +109,22 @@ impl Model {
             if health == LinkState::Degraded || cfg.is(&cfg.backup, &link.name) {
                 flags |= BACKUP;
             }
-            candidates.push((rank, table, id.index, id.address, flags));
+            // Then the tracker's preference order, then age.
+            let preference = self
+                .cfg
+                .track
+                .as_ref()
+                .map_or(&[][..], |t| &t.preference[..]);
+            let pref = preference
+                .iter()
+                .position(|p| crate::patterns::glob_match(p, &link.name))
+                .unwrap_or(preference.len());
+            candidates.push((rank, pref, table, id.index, id.address, flags));
         }
         candidates.sort();
         let mut taken: Vec<u8> = self.mptcp.endpoints.keys().copied().collect();
         let mut out: Vec<Endpoint> = Vec::new();
-        for (_, _, index, address, flags) in candidates {
+        for (_, _, _, index, address, flags) in candidates {
             // One endpoint per address (two modems handing out the same
             // one): the better uplink's.
             if out.iter().any(|e| e.address == address) {

@@ -155,3 +155,34 @@ fn with_mptcp_off_nothing_is_done() {
     s.settle();
     assert!(s.kernel.endpoints.is_empty());
 }
+
+/// Nine uplinks: the kernel takes 8 endpoints, the best by health, then
+/// the tracker's preference; a down one makes room for the ninth.
+#[test]
+fn the_best_eight_get_endpoints() {
+    let mut s = Sim::new("");
+    for i in 0..9u32 {
+        let index = 10 + i;
+        s.link(index, &format!("up{i}"));
+        s.add_addr(index, &format!("10.9{i}.0.2"), 24);
+        let mut r = route("0.0.0.0", 0, Some(&format!("10.9{i}.0.1")), index, 3);
+        r.metric = Some(100 + i);
+        s.add_route(r, OTHER);
+    }
+    s.settle();
+    s.restart(r#", track: { preference: ["up8"] }"#);
+    s.settle();
+    let has = |s: &Sim, a: &str| {
+        s.kernel
+            .endpoints
+            .values()
+            .any(|e| e.address.to_string() == a)
+    };
+    assert_eq!(s.kernel.endpoints.len(), 8);
+    assert!(has(&s, "10.98.0.2"), "the preferred one");
+    assert!(!has(&s, "10.97.0.2"), "the newest unpreferred one waits");
+    s.model.set_health("up0", Family::Inet, LinkState::Down);
+    s.settle();
+    assert_eq!(s.kernel.endpoints.len(), 8);
+    assert!(!has(&s, "10.90.0.2") && has(&s, "10.97.0.2"));
+}
