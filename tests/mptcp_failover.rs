@@ -39,6 +39,22 @@ fn stream_over_a_silent_uplink(lab: Lab, bound: f64) {
         "no subflow over u1: {}",
         String::from_utf8_lossy(&run(lab.host.cmd("ss").args(["-tn"])).stdout)
     );
+    // Shown by status: the subflow on u1's endpoint.
+    let out = run(lab
+        .host
+        .cmd(env!("CARGO_BIN_EXE_mhr"))
+        .args(["status", "--json", "--db"])
+        .arg(lab.dir.path().join("leases.db"))
+        .env("MHR_DEFAULTS", "/nonexistent")
+        .env("MHR_TAS_SOCKET", SOCK));
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let on_u1 = st["agent"]["endpoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["address"] == "10.100.1.2")
+        .map(|e| e["subflows"].as_u64().unwrap_or(0));
+    assert!(on_u1.is_some_and(|n| n >= 1), "{st}");
     std::thread::sleep(Duration::from_secs(2));
     let t0 = Lab::stream_time(&recv_log);
     // Silence u0's upstream: its link stays up.

@@ -115,6 +115,7 @@ impl Model {
                         .map(|l| l.name.clone()),
                     flags: crate::netlink::mptcp::message::flag_names(e.flags),
                     ours: e.id >= super::model::mptcp::FIRST_ID,
+                    subflows: None,
                 })
                 .collect(),
         }

@@ -103,6 +103,27 @@ pub fn lease_db(leases: &LeaseDbArgs) -> std::path::PathBuf {
     })
 }
 
+/// The endpoints with the subflows each carries now (sock_diag; left out
+/// when the kernel cannot say).
+fn with_subflows(
+    endpoints: &[crate::control::AgentEndpoint],
+) -> Vec<crate::control::AgentEndpoint> {
+    let counts = if endpoints.is_empty() {
+        None
+    } else {
+        crate::track::passive::subflows().ok()
+    };
+    endpoints
+        .iter()
+        .map(|e| crate::control::AgentEndpoint {
+            subflows: counts
+                .as_ref()
+                .map(|c| c.get(&e.address).copied().unwrap_or(0)),
+            ..e.clone()
+        })
+        .collect()
+}
+
 /// Whether `pid` is an `mhr` process: the agent, as a user who may not
 /// reach its socket (the directory is root's) can still tell.
 fn alive(pid: u32) -> bool {
@@ -166,7 +187,7 @@ pub fn gather(host: &Host, leases: &LeaseDbArgs) -> anyhow::Result<(Status, Kern
             updated: agent.updated,
             dumps: agent.dumps,
             repairs: agent.repairs,
-            endpoints: agent.endpoints.clone(),
+            endpoints: with_subflows(&agent.endpoints),
             addresses: agent
                 .addresses
                 .iter()

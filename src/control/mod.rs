@@ -139,6 +139,9 @@ pub struct AgentEndpoint {
     pub flags: Vec<String>,
     /// Added by the agent (id from 100).
     pub ours: bool,
+    /// Established subflows from its address (filled in by `mhr status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subflows: Option<usize>,
 }
 
 /// The error `Reply::error` carries when the agent does not manage the

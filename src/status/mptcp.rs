@@ -99,6 +99,7 @@ mod tests {
             ifname: Some("wan1".into()),
             flags: vec!["subflow".into()],
             ours: false,
+            subflows: None,
         };
         let ours = AgentEndpoint {
             id: 100,

@@ -78,6 +78,17 @@ fn host(e: &mut Exposition, s: &Status) {
                 ],
                 1.0,
             );
+            if let Some(n) = ep.subflows {
+                e.gauge(
+                    "mhr_mptcp_endpoint_subflows",
+                    "Established MPTCP subflows from the endpoint's address.",
+                    &[
+                        ("address", &address),
+                        ("interface", ep.ifname.as_deref().unwrap_or("")),
+                    ],
+                    n as f64,
+                );
+            }
         }
         e.counter(
             "mhr_agent_kernel_dumps_total",

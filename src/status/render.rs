@@ -122,10 +122,13 @@ pub fn render(s: &Status, now_unix: i64) -> String {
             .iter()
             .map(|e| {
                 format!(
-                    "{} {} {}{}",
+                    "{} {} {}{}{}",
                     e.ifname.as_deref().unwrap_or("?"),
                     e.address,
                     e.flags.join(","),
+                    e.subflows
+                        .map(|n| format!(" {n} subflows"))
+                        .unwrap_or_default(),
                     if e.ours { "" } else { " (not ours)" }
                 )
             })

@@ -12,7 +12,7 @@
 pub mod config;
 pub mod doubt;
 pub mod health;
-mod passive;
+pub mod passive;
 mod probe;
 mod scripts;
 use scripts::uplink_env;

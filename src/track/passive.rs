@@ -11,10 +11,14 @@ use std::io;
 use std::net::IpAddr;
 
 use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP};
-use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags, Timer};
+use netlink_packet_sock_diag::inet::nlas::Nla;
+use netlink_packet_sock_diag::inet::{
+    ExtensionFlags, InetRequest, InetResponse, SocketId, StateFlags, Timer,
+};
 use netlink_packet_sock_diag::SockDiagMessage;
 use rtnetlink::packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, Nla as _, NlasIterator, NLA_F_NESTED,
+    NLM_F_DUMP, NLM_F_REQUEST,
 };
 use rtnetlink::sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr};
 
@@ -114,10 +118,60 @@ pub fn sum_counters(text: &str) -> Option<u64> {
 
 /// The host's TCP connections that are open or opening, both families.
 pub fn connections() -> io::Result<Vec<Conn>> {
+    let mut out = Vec::new();
+    dump(
+        StateFlags::ESTABLISHED | StateFlags::SYN_SENT,
+        ExtensionFlags::empty(),
+        |r| {
+            let backoffs = match r.header.timer {
+                Some(Timer::Retransmit(_, n)) => n,
+                _ => 0,
+            };
+            out.push(Conn {
+                source: r.header.socket_id.source_address,
+                remote: r.header.socket_id.destination_address,
+                backoffs,
+            });
+        },
+    )?;
+    Ok(out)
+}
+
+/// `INET_DIAG_ULP_INFO`, and in it the ULP's name.
+const ULP_INFO: u16 = 19;
+const ULP_INFO_NAME: u16 = 1;
+
+/// Established MPTCP subflows (TCP sockets whose upper layer is mptcp),
+/// by local address: what each endpoint carries (`mhr status`).
+pub fn subflows() -> io::Result<BTreeMap<IpAddr, usize>> {
+    let mut out = BTreeMap::new();
+    dump(StateFlags::ESTABLISHED, ExtensionFlags::INFO, |r| {
+        let mptcp = r.nlas.iter().any(|n| match n {
+            Nla::Other(o) if o.kind() & !NLA_F_NESTED == ULP_INFO => {
+                let mut v = vec![0; o.value_len()];
+                o.emit_value(&mut v);
+                NlasIterator::new(&v[..])
+                    .flatten()
+                    .any(|a| a.kind() == ULP_INFO_NAME && a.value().starts_with(b"mptcp"))
+            }
+            _ => false,
+        });
+        if mptcp {
+            *out.entry(r.header.socket_id.source_address).or_insert(0) += 1;
+        }
+    })?;
+    Ok(out)
+}
+
+/// A sock_diag dump of TCP sockets in `states`, both families.
+fn dump(
+    states: StateFlags,
+    extensions: ExtensionFlags,
+    mut each: impl FnMut(InetResponse),
+) -> io::Result<()> {
     let mut sock = Socket::new(NETLINK_SOCK_DIAG)?;
     sock.bind_auto()?;
     sock.connect(&SocketAddr::new(0, 0))?;
-    let mut out = Vec::new();
     for (family, id) in [
         (AF_INET, SocketId::new_v4()),
         (AF_INET6, SocketId::new_v6()),
@@ -127,8 +181,8 @@ pub fn connections() -> io::Result<Vec<Conn>> {
         let req = SockDiagMessage::InetRequest(InetRequest {
             family,
             protocol: IPPROTO_TCP,
-            extensions: ExtensionFlags::empty(),
-            states: StateFlags::ESTABLISHED | StateFlags::SYN_SENT,
+            extensions: extensions.clone(),
+            states: states.clone(),
             socket_id: id,
         });
         let mut packet = NetlinkMessage::new(hdr, req.into());
@@ -136,12 +190,12 @@ pub fn connections() -> io::Result<Vec<Conn>> {
         let mut buf = vec![0; packet.buffer_len()];
         packet.serialize(&mut buf);
         sock.send(&buf, 0)?;
-        read_dump(&sock, &mut out)?;
+        read_dump(&sock, &mut each)?;
     }
-    Ok(out)
+    Ok(())
 }
 
-fn read_dump(sock: &Socket, out: &mut Vec<Conn>) -> io::Result<()> {
+fn read_dump(sock: &Socket, each: &mut impl FnMut(InetResponse)) -> io::Result<()> {
     loop {
         let (bytes, _) = sock.recv_from_full()?;
         let mut at = 0;
@@ -150,17 +204,7 @@ fn read_dump(sock: &Socket, out: &mut Vec<Conn>) -> io::Result<()> {
                 .map_err(|e| io::Error::other(format!("sock_diag: {e}")))?;
             let len = msg.header.length as usize;
             match msg.payload {
-                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => {
-                    let backoffs = match r.header.timer {
-                        Some(Timer::Retransmit(_, n)) => n,
-                        _ => 0,
-                    };
-                    out.push(Conn {
-                        source: r.header.socket_id.source_address,
-                        remote: r.header.socket_id.destination_address,
-                        backoffs,
-                    });
-                }
+                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => each(*r),
                 NetlinkPayload::Done(_) => return Ok(()),
                 NetlinkPayload::Error(e) => {
                     return Err(io::Error::other(format!("sock_diag: {e:?}")))
