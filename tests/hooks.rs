@@ -132,6 +132,18 @@ const NM_DISPATCHER: &str = "/usr/local/share/multihomed-routing-tests/01-ifupdo
 #[test]
 fn network_manager_dispatcher_routes_a_modem_on_its_ip_interface() {
     require_netns!();
+    nm_dispatcher(false);
+}
+
+/// The same with `mhr agent` running: the hook reports to it and waits; the
+/// agent makes the table, rules, routes and DNS line; no client runs.
+#[test]
+fn network_manager_dispatcher_reports_to_the_agent() {
+    require_netns!();
+    nm_dispatcher(true);
+}
+
+fn nm_dispatcher(with_agent: bool) {
     if !std::path::Path::new(NM_DISPATCHER).exists() {
         assert!(
             std::env::var_os("CI").is_none() && !nix::unistd::geteuid().is_root(),
@@ -140,8 +152,24 @@ fn network_manager_dispatcher_routes_a_modem_on_its_ip_interface() {
         eprintln!("skipped: {NM_DISPATCHER} missing");
         return;
     }
-    let s = setup("nmdisp", "");
+    let s = setup(if with_agent { "nmdispa" } else { "nmdisp" }, "");
     let d = s.dir.path();
+    let agent = with_agent.then(|| {
+        let servers = d.join("servers");
+        std::fs::write(&servers, "").unwrap();
+        start_agent(
+            &s.ns,
+            d,
+            SOCK,
+            r#"{ interfaces: ["v*"], track: null }"#,
+            &[],
+        )
+    });
+    let agent_socket = if with_agent {
+        s.ns.agent_socket()
+    } else {
+        NO_AGENT.to_owned()
+    };
     let ifup_d = d.join("if-up.d");
     std::fs::create_dir_all(&ifup_d).unwrap();
     std::fs::copy(
@@ -176,7 +204,7 @@ fn network_manager_dispatcher_routes_a_modem_on_its_ip_interface() {
             .env("MHR_DEFAULTS", "/nonexistent")
             .env("MHR_CLIENT", client_bin())
             .env("MHR_TAS_SOCKET", SOCK)
-            .env("MHR_AGENT_SOCKET", NO_AGENT)
+            .env("MHR_AGENT_SOCKET", &agent_socket)
             .env("MHR_SERVERS_FILE", d.join("servers"))
             .env("MHR_DNSMASQ_PID_FILE", d.join("none.pid"))
             .env("MHR_CLIENT_LOG", d.join("client.log"))
@@ -208,6 +236,30 @@ fn network_manager_dispatcher_routes_a_modem_on_its_ip_interface() {
     assert!(our_rules(&s.ns, false).iter().any(|r| r.contains("oif v0")));
     let servers = std::fs::read_to_string(d.join("servers")).unwrap();
     assert_eq!(servers, "server=10.6.0.1@v0@10.6.0.7\n");
+    if let Some(agent) = agent {
+        assert!(
+            agent.log().contains("name servers written"),
+            "{}",
+            agent.log()
+        );
+        let pids =
+            s.ns.cmd("ip")
+                .args(["netns", "pids", &s.ns.name])
+                .output()
+                .unwrap();
+        let clients = String::from_utf8_lossy(&pids.stdout)
+            .split_whitespace()
+            .filter(|p| {
+                // comm is cut to 15 bytes (the server's too): argv[0].
+                std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| {
+                    c.split(|b| *b == 0)
+                        .next()
+                        .is_some_and(|a| a.ends_with(b"table_allocator_client"))
+                })
+            })
+            .count();
+        assert_eq!(clients, 0, "no table_allocator_client with the agent");
+    }
 }
 
 #[test]
