@@ -50,7 +50,7 @@ say "mhr agent: the one owner of the host's routing. The hooks (dhclient, ifup) 
 grep -E 'agent started|routed by its own table|moved out of main' "$dir/agent.log" | sed 's/^/  /'
 echo "  agent: pid $(cat "$dir/agent.pid"), RSS $(awk '/VmRSS/ {print $2, $3}' "/proc/$(cat "$dir/agent.pid")/status")"
 # (comm is cut to 15 bytes, the server's too: argv[0] tells them apart)
-echo "  no table_allocator_client runs: $(ip netns pids "$host" | xargs -r -n1 -I{} sh -c 'tr "\0" "\n" </proc/{}/cmdline | head -1' 2>/dev/null | grep -c 'table_allocator_client$' || true) found"
+echo "  no table_allocator_client runs: $(ip netns pids "$host" | xargs -r -I{} sh -c 'tr "\0" "\n" </proc/{}/cmdline | head -1' 2>/dev/null | grep -c 'table_allocator_client$' || true) found"
 a5=$(ip -n "$host" -4 -o addr show dev wan5 | awk '{print $4}' | cut -d/ -f1)
 echo "  from wan5's address $a5, answered by: $(ip netns exec "$host" "$BIN/mhr" probe 203.0.113.10 whoami.lab --source "$a5" --device wan5)"
 echo "  dnsmasq's line for wan5 (from dhcpcd's hook, through the agent): $(grep '@wan5@' "$dir/servers")"
