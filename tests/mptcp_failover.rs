@@ -26,6 +26,42 @@ fn at_100_ms_rtt_too() {
     stream_over_a_silent_uplink(lab("md", 100), 3.0);
 }
 
+/// A slow uplink (about 100 ms of round trip, against a threshold of 50)
+/// is degraded: its endpoint becomes `backup`, its subflow stays, and the
+/// data moves to the other.
+#[test]
+fn a_degraded_uplink_becomes_backup_and_data_moves_off_it() {
+    require_netns!();
+    let lab = lab_delayed("mg", 100, &[0]);
+    let agent = lab.agent_with("", ", degraded_rtt_ms: 50");
+    let backup = |lab: &Lab| {
+        let e = lab.endpoints();
+        e.lines()
+            .any(|l| l.contains("10.100.0.2") && l.contains("backup"))
+            && e.lines()
+                .any(|l| l.contains("10.100.1.2") && !l.contains("backup"))
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), || backup(&lab)),
+        "{}\n{}",
+        lab.endpoints(),
+        agent.log()
+    );
+    let (_rx, mut sender, _log) = lab.stream(8);
+    assert!(wait_for(Duration::from_secs(3), || lab
+        .subflows("10.100.1.2")
+        >= 1));
+    std::thread::sleep(Duration::from_secs(2));
+    let (a0, a1) = (lab.acked("10.100.0.2"), lab.acked("10.100.1.2"));
+    std::thread::sleep(Duration::from_secs(3));
+    let (d0, d1) = (lab.acked("10.100.0.2") - a0, lab.acked("10.100.1.2") - a1);
+    eprintln!("over 3 s: {d0} bytes on the backup subflow, {d1} on the other");
+    assert!(lab.subflows("10.100.0.2") >= 1, "the backup subflow stays");
+    assert!(d1 > 1_000_000 && d0 * 10 < d1, "{d0} against {d1}");
+    let done = sender.wait_exit(Duration::from_secs(10));
+    assert!(done.is_some_and(|s| s.success()), "{}", sender.log());
+}
+
 fn stream_over_a_silent_uplink(lab: Lab, bound: f64) {
     let agent = lab.agent("");
     if lab.delay_ms > 0 {

@@ -24,6 +24,11 @@ pub struct Lab {
 /// Host uplinks u0, u1 (10.100.{i}.2/24) to ISPs i0, i1; both ISPs reach
 /// the MPTCP server's namespace (SERVER on its lo) over links of their own.
 pub fn lab(tag: &str, delay_ms: u32) -> Lab {
+    lab_delayed(tag, delay_ms, &[0, 1])
+}
+
+/// `lab`, with the delay line in the ISPs `on` only.
+pub fn lab_delayed(tag: &str, delay_ms: u32, on: &[usize]) -> Lab {
     let dir = tempfile::tempdir().unwrap();
     let host = Netns::new(&format!("{tag}h"));
     let far = Netns::new(&format!("{tag}s"));
@@ -72,8 +77,8 @@ pub fn lab(tag: &str, delay_ms: u32) -> Lab {
     }
     let mut delay = Vec::new();
     if delay_ms > 0 {
-        for isp in &isps {
-            delay.push(delay_line(isp, dir.path(), delay_ms));
+        for i in on {
+            delay.push(delay_line(&isps[*i], dir.path(), delay_ms));
         }
     }
     Lab {
@@ -228,13 +233,19 @@ impl Lab {
     /// adds config keys (`, mptcp: {...}`). Returns once u0 carries unbound
     /// traffic and, with MPTCP endpoints on, both have theirs.
     pub fn agent(&self, extra: &str) -> Daemon {
+        self.agent_with(extra, "")
+    }
+
+    /// `agent`, with `track` keys added (`, degraded_rtt_ms: 50`); then it
+    /// waits only for the endpoints.
+    pub fn agent_with(&self, extra: &str, track: &str) -> Daemon {
         let d = self.dir.path();
         let agent = start_agent(
             &self.host,
             d,
             SOCK,
             &format!(
-                r#"{{ interfaces: ["u*"], ra: false, track: {{ targets: [{{kind: "icmp", address: "{SERVER}"}}], preference: ["u0"], scripts_dir: "{}", state_file: "{}" }}{extra} }}"#,
+                r#"{{ interfaces: ["u*"], ra: false, track: {{ targets: [{{kind: "icmp", address: "{SERVER}"}}], preference: ["u0"], scripts_dir: "{}", state_file: "{}"{track} }}{extra} }}"#,
                 d.join("none").display(),
                 d.join("track.json").display()
             ),
@@ -244,7 +255,7 @@ impl Lab {
             let e = self.endpoints();
             (extra.contains("enabled: false")
                 || e.contains("10.100.0.2") && e.contains("10.100.1.2"))
-                && self.unbound_on("u0")
+                && (!track.is_empty() || self.unbound_on("u0"))
         };
         assert!(
             wait_for(Duration::from_secs(10), ready),
@@ -317,6 +328,30 @@ impl Lab {
         tx.args(["-c", SENDER, SERVER, &secs.to_string()]);
         let tx = Daemon::spawn(tx, d.join("sender.log"));
         (rx, tx, log)
+    }
+
+    /// Bytes acknowledged so far on each established subflow from `from`.
+    pub fn acked(&self, from: &str) -> u64 {
+        let out = run(self
+            .host
+            .cmd("ss")
+            .args(["-tniH", "state", "established", "dst", SERVER]));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        // ss -i puts each socket's details on the line after it.
+        let lines: Vec<&str> = text.lines().collect();
+        let mut sum = 0;
+        for (i, l) in lines.iter().enumerate() {
+            if l.contains(&format!("{from}:")) || l.contains(&format!("{from}%")) {
+                if let Some(info) = lines.get(i + 1) {
+                    sum += info
+                        .split_whitespace()
+                        .find_map(|w| w.strip_prefix("bytes_acked:"))
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0);
+                }
+            }
+        }
+        sum
     }
 
     /// Seconds into the stream, as the receiver counts them.
