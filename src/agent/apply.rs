@@ -20,7 +20,12 @@ pub struct Applier {
     pub uplinks: Uplinks,
     /// The RA socket (a duplicate), for solicitations; none without RA.
     pub solicit: Option<OwnedFd>,
+    /// The MPTCP path manager's socket, opened at the first endpoint op
+    /// (its family resolved once) and again after an error.
+    pub pm: PmSocket,
 }
+
+pub type PmSocket = std::sync::Arc<std::sync::Mutex<Option<PathManager>>>;
 
 fn outcome(r: Result<bool, NetlinkError>) -> Outcome {
     match r {
@@ -32,10 +37,14 @@ fn outcome(r: Result<bool, NetlinkError>) -> Outcome {
 
 /// One path manager request, on the blocking pool (a blocking socket:
 /// requests are few).
-async fn path_manager(op: Op) -> Outcome {
+async fn path_manager(sock: PmSocket, op: Op) -> Outcome {
     let r = tokio::task::spawn_blocking(move || {
-        let mut pm = PathManager::open()?;
-        match &op {
+        let mut held = sock.lock().unwrap_or_else(|e| e.into_inner());
+        if held.is_none() {
+            *held = Some(PathManager::open()?);
+        }
+        let pm = held.as_mut().expect("opened");
+        let r = match &op {
             Op::AddEndpoint(e) => pm.add(e),
             Op::EndpointFlags(e) => pm.set_flags(e),
             Op::DelEndpoint(e) => match pm.delete(e) {
@@ -47,7 +56,12 @@ async fn path_manager(op: Op) -> Outcome {
             },
             Op::Limits(l) => pm.set_limits(*l),
             _ => Ok(()),
+        };
+        // A kernel's refusal leaves the socket good; anything else, a new one.
+        if matches!(&r, Err(e) if e.errno().is_none()) {
+            *held = None;
         }
+        r
     })
     .await;
     match r {
@@ -112,7 +126,7 @@ impl Applier {
                     Outcome::Done
                 }
                 Op::AddEndpoint(_) | Op::EndpointFlags(_) | Op::DelEndpoint(_) | Op::Limits(_) => {
-                    path_manager(op.clone()).await
+                    path_manager(self.pm.clone(), op.clone()).await
                 }
             };
             out.push(o);

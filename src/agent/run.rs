@@ -67,6 +67,7 @@ pub async fn run(
         nl: nl.clone(),
         uplinks: opts.uplinks.clone(),
         solicit: ra_fd.as_ref().and_then(|f| f.try_clone().ok()),
+        pm: Default::default(),
     };
     let unbound_priority = cfg
         .track

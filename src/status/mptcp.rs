@@ -52,16 +52,6 @@ pub fn problems(
     out
 }
 
-/// A process of this network namespace named `comm`.
-fn process(comm: &str) -> Option<u32> {
-    let me = std::fs::read_link("/proc/self/ns/net").ok()?;
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|p| {
-        let pid: u32 = p.file_name().to_str()?.parse().ok()?;
-        let c = std::fs::read_to_string(p.path().join("comm")).ok()?;
-        (c.trim() == comm && std::fs::read_link(p.path().join("ns/net")).ok()? == me).then_some(pid)
-    })
-}
-
 /// The checks, on this host, for the agent's uplinks (`ifnames`) and the
 /// endpoints it reported.
 pub fn check(ifnames: &[String], endpoints: &[AgentEndpoint]) -> Vec<Problem> {
@@ -75,7 +65,12 @@ pub fn check(ifnames: &[String], endpoints: &[AgentEndpoint]) -> Vec<Problem> {
         .filter(|i| rp_filter(sys, i) == Some(1))
         .cloned()
         .collect();
-    problems(enabled, &strict, process("mptcpd"), endpoints)
+    problems(
+        enabled,
+        &strict,
+        super::networkd::process("mptcpd"),
+        endpoints,
+    )
 }
 
 #[cfg(test)]

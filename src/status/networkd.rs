@@ -39,17 +39,20 @@ pub fn foreign_settings(files: &[String]) -> Vec<String> {
     out
 }
 
+/// A process of this network namespace named `comm` (networkd, mptcpd).
+pub(super) fn process(comm: &str) -> Option<u32> {
+    let me = std::fs::read_link("/proc/self/ns/net").ok()?;
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|p| {
+        let pid: u32 = p.file_name().to_str()?.parse().ok()?;
+        let c = std::fs::read_to_string(p.path().join("comm")).ok()?;
+        (c.trim() == comm && std::fs::read_link(p.path().join("ns/net")).ok()? == me).then_some(pid)
+    })
+}
+
 /// The networkd of this network namespace, if one runs, and what it does
 /// to foreign rules and routes.
 pub fn check() -> Option<Problem> {
-    let me = std::fs::read_link("/proc/self/ns/net").ok()?;
-    let pid = std::fs::read_dir("/proc").ok()?.flatten().find_map(|p| {
-        let pid: u32 = p.file_name().to_str()?.parse().ok()?;
-        let comm = std::fs::read_to_string(p.path().join("comm")).ok()?;
-        (comm.trim() == "systemd-network"
-            && std::fs::read_link(p.path().join("ns/net")).ok()? == me)
-            .then_some(pid)
-    })?;
+    let pid = process("systemd-network")?;
     let root = format!("/proc/{pid}/root");
     // Not ours to read (status without root): say nothing rather than guess.
     std::fs::read_dir(&root).ok()?;
