@@ -13,6 +13,7 @@ pub use crate::track::health::{Health, Unbound};
 pub mod dns_path;
 pub mod mptcp;
 pub mod networkd;
+pub mod nm;
 mod problem;
 pub use problem::{doctor_report, Problem};
 mod prometheus;

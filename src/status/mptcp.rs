@@ -1,10 +1,11 @@
 //! What defeats Multipath TCP on this host, as far as `mhr doctor` can
 //! see: MPTCP switched off, strict reverse-path filtering on an uplink,
 //! mptcpd running beside the agent, endpoints another manager keeps on an
-//! uplink.
+//! uplink, NetworkManager managing endpoints on an uplink.
 
 use std::path::Path;
 
+use super::nm::NmMptcp;
 use super::problem::Problem;
 use crate::control::AgentEndpoint;
 
@@ -26,6 +27,7 @@ pub fn problems(
     enabled: Option<bool>,
     strict: &[String],
     mptcpd: Option<u32>,
+    nm: &[(String, NmMptcp)],
     endpoints: &[AgentEndpoint],
 ) -> Vec<Problem> {
     let mut out = Vec::new();
@@ -39,6 +41,13 @@ pub fn problems(
     }
     if let Some(pid) = mptcpd {
         out.push(Problem::MptcpdRuns { pid });
+    }
+    for (ifname, m) in nm {
+        out.push(Problem::NmManagesMptcp {
+            ifname: ifname.clone(),
+            profile: m.profile.clone(),
+            flags: m.flags.clone(),
+        });
     }
     for e in endpoints.iter().filter(|e| !e.ours) {
         if let Some(ifname) = &e.ifname {
@@ -57,7 +66,7 @@ pub fn problems(
 pub fn check(ifnames: &[String], endpoints: &[AgentEndpoint]) -> Vec<Problem> {
     let enabled = crate::netlink::mptcp::enabled().ok();
     if enabled != Some(true) {
-        return problems(enabled, &[], None, &[]);
+        return problems(enabled, &[], None, &[], &[]);
     }
     let sys = Path::new("/proc/sys");
     let strict: Vec<String> = ifnames
@@ -65,10 +74,22 @@ pub fn check(ifnames: &[String], endpoints: &[AgentEndpoint]) -> Vec<Problem> {
         .filter(|i| rp_filter(sys, i) == Some(1))
         .cloned()
         .collect();
+    let nm: Vec<(String, NmMptcp)> = match super::networkd::process("NetworkManager") {
+        Some(_) => ifnames
+            .iter()
+            .filter_map(|i| {
+                let index = std::fs::read_to_string(format!("/sys/class/net/{i}/ifindex")).ok()?;
+                let m = super::nm::mptcp_on(Path::new("/"), index.trim().parse().ok()?)?;
+                Some((i.clone(), m))
+            })
+            .collect(),
+        None => Vec::new(),
+    };
     problems(
         enabled,
         &strict,
         super::networkd::process("mptcpd"),
+        &nm,
         endpoints,
     )
 }
@@ -101,13 +122,27 @@ mod tests {
             ours: true,
             ..theirs.clone()
         };
-        let p = problems(Some(true), &["wan1".into()], Some(42), &[theirs, ours]);
+        let nm = NmMptcp {
+            profile: "wan".into(),
+            flags: "default".into(),
+        };
+        let p = problems(
+            Some(true),
+            &["wan1".into()],
+            Some(42),
+            &[("wan2".into(), nm)],
+            &[theirs, ours],
+        );
         let text: Vec<String> = p.iter().map(|p| p.to_string()).collect();
-        assert_eq!(p.len(), 3, "{text:?}");
+        assert_eq!(p.len(), 4, "{text:?}");
         assert!(text[0].contains("rp_filter") && text[0].contains("wan1"));
         assert!(text[1].contains("mptcpd") && text[1].contains("42"));
-        assert!(text[2].contains("id 3") && text[2].contains("10.0.0.2"));
-        assert_eq!(problems(Some(false), &[], None, &[]), [Problem::MptcpOff]);
-        assert!(problems(Some(true), &[], None, &[]).is_empty());
+        assert!(text[2].contains("NetworkManager") && text[2].contains("wan2"));
+        assert!(text[3].contains("id 3") && text[3].contains("10.0.0.2"));
+        assert_eq!(
+            problems(Some(false), &[], None, &[], &[]),
+            [Problem::MptcpOff]
+        );
+        assert!(problems(Some(true), &[], None, &[], &[]).is_empty());
     }
 }

@@ -64,6 +64,13 @@ pub enum Problem {
     MptcpdRuns {
         pid: u32,
     },
+    /// NetworkManager keeps MPTCP endpoints on an uplink (its profile's
+    /// `connection.mptcp-flags` is not `disabled`).
+    NmManagesMptcp {
+        ifname: String,
+        profile: String,
+        flags: String,
+    },
     /// An endpoint the agent did not add covers an uplink's address.
     EndpointOfAnother {
         id: u8,
@@ -115,6 +122,7 @@ impl fmt::Display for Problem {
             Problem::MptcpOff => write!(f, "net.mptcp.enabled is 0: no MPTCP endpoints, no connection survives its uplink"),
             Problem::RpFilterStrict { ifname } => write!(f, "{ifname}: strict rp_filter (1) drops MPTCP subflows that come in on another uplink"),
             Problem::MptcpdRuns { pid } => write!(f, "mptcpd (pid {pid}) runs: it adds and removes MPTCP endpoints beside the agent, without health"),
+            Problem::NmManagesMptcp { ifname, profile, flags } => write!(f, "NetworkManager manages MPTCP endpoints on {ifname} (profile {profile}, connection.mptcp-flags {flags}): on reapply it deletes the endpoints it did not add, the agent's among them"),
             Problem::EndpointOfAnother { id, address, ifname } => write!(f, "MPTCP endpoint id {id} for {address} on {ifname} is not the agent's (NetworkManager's or an admin's): the agent leaves that address without its own"),
         }
     }
@@ -141,6 +149,7 @@ impl Problem {
             Problem::MptcpOff => "sysctl -w net.mptcp.enabled=1 (and in /etc/sysctl.d), or the agent's mptcp.enabled false",
             Problem::RpFilterStrict { .. } => "loose reverse-path filtering for uplinks: sysctl -w net.ipv4.conf.IFNAME.rp_filter=2 (and net.ipv4.conf.all.rp_filter=2 if all is 1)",
             Problem::MptcpdRuns { .. } => "one manager of endpoints: systemctl disable --now mptcp (mptcpd), or the agent's mptcp.enabled false",
+            Problem::NmManagesMptcp { .. } => "nmcli connection modify PROFILE connection.mptcp-flags disabled (or connection.mptcp-flags=0x1 in a [connection] section of /etc/NetworkManager/conf.d), then reapply; or the agent's mptcp.enabled false",
             Problem::EndpointOfAnother { .. } => "NetworkManager: nmcli connection modify ID connection.mptcp-flags disabled; else ip mptcp endpoint delete id N (the agent then adds its own)",
             Problem::NetworkdDeletesForeign { .. } => "install /usr/lib/systemd/networkd.conf.d/multihomed-routing.conf (the package ships it: ManageForeignRoutingPolicyRules=no, ManageForeignRoutes=no), then `systemctl restart systemd-networkd`",
             Problem::MainKeptByManager { .. } => "give the manager a route table: NetworkManager `nmcli connection modify ID ipv4.route-table N` (ipv6.route-table), systemd-networkd `RouteTable=` in [DHCPv4]/[IPv6AcceptRA], dhcpcd `nogateway`; or list the interface in the agent's `copy_main`; then restart mhr-agent",
