@@ -17,6 +17,9 @@ pub mod cli;
 // mhr agent: one process for every uplink, hook-free
 pub mod agent;
 
+// policies: which traffic uses which uplinks; mhr exec
+pub mod policy;
+
 // dhclient / ifupdown / NetworkManager variables -> actions
 pub(crate) mod hooks;
 

@@ -68,6 +68,9 @@ pub struct AgentConfig {
     pub state_file: PathBuf,
     /// MPTCP endpoints for the uplinks' addresses.
     pub mptcp: MptcpConfig,
+    /// Which traffic uses which uplinks (`policies`, `rules`,
+    /// `policy_base`).
+    pub policies: crate::policy::Policies,
 }
 
 /// `mptcp`: an endpoint of the in-kernel path manager per uplink address.
@@ -129,6 +132,10 @@ impl Default for AgentConfig {
             audit: Duration::from_secs(60),
             state_file: DEFAULT_STATE_FILE.into(),
             mptcp: MptcpConfig::default(),
+            policies: crate::policy::Policies {
+                base: crate::policy::config::DEFAULT_BASE,
+                ..Default::default()
+            },
         }
     }
 }
@@ -150,6 +157,9 @@ struct Raw {
     audit_s: Option<u64>,
     state_file: Option<PathBuf>,
     mptcp: Option<MptcpConfig>,
+    policies: Option<serde_json::Value>,
+    rules: Option<serde_json::Value>,
+    policy_base: Option<u32>,
 }
 
 impl AgentConfig {
@@ -236,6 +246,8 @@ impl AgentConfig {
                 Some(TrackConfig::load(p).map_err(|e| bad(format!("key \"track\": {e}")))?)
             }
         };
+        let policies = crate::policy::Policies::parse(raw.policies, raw.rules, raw.policy_base)
+            .map_err(bad)?;
         Ok(AgentConfig {
             interfaces: raw.interfaces.unwrap_or(d.interfaces),
             exclude: raw.exclude.unwrap_or(d.exclude),
@@ -252,6 +264,7 @@ impl AgentConfig {
             audit,
             state_file: raw.state_file.unwrap_or(d.state_file),
             mptcp: raw.mptcp.unwrap_or(d.mptcp),
+            policies,
         })
     }
 
@@ -291,6 +304,9 @@ impl AgentConfig {
             },
             "audit_s": self.audit.as_secs(),
             "mptcp": self.mptcp,
+            "policies": self.policies.list,
+            "rules": self.policies.written,
+            "policy_base": self.policies.base,
             "state_file": self.state_file,
         })
     }

@@ -34,7 +34,8 @@ pub fn ra_owned(r: &KernelRoute, ra: bool) -> bool {
 /// address's prefix), not what the RA handling installs itself.
 pub fn uplink_route(r: &KernelRoute, ra: bool) -> bool {
     r.table == MAIN_TABLE
-        && r.unicast
+        && r.kind == crate::netlink::routes::RouteKind::Unicast
+        && r.hops.is_empty()
         && r.oif.is_some()
         && r.protocol != RT_PROTO
         && r.protocol != PROTO_KERNEL

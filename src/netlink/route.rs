@@ -9,13 +9,13 @@ use rtnetlink::packet_core::{
     NLM_F_REQUEST,
 };
 use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
-    RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteNextHop,
+    RouteNextHopFlags, RouteProtocol, RouteScope, RouteType,
 };
 use rtnetlink::packet_route::RouteNetlinkMessage;
 
 use crate::addr::Family;
-use crate::netlink::routes::{KernelRoute, Origin, RoutePlan, RouteSpec};
+use crate::netlink::routes::{Hop, KernelRoute, Origin, RouteKind, RoutePlan, RouteSpec};
 use crate::netlink::rules::RT_PROTO;
 
 use super::{netlink_family, Netlink, NetlinkError, EEXIST, ENOENT, ESRCH};
@@ -205,7 +205,11 @@ pub fn route_message(r: &RouteSpec) -> RouteMessage {
     } else {
         RouteScope::Universe
     };
-    m.header.kind = RouteType::Unicast;
+    m.header.kind = match r.kind {
+        RouteKind::Unreachable => RouteType::Unreachable,
+        RouteKind::Blackhole => RouteType::BlackHole,
+        _ => RouteType::Unicast,
+    };
     if r.onlink {
         m.header.flags |= RouteFlags::Onlink;
     }
@@ -222,7 +226,24 @@ pub fn route_message(r: &RouteSpec) -> RouteMessage {
     if let Some(s) = r.src {
         m.attributes.push(RouteAttribute::PrefSource(addr(s)));
     }
-    m.attributes.push(RouteAttribute::Oif(r.ifindex));
+    if r.ifindex != 0 {
+        m.attributes.push(RouteAttribute::Oif(r.ifindex));
+    }
+    if !r.hops.is_empty() {
+        let hops = r.hops.iter().map(|h| {
+            let mut nh = RouteNextHop::default();
+            nh.interface_index = h.ifindex;
+            nh.hops = (h.weight.clamp(1, 256) - 1) as u8;
+            if h.onlink {
+                nh.flags |= RouteNextHopFlags::Onlink;
+            }
+            if let Some(g) = h.gateway {
+                nh.attributes.push(RouteAttribute::Gateway(addr(g)));
+            }
+            nh
+        });
+        m.attributes.push(RouteAttribute::MultiPath(hops.collect()));
+    }
     if let Some(p) = r.metric {
         m.attributes.push(RouteAttribute::Priority(p));
     }
@@ -311,10 +332,15 @@ pub fn kernel_route(m: &RouteMessage) -> Option<KernelRoute> {
         dest,
         prefix_len: m.header.destination_prefix_length,
         gateway: route_gateway(m),
-        oif: m.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Oif(i) => Some(*i),
-            _ => None,
-        }),
+        // IPv6 says `dev lo` for an unreachable route: no device of ours.
+        oif: m
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                RouteAttribute::Oif(i) => Some(*i),
+                _ => None,
+            })
+            .filter(|_| m.header.kind == RouteType::Unicast),
         protocol: u8::from(m.header.protocol),
         metric: m.attributes.iter().find_map(|a| match a {
             RouteAttribute::Priority(p) => Some(*p),
@@ -327,13 +353,41 @@ pub fn kernel_route(m: &RouteMessage) -> Option<KernelRoute> {
         }),
         link_scope: m.header.scope == RouteScope::Link,
         onlink: m.header.flags.contains(RouteFlags::Onlink),
-        unicast: m.header.kind == RouteType::Unicast,
+        kind: match m.header.kind {
+            RouteType::Unicast => RouteKind::Unicast,
+            RouteType::Unreachable => RouteKind::Unreachable,
+            RouteType::BlackHole => RouteKind::Blackhole,
+            _ => RouteKind::Other,
+        },
+        hops: next_hops(m),
         expires: m.attributes.iter().any(|a| match a {
             RouteAttribute::Expires(e) => *e > 0,
             RouteAttribute::CacheInfo(c) => c.expires > 0,
             _ => false,
         }),
     })
+}
+
+/// A multipath route's next hops, as planned ones.
+fn next_hops(m: &RouteMessage) -> Vec<Hop> {
+    let Some(hops) = m.attributes.iter().find_map(|a| match a {
+        RouteAttribute::MultiPath(h) => Some(h),
+        _ => None,
+    }) else {
+        return Vec::new();
+    };
+    hops.iter()
+        .map(|h| Hop {
+            gateway: h.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Gateway(RouteAddress::Inet(a)) => Some(IpAddr::V4(*a)),
+                RouteAttribute::Gateway(RouteAddress::Inet6(a)) => Some(IpAddr::V6(*a)),
+                _ => None,
+            }),
+            ifindex: h.interface_index,
+            weight: u16::from(h.hops) + 1,
+            onlink: h.flags.contains(RouteNextHopFlags::Onlink),
+        })
+        .collect()
 }
 
 /// A route's gateway, if it has one.

@@ -24,6 +24,32 @@ pub struct RouteSpec {
     /// The gateway is on the link even if no prefix covers it (/32 leases).
     pub onlink: bool,
     pub origin: Origin,
+    /// A multipath route's next hops (then `gateway` is none and `ifindex`
+    /// 0); empty for a single path.
+    pub hops: Vec<Hop>,
+    pub kind: RouteKind,
+}
+
+/// One next hop of a multipath route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Hop {
+    pub gateway: Option<IpAddr>,
+    pub ifindex: u32,
+    /// 1 to 256 (the kernel keeps weight - 1 in a byte).
+    pub weight: u16,
+    pub onlink: bool,
+}
+
+/// What a route does with a packet: forwards it, or refuses it (ENETUNREACH
+/// for the sender), or drops it in silence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub enum RouteKind {
+    #[default]
+    Unicast,
+    Unreachable,
+    Blackhole,
+    /// Local, broadcast, multicast, prohibit...: not ours to make.
+    Other,
 }
 
 /// Whose route it is, which is the protocol it carries.
@@ -59,6 +85,8 @@ impl RouteSpec {
             link_scope: false,
             onlink: false,
             origin: Origin::Ours,
+            hops: Vec::new(),
+            kind: RouteKind::Unicast,
         }
     }
 }
@@ -73,7 +101,21 @@ impl fmt::Display for RouteSpec {
         if let Some(g) = self.gateway {
             write!(f, " via {g}")?;
         }
-        write!(f, " dev #{}", self.ifindex)?;
+        match self.kind {
+            RouteKind::Unreachable => write!(f, " unreachable")?,
+            RouteKind::Blackhole => write!(f, " blackhole")?,
+            _ => {}
+        }
+        for h in &self.hops {
+            write!(f, " nexthop")?;
+            if let Some(g) = h.gateway {
+                write!(f, " via {g}")?;
+            }
+            write!(f, " dev #{} weight {}", h.ifindex, h.weight)?;
+        }
+        if self.hops.is_empty() && self.kind == RouteKind::Unicast {
+            write!(f, " dev #{}", self.ifindex)?;
+        }
         if let Some(s) = self.src {
             write!(f, " src {s}")?;
         }
@@ -99,8 +141,10 @@ pub struct KernelRoute {
     pub src: Option<IpAddr>,
     pub link_scope: bool,
     pub onlink: bool,
-    /// Unicast (not local, broadcast, blackhole, multicast...).
-    pub unicast: bool,
+    /// Unicast, or what else (unreachable, blackhole, local...).
+    pub kind: RouteKind,
+    /// A multipath route's next hops.
+    pub hops: Vec<Hop>,
     /// The kernel expires it (RA routes, IPv6 prefixes of SLAAC).
     pub expires: bool,
 }
@@ -158,6 +202,8 @@ impl KernelRoute {
             && self.src == spec.src
             && (self.link_scope == spec.link_scope || self.dest.is_ipv6())
             && self.onlink == spec.onlink
+            && self.kind == spec.kind
+            && self.hops == spec.hops
     }
 
     /// The same route in another table, as ours.
@@ -166,13 +212,20 @@ impl KernelRoute {
             dest: self.dest,
             prefix_len: self.prefix_len,
             gateway: self.gateway,
-            ifindex: self.oif?,
+            // A multipath or refusing route has no device of its own.
+            ifindex: match self.oif {
+                Some(i) => i,
+                None if !self.hops.is_empty() || self.kind != RouteKind::Unicast => 0,
+                None => return None,
+            },
             src: None,
             table,
             metric: self.metric,
             link_scope: self.link_scope,
             onlink: self.onlink,
             origin: Origin::Ours,
+            hops: self.hops.clone(),
+            kind: self.kind,
         })
     }
 

@@ -4,7 +4,10 @@
 use futures::TryStreamExt;
 use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST};
 use rtnetlink::packet_route::route::{RouteHeader, RouteProtocol};
-use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
+use rtnetlink::packet_route::rule::{
+    RuleAction, RuleAttribute, RuleMessage, RulePortRange, RuleUidRange,
+};
+use rtnetlink::packet_route::IpProtocol;
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::IpVersion;
 
@@ -95,6 +98,27 @@ pub fn rule_message(r: &RuleSpec) -> RuleMessage {
     if let Some(o) = &r.oif {
         m.attributes.push(RuleAttribute::Oifname(o.clone()));
     }
+    let s = &r.sel;
+    if let Some((mark, mask)) = s.fwmark {
+        m.attributes.push(RuleAttribute::FwMark(mark));
+        m.attributes.push(RuleAttribute::FwMask(mask));
+    }
+    if let Some(p) = s.ipproto {
+        m.attributes
+            .push(RuleAttribute::IpProtocol(IpProtocol::from(p)));
+    }
+    let range = |(start, end)| RulePortRange { start, end };
+    if let Some(p) = s.sport {
+        m.attributes.push(RuleAttribute::SourcePortRange(range(p)));
+    }
+    if let Some(p) = s.dport {
+        m.attributes
+            .push(RuleAttribute::DestinationPortRange(range(p)));
+    }
+    if let Some((start, end)) = s.uid {
+        m.attributes
+            .push(RuleAttribute::UidRange(RuleUidRange { start, end }));
+    }
     m
 }
 
@@ -122,6 +146,14 @@ fn rule_spec(m: &RuleMessage, family: Family) -> RuleSpec {
             RuleAttribute::Destination(ip) => r.to = Some((*ip, m.header.dst_len)),
             RuleAttribute::Iifname(i) => r.iif = Some(i.clone()),
             RuleAttribute::Oifname(o) => r.oif = Some(o.clone()),
+            RuleAttribute::FwMark(v) => {
+                r.sel.fwmark = Some((*v, r.sel.fwmark.map_or(u32::MAX, |f| f.1)))
+            }
+            RuleAttribute::FwMask(v) => r.sel.fwmark = Some((r.sel.fwmark.map_or(0, |f| f.0), *v)),
+            RuleAttribute::IpProtocol(p) => r.sel.ipproto = Some(u8::from(*p)),
+            RuleAttribute::SourcePortRange(p) => r.sel.sport = Some((p.start, p.end)),
+            RuleAttribute::DestinationPortRange(p) => r.sel.dport = Some((p.start, p.end)),
+            RuleAttribute::UidRange(u) => r.sel.uid = Some((u.start, u.end)),
             _ => {}
         }
     }
@@ -133,6 +165,7 @@ mod tests {
     use super::*;
     use crate::addr::Family;
     use crate::netlink::rules::{rules_for, AddressSpec};
+    use rtnetlink::packet_core::{Emitable, Parseable};
 
     #[test]
     fn rule_messages_round_trip() {
@@ -146,5 +179,25 @@ mod tests {
             assert_eq!(m.header.action, RuleAction::ToTable);
             assert_eq!(rule_spec(&m, Family::Inet), rule);
         }
+        // A policy's selectors, through the bytes and back.
+        let mut r = RuleSpec::new(Family::Inet6, 0x4d48_0001);
+        r.priority = 40010;
+        r.iif = Some("lan0".into());
+        r.sel = crate::netlink::rules::Selectors {
+            ipproto: Some(6),
+            sport: Some((1024, 65535)),
+            dport: Some((443, 443)),
+            uid: Some((2000, 2999)),
+            fwmark: Some((0x10, 0xf0)),
+        };
+        let m = rule_message(&r);
+        let mut buf = vec![0; m.buffer_len()];
+        m.emit(&mut buf);
+        let back = RuleMessage::parse(buf.as_slice()).unwrap();
+        assert_eq!(rule_spec(&back, Family::Inet6), r);
+        assert_eq!(
+            r.to_string(),
+            "40010:\tfrom all iif lan0 fwmark 0x10/0xf0 ipproto tcp sport 1024-65535 dport 443 uidrange 2000-2999 lookup 1296564225"
+        );
     }
 }

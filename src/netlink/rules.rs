@@ -59,6 +59,20 @@ pub struct RuleSpec {
     pub iif: Option<String>,
     pub oif: Option<String>,
     pub table: u32,
+    /// A policy rule's further selectors.
+    pub sel: Selectors,
+}
+
+/// Selectors of a policy's rules beside the addresses and devices.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Selectors {
+    /// IP protocol number (6 tcp, 17 udp).
+    pub ipproto: Option<u8>,
+    pub sport: Option<(u16, u16)>,
+    pub dport: Option<(u16, u16)>,
+    pub uid: Option<(u32, u32)>,
+    /// Mark and mask.
+    pub fwmark: Option<(u32, u32)>,
 }
 
 impl RuleSpec {
@@ -72,6 +86,7 @@ impl RuleSpec {
             iif: None,
             oif: None,
             table,
+            sel: Selectors::default(),
         }
     }
 }
@@ -93,6 +108,29 @@ impl fmt::Display for RuleSpec {
         }
         if let Some(o) = &self.oif {
             write!(f, " oif {o}")?;
+        }
+        let s = &self.sel;
+        if let Some((m, mask)) = s.fwmark {
+            write!(f, " fwmark {m:#x}")?;
+            if mask != u32::MAX {
+                write!(f, "/{mask:#x}")?;
+            }
+        }
+        match s.ipproto {
+            Some(6) => write!(f, " ipproto tcp")?,
+            Some(17) => write!(f, " ipproto udp")?,
+            Some(p) => write!(f, " ipproto {p}")?,
+            None => {}
+        }
+        let range = |f: &mut fmt::Formatter<'_>, name: &str, r: Option<(u16, u16)>| match r {
+            Some((a, b)) if a == b => write!(f, " {name} {a}"),
+            Some((a, b)) => write!(f, " {name} {a}-{b}"),
+            None => Ok(()),
+        };
+        range(f, "sport", s.sport)?;
+        range(f, "dport", s.dport)?;
+        if let Some((a, b)) = s.uid {
+            write!(f, " uidrange {a}-{b}")?;
         }
         write!(f, " lookup {}", self.table)
     }

@@ -13,10 +13,12 @@ use crate::addr::family_of;
 use crate::agent::config::MainMode;
 use crate::agent::routes::{fits, onlink, ra_owned, uplink_route};
 use crate::netlink::routes::{
-    uplink_routes, KernelRoute, MainPolicy, RouteKey, RouteSpec, StaticRoute, Uplink,
+    uplink_routes, Hop, KernelRoute, MainPolicy, RouteKey, RouteKind, RouteSpec, StaticRoute,
+    Uplink,
 };
 use crate::netlink::rules::{address_rules, AddressSpec, RuleSpec, PRIO_FROM};
 use crate::netlink::IFAPROT_KERNEL_RA;
+use crate::policy::Candidate;
 
 /// A route we want, and when it expires (RA routes).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,8 +99,51 @@ impl Model {
                     .extend(self.downstream.rules(*family, *t, self.unbound_priority));
             }
         }
+        if !self.stopping {
+            let p = self.policy_plan(&d);
+            d.rules.extend(p.rules);
+            for r in p.routes {
+                d.route(r, None);
+            }
+        }
         self.leaving_main(&mut d);
         d
+    }
+
+    /// The policies' tables and rules, from the uplinks, their health and
+    /// the default route each uplink's table is to hold.
+    pub fn policy_plan(&self, d: &Desired) -> crate::policy::PolicyPlan {
+        let p = &self.cfg.policies;
+        if p.list.is_empty() {
+            return Default::default();
+        }
+        let cands: Vec<Candidate> = self
+            .uplinks()
+            .into_iter()
+            .map(|u| {
+                let default = d
+                    .routes
+                    .values()
+                    .map(|w| &w.spec)
+                    .filter(|s| s.table == u.table && s.prefix_len == 0 && s.hops.is_empty())
+                    .filter(|s| s.kind == RouteKind::Unicast)
+                    .min_by_key(|s| s.key().metric)
+                    .map(|s| Hop {
+                        gateway: s.gateway,
+                        ifindex: s.ifindex,
+                        weight: 1,
+                        onlink: s.onlink,
+                    });
+                Candidate {
+                    health: self.health_of(&u.ifname, &u.address),
+                    ifname: u.ifname,
+                    family: u.family,
+                    address: u.address,
+                    default,
+                }
+            })
+            .collect();
+        crate::policy::plan(p, &cands)
     }
 
     /// The table a privacy address's `from` rule points at: its stable

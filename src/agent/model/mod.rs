@@ -354,6 +354,8 @@ mod asks_tests;
 #[cfg(test)]
 mod mptcp_tests;
 #[cfg(test)]
+mod policy_tests;
+#[cfg(test)]
 mod sim;
 #[cfg(test)]
 mod tests;

@@ -57,7 +57,7 @@ impl Model {
         self.settled = false;
     }
 
-    fn health_of(&self, ifname: &str, address: &IpAddr) -> LinkState {
+    pub(super) fn health_of(&self, ifname: &str, address: &IpAddr) -> LinkState {
         let key = (ifname.to_owned(), family_of(address));
         self.mptcp
             .health

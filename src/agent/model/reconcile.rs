@@ -17,6 +17,7 @@ use crate::netlink::rules::{
     address_rules, AddressSpec, RuleSpec, PRIO_BOUND_DEVICE, PRIO_FROM, PRIO_IIF_LO, PRIO_TO,
     RT_PROTO,
 };
+use crate::policy::config::{MAX_POLICIES, PRIO_LAST_RULE, PRIO_MARK};
 use crate::ratelimit::{RateLimit, Verdict};
 
 /// Repairs of one thing more often than this in `WINDOW` are held back.
@@ -103,6 +104,7 @@ fn ours_at(priority: u32, unbound: u32) -> bool {
         priority,
         PRIO_BOUND_DEVICE | PRIO_FROM | PRIO_TO | PRIO_IIF_LO
     ) || priority == unbound
+        || (PRIO_MARK..=PRIO_LAST_RULE).contains(&priority)
 }
 
 impl Model {
@@ -196,6 +198,10 @@ impl Model {
     /// (this run or the last), or named by rules for a managed interface;
     /// never one another interface's rules claim (a standalone client's).
     fn owned_table(&self, t: u32, claims: &BTreeMap<u32, (bool, bool)>) -> bool {
+        let base = self.cfg.policies.base;
+        if (base..base.saturating_add(MAX_POLICIES)).contains(&t) {
+            return true;
+        }
         let (managed, foreign) = claims.get(&t).copied().unwrap_or_default();
         if foreign {
             return false;
@@ -324,7 +330,7 @@ pub(super) fn kernel_route(spec: &RouteSpec, expires: bool) -> KernelRoute {
         dest: spec.dest,
         prefix_len: spec.prefix_len,
         gateway: spec.gateway,
-        oif: Some(spec.ifindex),
+        oif: (spec.ifindex != 0).then_some(spec.ifindex),
         protocol: match spec.origin {
             crate::netlink::routes::Origin::Proto(p) => p,
             _ => RT_PROTO,
@@ -333,7 +339,8 @@ pub(super) fn kernel_route(spec: &RouteSpec, expires: bool) -> KernelRoute {
         src: spec.src,
         link_scope: spec.link_scope,
         onlink: spec.onlink,
-        unicast: true,
+        kind: spec.kind,
+        hops: spec.hops.clone(),
         expires,
     }
 }

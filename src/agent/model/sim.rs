@@ -95,7 +95,8 @@ pub fn route(dest: &str, len: u8, gw: Option<&str>, oif: u32, proto: u8) -> Kern
         src: None,
         link_scope: gw.is_none(),
         onlink: false,
-        unicast: true,
+        kind: Default::default(),
+        hops: Vec::new(),
         expires: false,
     }
 }
